@@ -1,0 +1,70 @@
+"""Shared fixtures: tiny feature files in the exact published layouts, a temporary store."""
+
+from __future__ import annotations
+
+import os
+import pickle
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+# Tests never touch the user's store, MLflow or Ray results.
+os.environ.setdefault("RAY_ENABLE_UV_RUN_RUNTIME_ENV", "0")
+
+DIMS = {"mosei": (300, 74, 35), "mosi": (300, 5, 20)}
+
+
+def make_split(rng: np.random.Generator, n: int, L: int, dims, fmt: str) -> dict:
+    """One split of a feature file, front-padded, in the MulT or MMSA layout."""
+    lengths = rng.integers(2, L + 1, size=n)
+    valid = np.arange(L)[None, :] >= (L - lengths[:, None])  # (n, L)
+    feats = {
+        m: (rng.standard_normal((n, L, d)).astype(np.float32) * valid[..., None])
+        for m, d in zip(("text", "audio", "vision"), dims, strict=True)
+    }
+    labels = np.round(rng.uniform(-3, 3, size=n) * 3) / 3
+    ids = np.array([f"vid{i}" for i in range(n)])
+    if fmt == "mult":
+        return {**feats, "labels": labels.reshape(n, 1, 1).astype(np.float32), "id": ids}
+    return {
+        **feats,
+        "regression_labels": labels.astype(np.float32),
+        "id": ids,
+        "raw_text": np.array(["some words"] * n),
+        "audio_lengths": lengths.tolist(),
+        "vision_lengths": lengths.tolist(),
+        "text_bert": np.zeros((n, 3, L), np.float32),
+    }
+
+
+def make_feature_obj(fmt: str = "mult", like: str = "mosei", L: int = 7, seed: int = 0, n=(9, 4, 5)):
+    rng = np.random.default_rng(seed)
+    return {
+        s: make_split(rng, k, L, DIMS[like], fmt)
+        for s, k in zip(("train", "valid", "test"), n, strict=True)
+    }
+
+
+def write_pickle(obj, path: Path) -> Path:
+    with path.open("wb") as fh:
+        pickle.dump(obj, fh, protocol=4)
+    return path
+
+
+@pytest.fixture
+def store(tmp_path: Path, monkeypatch) -> Path:
+    """An empty dataset store, also set as $TUNE_M3_DATA_DIR."""
+    root = tmp_path / "store"
+    monkeypatch.setenv("TUNE_M3_DATA_DIR", str(root))
+    return root
+
+
+@pytest.fixture
+def mult_file(tmp_path: Path) -> Path:
+    return write_pickle(make_feature_obj("mult"), tmp_path / "mosei_senti_data.pkl")
+
+
+@pytest.fixture
+def mmsa_file(tmp_path: Path) -> Path:
+    return write_pickle(make_feature_obj("mmsa"), tmp_path / "aligned_50.pkl")

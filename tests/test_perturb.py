@@ -1,0 +1,169 @@
+"""ModalityPerturbation (NAACL 2022 robust training) and AugmentPipeline."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from tune_m3.augment import AugmentPipeline, ModalityMasking, ModalityPerturbation
+
+DIMS = (8, 3, 5)
+
+
+def batch(b=20, n=6, dims=DIMS, offset=5.0):
+    # offset keeps every clean value far from 0, so "zeroed" and "noised" are easy to tell apart
+    g = torch.Generator().manual_seed(0)
+    return [torch.rand(b, n, d, generator=g) + offset for d in dims]
+
+
+def classify(x, out):
+    """(missing, noisy, clean) sample-index sets of the target modality."""
+    missing = {i for i in range(x.shape[0]) if torch.all(out[i] == 0)}
+    changed = {i for i in range(x.shape[0]) if not torch.equal(out[i], x[i])}
+    return missing, changed - missing, set(range(x.shape[0])) - changed
+
+
+@pytest.mark.parametrize(
+    ("b", "p_missing", "p_noise", "k_missing", "k_noise"),
+    [
+        (20, 0.15, 0.25, 3, 5),
+        (32, 0.15, 0.15, 5, 5),  # the paper's "total 30 %" at batch size 32
+        (10, 0.05, 0.05, 1, 1),  # 0.5 rounds half up, not to even
+        (7, 0.5, 0.5, 4, 3),  # k_noise capped at B - k_missing
+        (16, 0.0, 0.3, 0, 5),
+        (16, 1.0, 0.0, 16, 0),
+    ],
+)
+def test_exact_counts_and_disjoint_sets(b, p_missing, p_noise, k_missing, k_noise):
+    mods = batch(b)
+    layer = ModalityPerturbation(p_missing, p_noise, sigma=1.0, target=0, seed=0).train()
+    assert layer.counts(b) == (k_missing, k_noise)
+    for _ in range(3):
+        out = layer(mods)
+        missing, noisy, clean = classify(mods[0], out[0])
+        assert (len(missing), len(noisy)) == (k_missing, k_noise)
+        assert len(clean) == b - k_missing - k_noise
+        # other modalities are untouched
+        assert torch.equal(out[1], mods[1]) and torch.equal(out[2], mods[2])
+
+
+def test_sample_indices_tell_which_samples_forward_perturbed():
+    mods = batch(24)
+    layer = ModalityPerturbation(0.25, 0.25, seed=3).train()
+    twin = ModalityPerturbation(0.25, 0.25, seed=3)
+    for _ in range(3):
+        out = layer(mods)
+        missing_idx, noisy_idx = twin.sample_indices(24)
+        assert set(missing_idx.tolist()).isdisjoint(noisy_idx.tolist())
+        missing, noisy, _ = classify(mods[0], out[0])
+        assert missing == set(missing_idx.tolist())
+        assert noisy == set(noisy_idx.tolist())
+
+
+def test_noise_has_standard_deviation_sigma_and_zero_mean():
+    mods = [torch.ones(64, 50, 32), torch.ones(64, 50, 2)]
+    layer = ModalityPerturbation(0.0, 0.5, sigma=2.5, target=0, seed=1).train()
+    out = layer(mods)
+    _, noisy_idx = ModalityPerturbation(0.0, 0.5, sigma=2.5, seed=1).sample_indices(64)
+    noise = out[0][noisy_idx] - 1.0
+    assert abs(noise.std().item() - 2.5) < 0.05
+    assert abs(noise.mean().item()) < 0.05
+
+
+def test_noise_only_on_valid_steps_when_lengths_given():
+    b, n = 16, 9
+    lengths = torch.tensor([9, 1, 4, 7] * 4)
+    mods = batch(b, n)
+    for i, length in enumerate(lengths.tolist()):  # front padding: zeros first
+        for m in mods:
+            m[i, : n - length] = 0.0
+    layer = ModalityPerturbation(0.0, 1.0, sigma=1.0, target=1, seed=2).train()
+    out = layer(mods, lengths)
+    for i, length in enumerate(lengths.tolist()):
+        assert torch.all(out[1][i, : n - length] == 0), "padding must stay zero"
+        assert torch.all(out[1][i, n - length :] != mods[1][i, n - length :])
+    # without lengths every step is noised
+    out = ModalityPerturbation(0.0, 1.0, seed=2).train()([m.clone() for m in mods])
+    assert torch.all(out[0] != mods[0])
+
+
+def test_eval_mode_is_identity():
+    mods = batch()
+    out = ModalityPerturbation(0.5, 0.5, seed=0).eval()(mods)
+    assert all(a is b for a, b in zip(mods, out, strict=True))
+
+
+def test_determinism_and_generator_state():
+    mods = batch()
+    a = ModalityPerturbation(0.2, 0.3, seed=7).train()
+    b = ModalityPerturbation(0.2, 0.3, seed=7).train()
+    c = ModalityPerturbation(0.2, 0.3, seed=8).train()
+    oa, ob, oc = a(mods), b(mods), c(mods)
+    assert torch.equal(oa[0], ob[0]) and not torch.equal(oa[0], oc[0])
+    state = a.generator_state()
+    expected = a(mods)[0]
+    a.set_generator_state(state)
+    assert torch.equal(a(mods)[0], expected)
+
+
+def test_inputs_untouched_and_gradients_flow():
+    mods = [m.requires_grad_() for m in batch()]
+    before = mods[0].detach().clone()
+    out = ModalityPerturbation(0.25, 0.25, seed=0).train()(mods)
+    out[0].sum().backward()
+    assert torch.equal(mods[0].detach(), before)
+    zero_rows = (mods[0].grad == 0).all(-1).all(-1)
+    assert zero_rows.sum() == 5  # d out/d in is 0 exactly on the missing samples
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "name"),
+    [
+        ({"p_missing": -0.1}, "p_missing"),
+        ({"p_missing": 1.1}, "p_missing"),
+        ({"p_noise": 2.0}, "p_noise"),
+        ({"p_missing": 0.6, "p_noise": 0.5}, "p_missing \\+ p_noise"),
+        ({"sigma": -1.0}, "sigma"),
+        ({"sigma": float("nan")}, "sigma"),
+        ({"target": -1}, "target"),
+    ],
+)
+def test_invalid_arguments_are_refused_by_name(kwargs, name):
+    with pytest.raises(ValueError, match=name):
+        ModalityPerturbation(**kwargs)
+
+
+def test_target_beyond_the_modalities_is_an_error():
+    with pytest.raises(ValueError, match="target=3"):
+        ModalityPerturbation(0.5, target=3).train()(batch())
+
+
+# ---------------------------------------------------------------------------------------------
+# AugmentPipeline
+
+
+def test_empty_pipeline_is_identity():
+    mods = batch()
+    out = AugmentPipeline().train()(mods)
+    assert all(a is b for a, b in zip(mods, out, strict=True))
+
+
+def test_pipeline_applies_layers_in_order_and_checkpoints_them():
+    mods = [torch.ones(32, 10, d) for d in DIMS]
+    pipe = AugmentPipeline(
+        [
+            ModalityMasking("m3", p_mask=1.0, modal_probs=(0, 1, 0), seed=0),
+            ModalityPerturbation(p_missing=0.5, target=0, seed=1),
+        ]
+    ).train()
+    state = pipe.generator_state()
+    out = pipe(mods, lengths=torch.full((32,), 10))
+    assert torch.all(out[1] == 0)  # masking: audio always masked
+    assert (out[0] == 0).all(-1).all(-1).sum() == 16  # perturbation: half the text missing
+    pipe.set_generator_state(state)
+    again = pipe(mods)
+    assert all(torch.equal(a, b) for a, b in zip(out, again, strict=True))
+    pipe.eval()
+    assert all(torch.equal(a, b) for a, b in zip(pipe(mods), mods, strict=True))
+    with pytest.raises(ValueError, match="2 layers"):
+        pipe.set_generator_state(state[:1])

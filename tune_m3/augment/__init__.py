@@ -1,0 +1,66 @@
+"""Training-time augmentation of modality representations.
+
+- :class:`ModalityMasking`: M3 (hard), soft M3, random mask (M3 paper, eq. 4-5 and Table 1).
+- :class:`ModalityPerturbation`: missing/noisy target modality per batch (NAACL 2022 robust
+  training).
+- :class:`AugmentPipeline`: several of them in order, e.g. masking then perturbation.
+
+Every layer takes and returns a list of (B, N, d_l) tensors, ``forward(mods, lengths=None)``, is
+the identity in eval mode, and draws its randomness from its own seeded ``torch.Generator``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+from torch import Tensor, nn
+
+from tune_m3.augment.masking import ModalityMasking
+from tune_m3.augment.perturb import ModalityPerturbation
+
+__all__ = ["AugmentPipeline", "ModalityMasking", "ModalityPerturbation"]
+
+
+class AugmentPipeline(nn.Module):
+    """Apply augmentation layers in order; with no layers it is the identity.
+
+    Args:
+        layers: modules with ``forward(mods, lengths=None) -> list[Tensor]``.
+
+    Example::
+
+        aug = AugmentPipeline([ModalityMasking("m3", p_mask=0.2, seed=0),
+                               ModalityPerturbation(p_missing=0.15, p_noise=0.15, seed=1)])
+        reps = aug(reps, lengths)
+    """
+
+    def __init__(self, layers: Iterable[nn.Module] = ()):
+        super().__init__()
+        self.layers = nn.ModuleList(layers)
+
+    def __len__(self) -> int:
+        return len(self.layers)
+
+    def forward(self, mods: Sequence[Tensor], lengths: Tensor | None = None) -> list[Tensor]:
+        out = list(mods)
+        for layer in self.layers:
+            out = layer(out, lengths)
+        return out
+
+    def generator_state(self) -> list[Any]:
+        """One entry per layer: its ``generator_state()``, or None if it has no generator."""
+        return [
+            layer.generator_state() if hasattr(layer, "generator_state") else None
+            for layer in self.layers
+        ]
+
+    def set_generator_state(self, state: Sequence[Any]) -> None:
+        """Restore states from ``generator_state()`` (same layers, same order)."""
+        if len(state) != len(self.layers):
+            raise ValueError(
+                f"state has {len(state)} entries but the pipeline has {len(self.layers)} layers"
+            )
+        for layer, s in zip(self.layers, state, strict=True):
+            if s is not None:
+                layer.set_generator_state(s)

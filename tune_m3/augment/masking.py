@@ -1,0 +1,297 @@
+"""ModalityMasking: M3 (MultiModal Masking) and its ablation variants as one layer.
+
+References: Georgiou, Paraskevopoulos, Potamianos, "M3: MultiModal Masking applied to sentiment
+analysis", Interspeech 2021, sec. 2.2 (eq. 4-5) and sec. 4.1 (Table 1 variants); the authors' code
+github.com/efthymisgeo/multimodal-masking, ``modules/mmdrop.py``.
+
+Symbols of the paper and their names here:
+
+    pM                      p_mask        probability that a mask unit is masked at all
+    pL = (πT, πA, πV)       modal_probs   which modality is masked, given that one is (sum to 1)
+    µM, µΠ, µM3 (eq. 4)     drawn inside forward(); never stored
+
+The layer takes M modality representations m_l of shape (B, N, d_l) (batch, time steps, features;
+d_l may differ per modality, M may be any number >= 1) and returns M tensors of the same shapes.
+It is parameter-free and is the identity in eval mode.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any, Literal
+
+import torch
+from torch import Tensor, nn
+
+Scheme = Literal["none", "m3", "soft_m3", "random_mask"]
+Granularity = Literal["timestep", "sample", "batch"]
+
+SCHEMES: tuple[str, ...] = ("none", "m3", "soft_m3", "random_mask")
+GRANULARITIES: tuple[str, ...] = ("timestep", "sample", "batch")
+
+
+def _resolve_seed(seed: int | None) -> int:
+    """A concrete seed: ``seed`` itself, or one drawn from torch's global RNG.
+
+    Drawing from the global RNG (rather than from the clock) means ``torch.manual_seed(s)`` before
+    building the layers still makes every run identical.
+    """
+    if seed is not None:
+        return int(seed)
+    return int(torch.randint(0, 2**62, (1,)).item())
+
+
+class OwnedGenerator:
+    """A lazily created ``torch.Generator`` with a checkpointable state.
+
+    The generator is created on the device of the first input it serves, seeded with ``seed``.
+    Moving the owning layer to another device starts a fresh stream there from ``seed`` (a CPU
+    generator state cannot be loaded into a CUDA generator).
+    """
+
+    def __init__(self, seed: int | None):
+        self.seed = _resolve_seed(seed)
+        self._gen: torch.Generator | None = None
+        self._pending: dict[str, Any] | None = None
+
+    def get(self, device: torch.device) -> torch.Generator:
+        if self._gen is None or self._gen.device != device:
+            gen = torch.Generator(device=device)
+            gen.manual_seed(self.seed)
+            pending = self._pending
+            if pending is not None and pending["state"] is not None:
+                if torch.device(pending["device"]).type == device.type:
+                    gen.set_state(pending["state"])
+            self._pending = None
+            self._gen = gen
+        return self._gen
+
+    def state(self) -> dict[str, Any]:
+        if self._gen is None:
+            # not created yet: the stream starts from `seed` (or from a state restored earlier)
+            if self._pending is not None:
+                return dict(self._pending)
+            return {"seed": self.seed, "device": None, "state": None}
+        return {"seed": self.seed, "device": str(self._gen.device), "state": self._gen.get_state()}
+
+    def set_state(self, state: dict[str, Any]) -> None:
+        if not {"seed", "device", "state"} <= set(state):
+            raise ValueError(
+                "generator state must be a dict with keys 'seed', 'device', 'state' "
+                f"(as returned by generator_state()); got keys {sorted(state)}"
+            )
+        self.seed = int(state["seed"])
+        self._gen = None
+        self._pending = {
+            "seed": self.seed,
+            "device": state["device"],
+            "state": None if state["state"] is None else state["state"].clone(),
+        }
+
+
+def check_mods(mods: Sequence[Tensor]) -> tuple[int, int]:
+    """Check a list of (B, N, d_l) tensors with a common B and N; return (B, N)."""
+    if isinstance(mods, Tensor) or len(mods) == 0:
+        raise ValueError("mods must be a non-empty sequence of (B, N, d_l) tensors")
+    for i, m in enumerate(mods):
+        if m.dim() != 3:
+            raise ValueError(f"mods[{i}] must have shape (B, N, d); got {tuple(m.shape)}")
+    B, N = mods[0].shape[:2]
+    for i, m in enumerate(mods):
+        if tuple(m.shape[:2]) != (B, N):
+            raise ValueError(
+                f"all modalities must share (B, N); mods[0] has {(B, N)}, "
+                f"mods[{i}] has {tuple(m.shape[:2])}"
+            )
+    return B, N
+
+
+class ModalityMasking(nn.Module):
+    """Structured masking of whole modalities (M3) and its Table-1 variants, in one layer.
+
+    Laws, for M modalities, a mask *unit* u (see ``granularity``) and modality l:
+
+    - ``"m3"`` (paper eq. 4-5). At each unit, with probability ``p_mask`` (pM) one modality is
+      masked, and which one is drawn from Cat(``modal_probs``) = Cat(πT, πA, πV); its whole feature
+      vector is set to zero. Hence P(m_l zeroed at an element) = p_mask · π_l, and at most one
+      modality is zeroed per unit.
+    - ``"soft_m3"``. The unit and the chosen modality are drawn exactly as in ``"m3"``, but only a
+      Bernoulli(``p_feature``) subset of that modality's features is zeroed (a fresh subset per
+      masked unit). P(element of m_l zeroed) = p_mask · π_l · p_feature.
+    - ``"random_mask"``. Dropout-like: every feature element of every modality is zeroed
+      independently with probability ``p_mask``; ``modal_probs`` and ``granularity`` are ignored.
+    - ``"none"``. The identity (the paper's "Baseline" row).
+
+    ``granularity`` chooses the mask unit of ``"m3"``/``"soft_m3"``:
+
+    - ``"timestep"`` (default): one unit per (sample b, time step i), the paper's text ("applied at
+      every sample of the batch and at every time step i").
+    - ``"sample"``: one unit per sample b; the same modality is masked at all its time steps.
+    - ``"batch"``: what the authors' code does (``HardMultimodalMasking`` with
+      ``m3_sequential=True``): the mask/no-mask decision is drawn ONCE per batch, then, if the batch
+      is masked, a modality per (sample, time step). The marginal P(zeroed) = p_mask · π_l is the
+      same as ``"timestep"``, but masking comes in all-or-nothing batches, so its variance across
+      batches is much larger. Use it to reproduce the authors' runs, not the paper's equations.
+
+    ``rescale=True`` divides kept elements by 1 − P(zeroed) of their modality (1 − p_mask·π_l for
+    m3, 1 − p_mask·π_l·p_feature for soft_m3, 1 − p_mask for random_mask), so each element's
+    expectation is preserved, as in inverted dropout. The paper does not rescale (default False).
+    Note the authors' "rescaling trick" (``masking=False``) is different: it multiplies every
+    modality by 1/(1 − p/M) regardless of modal_probs.
+
+    Args:
+        scheme: ``"none"``, ``"m3"``, ``"soft_m3"`` or ``"random_mask"``.
+        p_mask: pM in [0, 1].
+        modal_probs: (π_1, ..., π_M), non-negative, summing to 1. None = uniform 1/M, with M taken
+            from ``n_modalities`` or else from the first forward call.
+        granularity: ``"timestep"``, ``"sample"`` or ``"batch"``.
+        p_feature: soft_m3 only: the fraction of the chosen modality's features zeroed, in [0, 1].
+        rescale: inverse-probability rescaling of the kept elements (see above).
+        seed: seed of the layer's own ``torch.Generator``. None draws one from torch's global RNG
+            at construction, so ``torch.manual_seed`` still makes runs reproducible.
+        n_modalities: M, when ``modal_probs`` is None and you want it fixed up front.
+
+    Example::
+
+        m3 = ModalityMasking("m3", p_mask=0.2, modal_probs=(0.6, 0.2, 0.2), seed=0)
+        m_t, m_a, m_v = m3([m_t, m_a, m_v])  # each (B, N, d_l), unchanged under m3.eval()
+
+    Notes:
+        - Randomness comes only from the layer's generator (created lazily on the inputs' device);
+          ``generator_state()``/``set_generator_state()`` let a checkpoint resume the same masks.
+        - Masks multiply; inputs are never modified in place, dtype and device are kept.
+        - The mask units include padded time steps; they are zero already, so this is harmless,
+          but the observed masking rate on valid steps is still p_mask · π_l.
+    """
+
+    def __init__(
+        self,
+        scheme: Scheme = "m3",
+        p_mask: float = 0.2,
+        modal_probs: Sequence[float] | None = None,
+        granularity: Granularity = "timestep",
+        p_feature: float = 0.5,
+        rescale: bool = False,
+        seed: int | None = None,
+        n_modalities: int | None = None,
+    ):
+        super().__init__()
+        if scheme not in SCHEMES:
+            raise ValueError(f"scheme must be one of {SCHEMES}; got {scheme!r}")
+        if granularity not in GRANULARITIES:
+            raise ValueError(f"granularity must be one of {GRANULARITIES}; got {granularity!r}")
+        if not 0.0 <= float(p_mask) <= 1.0:
+            raise ValueError(f"p_mask must be in [0, 1]; got {p_mask}")
+        if not 0.0 <= float(p_feature) <= 1.0:
+            raise ValueError(f"p_feature must be in [0, 1]; got {p_feature}")
+        if n_modalities is not None and int(n_modalities) < 1:
+            raise ValueError(f"n_modalities must be >= 1; got {n_modalities}")
+        if modal_probs is not None:
+            probs = tuple(float(p) for p in modal_probs)
+            if len(probs) == 0:
+                raise ValueError("modal_probs must not be empty")
+            if any(p < 0 or p != p for p in probs):
+                raise ValueError(f"modal_probs must be non-negative; got {probs}")
+            if abs(sum(probs) - 1.0) > 1e-6:
+                raise ValueError(f"modal_probs must sum to 1 (within 1e-6); got sum {sum(probs)}")
+            if n_modalities is not None and len(probs) != int(n_modalities):
+                raise ValueError(
+                    f"modal_probs has {len(probs)} entries but n_modalities={n_modalities}"
+                )
+            self.modal_probs: tuple[float, ...] | None = probs
+        elif n_modalities is not None:
+            self.modal_probs = (1.0 / int(n_modalities),) * int(n_modalities)
+        else:
+            self.modal_probs = None  # uniform, M fixed at the first forward
+        self.scheme = scheme
+        self.p_mask = float(p_mask)
+        self.granularity = granularity
+        self.p_feature = float(p_feature)
+        self.rescale = bool(rescale)
+        self._rng = OwnedGenerator(seed)
+
+    # ----------------------------------------------------------------------------------------
+    # randomness that a checkpoint can carry
+
+    @property
+    def seed(self) -> int:
+        return self._rng.seed
+
+    def generator_state(self) -> dict[str, Any]:
+        """The generator's state: ``{"seed", "device", "state"}`` (torch.save-able)."""
+        return self._rng.state()
+
+    def set_generator_state(self, state: dict[str, Any]) -> None:
+        """Restore a state from ``generator_state()``; the next masks continue that stream."""
+        self._rng.set_state(state)
+
+    # ----------------------------------------------------------------------------------------
+
+    def zero_prob(self, k: int) -> float:
+        """P(an element of modality k is zeroed) in train mode, under this layer's law."""
+        if self.scheme == "none":
+            return 0.0
+        if self.scheme == "random_mask":
+            return self.p_mask
+        assert self.modal_probs is not None, "modal_probs unknown before the first forward"
+        q = self.p_mask * self.modal_probs[k]
+        return q * self.p_feature if self.scheme == "soft_m3" else q
+
+    def _probs_for(self, n: int) -> tuple[float, ...]:
+        if self.modal_probs is None:
+            self.modal_probs = (1.0 / n,) * n
+        if len(self.modal_probs) != n:
+            raise ValueError(
+                f"modal_probs has {len(self.modal_probs)} entries but forward got {n} modalities"
+            )
+        return self.modal_probs
+
+    def forward(self, mods: Sequence[Tensor], lengths: Tensor | None = None) -> list[Tensor]:
+        """Mask a list of M tensors (B, N, d_l); ``lengths`` is accepted for a common signature."""
+        B, N = check_mods(mods)
+        probs = self._probs_for(len(mods))
+        if not self.training or self.scheme == "none" or self.p_mask == 0.0:
+            return list(mods)
+
+        device = mods[0].device
+        gen = self._rng.get(device)
+
+        if self.scheme == "random_mask":
+            out = []
+            for k, m in enumerate(mods):
+                keep = torch.rand(m.shape, generator=gen, device=device) >= self.p_mask
+                out.append(m * self._keep_factor(keep, k, m.dtype))  # (B, N, d_l)
+            return out
+
+        # eq. 4: µM ~ Be(pM) per unit, µΠ ~ Cat(π) per unit; a modality is zeroed where both say so
+        unit = {"timestep": (B, N), "sample": (B, 1), "batch": (1, 1)}[self.granularity]
+        choice = (B, N) if self.granularity == "batch" else unit
+        masked = torch.rand(unit, generator=gen, device=device) < self.p_mask  # (B|1, N|1)
+        p = torch.tensor(probs, dtype=torch.float, device=device)
+        n_draw = choice[0] * choice[1]
+        which = torch.multinomial(p, n_draw, replacement=True, generator=gen).view(choice)
+
+        out = []
+        for k, m in enumerate(mods):
+            zeroed = (masked & (which == k)).unsqueeze(-1)  # (B, N|1, 1)
+            if self.scheme == "soft_m3":
+                # a fresh Bernoulli(p_feature) subset of the features at every masked unit
+                feats = torch.rand((*choice, m.shape[-1]), generator=gen, device=device)
+                zeroed = zeroed & (feats < self.p_feature)  # (B, N|1, d_l)
+            out.append(m * self._keep_factor(~zeroed, k, m.dtype))  # eq. 5: µ_l · m_l
+        return out
+
+    def _keep_factor(self, keep: Tensor, k: int, dtype: torch.dtype) -> Tensor:
+        factor = keep.to(dtype)
+        if self.rescale:
+            q = self.zero_prob(k)
+            if q < 1.0:  # q == 1: nothing is kept, nothing to rescale
+                factor = factor * (1.0 / (1.0 - q))
+        return factor
+
+    def extra_repr(self) -> str:
+        return (
+            f"scheme={self.scheme!r}, p_mask={self.p_mask}, modal_probs={self.modal_probs}, "
+            f"granularity={self.granularity!r}, p_feature={self.p_feature}, "
+            f"rescale={self.rescale}, seed={self.seed}"
+        )

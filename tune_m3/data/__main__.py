@@ -1,0 +1,97 @@
+"""``python -m tune_m3.data``: import feature files, build the synthetic benchmark, list the store."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+
+from tune_m3.data.api import build_synthetic, import_file
+from tune_m3.data.store import list_datasets, read_meta, resolve_data_dir
+from tune_m3.data.synthetic import SHAPES
+from tune_m3.errors import cli_main
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="python -m tune_m3.data",
+        description="Manage tune_m3's dataset store (Parquet per split; see docs/data.md).",
+    )
+    p.add_argument(
+        "--data-dir",
+        help="store directory (default: $TUNE_M3_DATA_DIR or ~/.cache/tune_m3/data)",
+    )
+    sub = p.add_subparsers(dest="cmd", required=True)
+
+    imp = sub.add_parser("import", help="convert a published feature pickle into the store")
+    imp.add_argument("file", help="the .pkl file (mosei_senti_data.pkl, mosi_data.pkl, aligned_50.pkl)")
+    imp.add_argument("--dataset", required=True, help="name to store it under, e.g. mosei or mosi")
+    imp.add_argument(
+        "--format",
+        default="mult",
+        choices=["mult", "mmsa"],
+        help="mult: MulT/MultiBench layout (default); mmsa: MMSA aligned_50.pkl",
+    )
+    imp.add_argument("--overwrite", action="store_true", help="replace an existing dataset")
+
+    syn = sub.add_parser("synth", help="build the synthetic MOSEI/MOSI-shaped benchmark")
+    syn.add_argument("--dataset", default="mosei", choices=sorted(SHAPES), help="shape to imitate")
+    syn.add_argument("--scale", type=float, default=1.0, help="fraction of the real split sizes")
+    syn.add_argument("--seed", type=int, default=0)
+    syn.add_argument("--name", help="store name (default synth_<dataset>[_x<scale>])")
+    syn.add_argument("--text-strength", type=float, help="weight of the text-borne signal")
+    syn.add_argument("--redundancy", type=float, help="how strongly audio/vision echo it")
+    syn.add_argument("--overwrite", action="store_true", help="replace an existing dataset")
+
+    info = sub.add_parser("info", help="what is in the store")
+    info.add_argument("name", nargs="?", help="one dataset (default: all)")
+    return p
+
+
+def _describe(meta) -> str:
+    kind = "SYNTHETIC" if meta.synthetic else "imported"
+    src = meta.source.get("path") or f"generator seed {meta.source.get('config', {}).get('seed')}"
+    dims = " ".join(f"{m}={d}" for m, d in meta.dims.items())
+    sizes = " ".join(f"{s}={n}" for s, n in meta.sizes.items())
+    bad = sum(sum(v.values()) for v in meta.nonfinite_replaced.values())
+    return (
+        f"{meta.name}  [{kind}{', like ' + meta.like if meta.synthetic and meta.like else ''}]\n"
+        f"  splits: {sizes}   L={meta.seq_len}   dims: {dims}\n"
+        f"  source: {src}   fingerprint {meta.fingerprint}\n"
+        f"  non-finite feature values replaced by 0: {bad}"
+    )
+
+
+@cli_main
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    root = resolve_data_dir(args.data_dir)
+    t0 = time.perf_counter()
+    if args.cmd == "import":
+        print(f"importing {args.file} ({args.format} layout) as '{args.dataset}' into {root}")
+        meta = import_file(args.file, args.dataset, args.format, root, args.overwrite)
+        print(_describe(meta))
+    elif args.cmd == "synth":
+        knobs = {
+            k: v
+            for k, v in {"text_strength": args.text_strength, "redundancy": args.redundancy}.items()
+            if v is not None
+        }
+        print(f"building the SYNTHETIC {args.dataset}-shaped benchmark (scale {args.scale:g}) in {root}")
+        meta = build_synthetic(
+            args.dataset, args.scale, args.seed, args.name, root, args.overwrite, progress=True, **knobs
+        )
+        print(_describe(meta))
+    else:
+        metas = [read_meta(args.name, root)] if args.name else list_datasets(root)
+        if not metas:
+            print(f"the store {root} is empty; see `python -m tune_m3.data --help`")
+        for m in metas:
+            print(_describe(m))
+        return 0
+    print(f"done in {time.perf_counter() - t0:.1f} s")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

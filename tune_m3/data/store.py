@@ -1,0 +1,310 @@
+"""The dataset store: one directory, one sub-directory per dataset, Parquet per split.
+
+Layout (decided here; ``docs/data.md`` explains it to users)::
+
+    <data dir>/                       $TUNE_M3_DATA_DIR, --data-dir, or ~/.cache/tune_m3/data
+      <name>/
+        meta.json                     DatasetMeta: dims, L, sizes, source fingerprint, synthetic flag
+        train.parquet valid.parquet test.parquet
+
+Each split file has one row per sample and the columns ``id`` (string), ``label`` (float32),
+``length`` (int32, valid steps of the front-padded sequence) and one column per modality of type
+``fixed_size_binary[L * d * 4]`` holding the sample's (L, d) features as little-endian float32,
+row-major (dims and L are in ``meta.json``).
+
+Why this shape: a fixed-size binary column is one contiguous buffer, so reading a split gives
+the whole (N, L, d) array as a zero-copy numpy *view* of the Arrow buffer, with no per-sample
+objects. We measured the obvious alternative, ``fixed_size_list<float32>``: Parquet stores it
+with repetition/definition levels per value, and reading MOSEI's text column then allocates
+twice its size and takes 6x longer (``bench/bench_store.py``). Each split is written as a single
+row group, uncompressed and without dictionary encoding, so that Arrow returns exactly one chunk
+per column: one buffer per modality, never a second copy from concatenating chunks. The file is
+read through a memory map; the decoded buffers are the only copy in anonymous memory.
+
+Writes are atomic: a dataset is written into a temporary sibling directory and renamed into
+place at the end, so an interrupted or failed import leaves nothing half-written.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+import time
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from tune_m3.data.formats import MODALITIES, SPLITS, CanonicalSplit
+from tune_m3.errors import UserError
+
+ENV_DATA_DIR = "TUNE_M3_DATA_DIR"
+STORE_FORMAT_VERSION = 1
+
+
+def default_data_dir() -> Path:
+    """``$TUNE_M3_DATA_DIR`` if set, else ``$XDG_CACHE_HOME/tune_m3/data`` (``~/.cache/...``)."""
+    env = os.environ.get(ENV_DATA_DIR)
+    if env:
+        return Path(env).expanduser()
+    cache = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    return Path(cache) / "tune_m3" / "data"
+
+
+def resolve_data_dir(data_dir: str | Path | None) -> Path:
+    return Path(data_dir).expanduser() if data_dir else default_data_dir()
+
+
+@dataclass
+class DatasetMeta:
+    """What a dataset is, written as ``meta.json`` beside its splits."""
+
+    name: str
+    synthetic: bool
+    modalities: tuple[str, ...]
+    dims: dict[str, int]  # modality -> feature size d
+    seq_len: int  # L
+    sizes: dict[str, int]  # split -> N
+    source: dict  # {"kind": "import", "path", "sha256", "format"} or {"kind": "synthetic", ...}
+    nonfinite_replaced: dict[str, dict[str, int]] = field(default_factory=dict)  # split -> modality -> n
+    like: str | None = None  # the real dataset a synthetic one imitates ("mosei", "mosi")
+    created: str = ""
+    format_version: int = STORE_FORMAT_VERSION
+
+    @property
+    def fingerprint(self) -> str:
+        """Short identity of the data: the source file's sha256, or the generator's parameter hash."""
+        return str(self.source.get("sha256") or self.source.get("fingerprint") or "")[:16]
+
+    def to_json(self) -> str:
+        d = asdict(self)
+        d["modalities"] = list(self.modalities)
+        return json.dumps(d, indent=2, sort_keys=True)
+
+    @classmethod
+    def from_json(cls, text: str) -> DatasetMeta:
+        d = json.loads(text)
+        d["modalities"] = tuple(d["modalities"])
+        return cls(**d)
+
+
+@dataclass(frozen=True)
+class Split:
+    """One split in memory. Arrays are read-only views of the store's buffers (no copies)."""
+
+    features: dict[str, np.ndarray]  # modality -> (N, L, d) float32
+    labels: np.ndarray  # (N,) float32
+    lengths: np.ndarray  # (N,) int32
+    ids: np.ndarray  # (N,) str
+
+    @property
+    def size(self) -> int:
+        return int(self.labels.shape[0])
+
+    def arrays(self) -> dict[str, np.ndarray]:
+        """Flat dict of arrays (for the Ray object store or a torch batch)."""
+        return {**self.features, "labels": self.labels, "lengths": self.lengths}
+
+
+@dataclass(frozen=True)
+class Dataset:
+    meta: DatasetMeta
+    splits: dict[str, Split]
+
+    @property
+    def name(self) -> str:
+        return self.meta.name
+
+    @property
+    def modalities(self) -> tuple[str, ...]:
+        return self.meta.modalities
+
+    def input_dims(self) -> tuple[int, ...]:
+        return tuple(self.meta.dims[m] for m in self.meta.modalities)
+
+
+# ----------------------------------------------------------------------------- writing
+
+
+def _split_table(split: CanonicalSplit) -> pa.Table:
+    n = split.size
+    columns: dict[str, pa.Array] = {
+        "id": pa.array(split.ids.astype(str), type=pa.string()),
+        "label": pa.array(split.labels.astype(np.float32)),
+        "length": pa.array(split.lengths.astype(np.int32)),
+    }
+    for m in MODALITIES:
+        x = np.ascontiguousarray(split.features[m], dtype="<f4")  # (N, L, d)
+        width = int(x.shape[1] * x.shape[2] * 4)
+        # zero-copy wrap of the numpy buffer: row b is the bytes of x[b]
+        columns[m] = pa.FixedSizeBinaryArray.from_buffers(
+            pa.binary(width), n, [None, pa.py_buffer(x)]
+        )
+    return pa.table(columns)
+
+
+def write_dataset(
+    data_dir: str | Path,
+    name: str,
+    splits: Mapping[str, CanonicalSplit],
+    *,
+    synthetic: bool,
+    source: dict,
+    like: str | None = None,
+    overwrite: bool = False,
+) -> DatasetMeta:
+    """Write ``splits`` as dataset ``name`` atomically (temp dir, then rename)."""
+    data_dir = Path(data_dir)
+    _check_name(name)
+    target = data_dir / name
+    if target.exists() and not overwrite:
+        raise UserError(
+            f"dataset '{name}' already exists in {data_dir}; pass --overwrite to replace it "
+            f"or --name to store it under another name"
+        )
+    first = splits[SPLITS[0]]
+    meta = DatasetMeta(
+        name=name,
+        synthetic=synthetic,
+        modalities=MODALITIES,
+        dims={m: int(first.features[m].shape[2]) for m in MODALITIES},
+        seq_len=int(first.features[MODALITIES[0]].shape[1]),
+        sizes={s: splits[s].size for s in SPLITS},
+        source=source,
+        nonfinite_replaced={s: dict(splits[s].nonfinite_replaced) for s in SPLITS},
+        like=like,
+        created=time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+    )
+    data_dir.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{name}.", suffix=".tmp", dir=data_dir))
+    try:
+        for s in SPLITS:
+            table = _split_table(splits[s])
+            pq.write_table(
+                table,
+                tmp / f"{s}.parquet",
+                row_group_size=max(1, table.num_rows),  # one row group -> one chunk on read
+                compression="none",
+                use_dictionary=False,
+            )
+        (tmp / "meta.json").write_text(meta.to_json())
+        if target.exists():
+            old = target.with_name(f".{name}.old-{os.getpid()}")
+            target.rename(old)
+            tmp.rename(target)
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            tmp.rename(target)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return meta
+
+
+def _check_name(name: str) -> None:
+    ok = name and all(c.isalnum() or c in "._-" for c in name) and not name.startswith(".")
+    if not ok:
+        raise UserError(
+            f"dataset name '{name}' is not allowed; use letters, digits, '.', '_' and '-' "
+            "(not starting with '.')"
+        )
+
+
+# ----------------------------------------------------------------------------- reading
+
+
+def list_datasets(data_dir: str | Path | None = None) -> list[DatasetMeta]:
+    root = resolve_data_dir(data_dir)
+    if not root.is_dir():
+        return []
+    out = []
+    for d in sorted(root.iterdir()):
+        if d.name.startswith(".") or not (d / "meta.json").is_file():
+            continue
+        out.append(DatasetMeta.from_json((d / "meta.json").read_text()))
+    return out
+
+
+def read_meta(name: str, data_dir: str | Path | None = None) -> DatasetMeta:
+    """Read a dataset's metadata only (cheap; used to fail fast before starting Ray)."""
+    root = resolve_data_dir(data_dir)
+    path = root / name / "meta.json"
+    if not path.is_file():
+        have = [m.name for m in list_datasets(root)]
+        raise UserError(missing_dataset_message(name, root, have))
+    return DatasetMeta.from_json(path.read_text())
+
+
+def missing_dataset_message(name: str, root: Path, have: list[str]) -> str:
+    like = name.removeprefix("synth_").split("_x")[0]
+    lines = [
+        f"dataset '{name}' is not in the store {root}"
+        + (f" (it holds: {', '.join(have)})" if have else " (it is empty)")
+        + ".",
+        f"  - real features: python -m tune_m3.data import FILE.pkl --dataset {name} --format mult|mmsa"
+        f" --data-dir {root}  (docs/data.md says where to get the files)",
+    ]
+    if like in ("mosei", "mosi"):
+        lines.append(
+            f"  - or run on synthetic data instead: python -m tune_m3.data synth --dataset {like} "
+            f"--data-dir {root}, then use dataset 'synth_{like}' (results are labelled synthetic)"
+        )
+    return "\n".join(lines)
+
+
+def _column_array(table: pa.Table, name: str, shape_tail: tuple[int, ...]) -> np.ndarray:
+    col = table.column(name)
+    if col.num_chunks != 1:  # written as one row group, so this only happens for foreign files
+        col = pa.chunked_array([col.combine_chunks()])
+    chunk = col.chunk(0)
+    if isinstance(chunk.type, pa.FixedSizeBinaryType):
+        expected = int(np.prod(shape_tail)) * 4
+        if chunk.type.byte_width != expected:
+            raise UserError(
+                f"column '{name}' holds {chunk.type.byte_width} bytes per sample, meta.json says "
+                f"{shape_tail} float32 ({expected} bytes); the dataset is corrupt, re-create it"
+            )
+        buf = chunk.buffers()[1]
+        start = chunk.offset * expected
+        arr = np.frombuffer(buf, dtype="<f4", count=len(chunk) * expected // 4, offset=start)
+        arr = arr.reshape((len(chunk), *shape_tail))
+    else:
+        arr = chunk.to_numpy(zero_copy_only=True)
+    arr.flags.writeable = False  # shared by every trial: nobody may write into it
+    return arr
+
+
+def load_dataset(
+    name: str, data_dir: str | Path | None = None, splits: tuple[str, ...] = SPLITS
+) -> Dataset:
+    """Load dataset ``name`` from the store: read-only numpy views of the Parquet buffers.
+
+    Loading MOSEI at full size costs one copy of its features in memory (about 1.9 GB as
+    float32); nothing is duplicated per modality or per split.
+    """
+    meta = read_meta(name, data_dir)
+    root = resolve_data_dir(data_dir) / name
+    out: dict[str, Split] = {}
+    for s in splits:
+        path = root / f"{s}.parquet"
+        try:
+            table = pq.read_table(path, memory_map=True, use_threads=True)
+        except (OSError, pa.ArrowInvalid) as err:
+            raise UserError(
+                f"{path}: cannot read ({err}); re-create the dataset (import or synth with --overwrite)"
+            ) from None
+        feats = {
+            m: _column_array(table, m, (meta.seq_len, meta.dims[m])) for m in meta.modalities
+        }
+        out[s] = Split(
+            features=feats,
+            labels=_column_array(table, "label", ()),
+            lengths=_column_array(table, "length", ()),
+            ids=np.asarray(table.column("id").to_pylist()),
+        )
+    return Dataset(meta=meta, splits=out)

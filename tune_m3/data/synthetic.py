@@ -1,0 +1,165 @@
+"""A synthetic benchmark shaped like CMU-MOSEI / CMU-MOSI, where the papers' effects are measurable.
+
+Everything built here is tagged ``synthetic`` in the store's metadata and, downstream, in every
+MLflow run and table. It imitates the *shapes* of the real word-aligned features (split sizes,
+L = 50, dims 300/74/35 for MOSEI and 300/5/20 for MOSI at scale 1, front padding, a few
+non-finite audio values, labels on the 1/3 grid of [-3, 3]); it is not MOSEI.
+
+Generative model (per sample b; ``docs/data.md`` has the same with the knobs' effects)::
+
+    s_b, u_b, w_b ~ N(0, 1)                 shared sentiment, audio-only cue, vision-only cue
+    y_b = q(clip(bias + a_T s_b + a_A u_b + a_V w_b + sigma_y e_b, -3, 3))   q = round to 1/3
+
+    length l_b in [min_len, L]; steps i < L - l_b are padding (all modalities zero)
+    text   step i: z = [s_b + step_noise n_i, nuisance (k_T - 1 dims)]            x_T = z P_T + iso
+    audio  step i: z = [u_b + step_noise n_i, r^A_b + step_noise n'_i, nuisance]   x_A = z P_A + iso
+    vision step i: z = [w_b + step_noise n_i, r^V_b + step_noise n'_i, nuisance]   x_V = z P_V + iso
+    r^l_b = rho s_b + sqrt(1 - rho^2) eta^l_b,  eta ~ N(0, 1)   (a per-sample noisy copy of s)
+
+P_l are fixed random (k_l, d_l) projections, ``iso`` small isotropic noise on every feature, and
+the per-step noise averages out over a sequence, so the model must integrate over time.
+
+Why it has the papers' phenomena:
+- text is dominant: a_T (``text_strength``) carries most of the label variance, so removing the
+  text representation costs far more than removing audio or vision;
+- audio and vision are *complementary*: u_b and w_b are only in them, so a good model uses them;
+- audio and vision are weakly *redundant* with text (``redundancy`` rho, the correlation of
+  their copy r_b with s_b): they carry a noisy copy of s_b whose noise, unlike the step noise,
+  does not average out over time. A model trained with text always present has no reason to read it; one trained
+  with text masked (M3) or perturbed does, which is what lets that training recover part of the
+  missing-text loss.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import asdict, dataclass
+
+import numpy as np
+
+from tune_m3.data.formats import MODALITIES, SPLITS, CanonicalSplit, sanitize_features
+
+GENERATOR_VERSION = 1
+
+# Published split sizes and feature dims of the word-aligned features (MulT layout).
+SHAPES: dict[str, dict] = {
+    "mosei": {"sizes": {"train": 16326, "valid": 1871, "test": 4659}, "dims": (300, 74, 35)},
+    "mosi": {"sizes": {"train": 1284, "valid": 229, "test": 686}, "dims": (300, 5, 20)},
+}
+
+
+@dataclass(frozen=True)
+class SynthConfig:
+    """Knobs of the generator. Defaults give MOSEI-like label spread and clear text dominance."""
+
+    like: str = "mosei"  # "mosei" or "mosi": split sizes and dims
+    scale: float = 1.0  # multiplies the split sizes (>= 16 samples per split)
+    seed: int = 0
+    seq_len: int = 50  # L
+    min_len: int = 6  # shortest valid sequence
+    text_strength: float = 1.0  # a_T: weight of the shared sentiment s in the label
+    audio_strength: float = 0.45  # a_A: weight of the audio-only cue
+    vision_strength: float = 0.35  # a_V: weight of the vision-only cue
+    redundancy: float = 0.45  # rho in [0, 1]: correlation of audio's/vision's copy of s with s
+    step_noise: float = 1.5  # per-step noise on every latent signal
+    label_noise: float = 0.2  # sigma_y: label noise no modality explains
+    label_bias: float = 0.15  # MOSEI skews slightly positive
+    feature_noise: float = 0.05  # iso: isotropic noise on every feature
+    nonfinite_rate: float = 2e-6  # fraction of audio values set to -inf/NaN (like real MOSEI)
+
+    def __post_init__(self) -> None:
+        if self.like not in SHAPES:
+            raise ValueError(f"like must be one of {sorted(SHAPES)}, got {self.like!r}")
+        if not 0 < self.scale <= 1:
+            raise ValueError(f"scale must be in (0, 1], got {self.scale}")
+        if not 0 <= self.redundancy <= 1:
+            raise ValueError(f"redundancy must be in [0, 1], got {self.redundancy}")
+        if not 1 <= self.min_len <= self.seq_len:
+            raise ValueError("need 1 <= min_len <= seq_len")
+
+    @property
+    def default_name(self) -> str:
+        return f"synth_{self.like}" if self.scale == 1 else f"synth_{self.like}_x{self.scale:g}"
+
+    def sizes(self) -> dict[str, int]:
+        return {s: max(16, round(n * self.scale)) for s, n in SHAPES[self.like]["sizes"].items()}
+
+    def fingerprint(self) -> str:
+        blob = json.dumps({"v": GENERATOR_VERSION, **asdict(self)}, sort_keys=True)
+        return hashlib.sha256(blob.encode()).hexdigest()
+
+
+_LATENT = {"text": 12, "audio": 8, "vision": 8}  # k_l: latent dims per step before projection
+_CHUNK = 2048  # samples generated at once (bounds temporary memory)
+
+
+def _projections(cfg: SynthConfig, dims: tuple[int, ...]) -> dict[str, np.ndarray]:
+    rng = np.random.default_rng([cfg.seed, 7919])
+    out = {}
+    for m, d in zip(MODALITIES, dims, strict=True):
+        k = _LATENT[m]
+        p = rng.standard_normal((k, d)).astype(np.float32)
+        out[m] = p / np.linalg.norm(p, axis=1, keepdims=True)  # each latent direction unit-norm
+    return out
+
+
+def _split(cfg: SynthConfig, split: str, n: int, proj: dict[str, np.ndarray]) -> CanonicalSplit:
+    rng = np.random.default_rng([cfg.seed, SPLITS.index(split)])
+    L = cfg.seq_len
+    # per-sample latents and label
+    s, u, w, e, eta_a, eta_v = rng.standard_normal((6, n)).astype(np.float32)
+    rho = cfg.redundancy
+    copy_of_s = {  # r^l_b: what audio / vision know of the shared sentiment
+        "audio": rho * s + np.sqrt(1 - rho**2) * eta_a,
+        "vision": rho * s + np.sqrt(1 - rho**2) * eta_v,
+    }
+    y = cfg.label_bias + cfg.text_strength * s + cfg.audio_strength * u + cfg.vision_strength * w
+    y = np.clip(y + cfg.label_noise * e, -3, 3)
+    y = (np.round(y * 3) / 3).astype(np.float32)
+    lengths = rng.integers(cfg.min_len, L + 1, size=n).astype(np.int32)
+
+    feats = {m: np.empty((n, L, p.shape[1]), np.float32) for m, p in proj.items()}
+    for lo in range(0, n, _CHUNK):
+        hi = min(n, lo + _CHUNK)
+        b = hi - lo
+        valid = (np.arange(L)[None, :] >= (L - lengths[lo:hi, None])).astype(np.float32)  # (b, L)
+        own = {"text": s[lo:hi], "audio": u[lo:hi], "vision": w[lo:hi]}
+        for m, p in proj.items():
+            k, d = p.shape
+            z = rng.standard_normal((b, L, k), dtype=np.float32)  # nuisance + step noise
+            z[..., 0] = own[m][:, None] + cfg.step_noise * z[..., 0]
+            if m != "text":
+                z[..., 1] = copy_of_s[m][lo:hi, None] + cfg.step_noise * z[..., 1]
+            x = z @ p  # (b, L, d)
+            x += cfg.feature_noise * rng.standard_normal((b, L, d), dtype=np.float32)
+            x *= valid[..., None]  # front padding
+            feats[m][lo:hi] = x
+    # a few non-finite audio values, as in the real MOSEI audio; sanitized below like an import
+    n_bad = rng.binomial(feats["audio"].size, cfg.nonfinite_rate)
+    if n_bad:
+        flat = feats["audio"].reshape(-1)
+        idx = rng.choice(flat.size, size=n_bad, replace=False)
+        flat[idx] = np.where(rng.random(n_bad) < 0.5, -np.inf, np.nan).astype(np.float32)
+    replaced = {}
+    for m in MODALITIES:
+        feats[m], replaced[m] = sanitize_features(feats[m])
+    return CanonicalSplit(
+        features=feats,
+        labels=y,
+        ids=np.array([f"synth_{split}_{i}" for i in range(n)]),
+        lengths=lengths,
+        nonfinite_replaced=replaced,
+    )
+
+
+def generate(cfg: SynthConfig, progress: bool = False) -> dict[str, CanonicalSplit]:
+    """All three splits of the synthetic benchmark for ``cfg`` (deterministic per seed)."""
+    dims = SHAPES[cfg.like]["dims"]
+    proj = _projections(cfg, dims)
+    out = {}
+    for split, n in cfg.sizes().items():
+        if progress:
+            print(f"  generating {split}: {n} samples x {cfg.seq_len} steps", flush=True)
+        out[split] = _split(cfg, split, n, proj)
+    return out

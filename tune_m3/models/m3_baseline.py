@@ -1,0 +1,339 @@
+"""The M3 paper's baseline: per-modality Bi-LSTM + self-attention, symmetric cross-modal attention.
+
+Reference: Georgiou, Paraskevopoulos, Potamianos, "M3: MultiModal Masking applied to sentiment
+analysis", Interspeech 2021, sec. 2.1 and Fig. 1. Top to bottom:
+
+    x_T, x_A, x_V            (B, N, D_l)   word-aligned features, FRONT-padded with zeros
+    input_augment            (optional hook on raw features; identity by default)
+    DNN-I, per modality l:   Bi-LSTM -> (B, N, 2h) -> scaled dot-product self-attention -> m_l (B, N, d)
+    augment                  the paper's place for M3 (identity by default)
+    DNN-II:                  four symmetric cross-attentions  m_TA, m_TV, m_AV, m_TAV  (B, N, d)
+                             m~ = m_T | m_A | m_V | m_TAV | m_AV | m_TV | m_TA        (B, N, 7d)
+                             Bi-LSTM -> last state of both directions (B, 2h) -> dropout -> linear
+    output                   (B,) one sentiment score per sample
+
+Design choices where the paper leaves room (with the paper's sizes h = hidden = 100, d = proj = 100):
+
+- d = proj. "All projection sizes for the attention modules are set to 100": the self-attention
+  projects the 2h = 200 Bi-LSTM features to queries, keys and values of size proj, so m_l has
+  d = proj = 100 features, and every cross-attention works in that width (its residual "+ m_k"
+  needs V_l to have d features). All attention projections are bias-free, as in the authors' code.
+- Cross-attention modules own their projections (6 matrices each: W^Q, W^K, W^V for both sides).
+  m_TAV is symmetric like the others: text with the audio-visual m_AV.
+- Dropout (0.2) acts on the encoders' Bi-LSTM outputs, between stacked LSTM layers, and on the
+  final summary before the linear layer; attention weights are not dropped.
+- With MOSEI dims (300, 74, 35) this gives 1,633,801 parameters, the same count as the authors'
+  implementation (which instead sums the two LSTM directions to d = 100, makes m_TAV one-sided and
+  pools the last Bi-LSTM with attention; the differences cancel exactly).
+
+Padding: sequences are front-padded (valid steps are the last lengths[b] of N). Padded steps get
+no attention weight (key-padding mask) and their outputs are zeroed. The Bi-LSTMs are exact under
+padding without packing: each direction is run over a re-indexed copy of the batch in which the
+valid steps come first (a per-sample roll for the forward direction, a time flip for the backward
+one), so no direction ever reads a padded step before a valid one. The summary takes the forward
+state at t = N - 1 and the backward state at t = N - lengths[b] (the first valid step): both have
+read exactly the valid steps. A padded batch therefore gives the same predictions as the unpadded
+sequences, up to float rounding.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from tune_m3.augment import AugmentPipeline
+
+MODALITY_NAMES = ("text", "audio", "vision")
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """Sizes of :class:`M3Baseline`. Defaults are the paper's (sec. 3).
+
+    Args:
+        input_dims: feature sizes (D_T, D_A, D_V), in (text, audio, vision) order; exactly 3.
+            CMU-MOSEI: (300, 74, 35); CMU-MOSI (MulT features): (300, 5, 20).
+        hidden: Bi-LSTM hidden size per direction (h).
+        proj: attention projection size; also the width d of m_l and of the cross-modal features.
+        dropout: drop rate, in [0, 1).
+        num_layers: stacked layers of every Bi-LSTM.
+    """
+
+    input_dims: tuple[int, ...]
+    hidden: int = 100
+    proj: int = 100
+    dropout: float = 0.2
+    num_layers: int = 1
+
+    def __post_init__(self) -> None:
+        dims = tuple(self.input_dims)
+        if len(dims) != 3:
+            raise ValueError(
+                f"input_dims must have exactly 3 entries (text, audio, vision); got {dims}"
+            )
+        if any(int(d) != d or int(d) < 1 for d in dims):
+            raise ValueError(f"input_dims must be positive integers; got {dims}")
+        object.__setattr__(self, "input_dims", tuple(int(d) for d in dims))
+        for name in ("hidden", "proj", "num_layers"):
+            value = getattr(self, name)
+            if int(value) != value or int(value) < 1:
+                raise ValueError(f"{name} must be a positive integer; got {value}")
+        if not 0.0 <= float(self.dropout) < 1.0:
+            raise ValueError(f"dropout must be in [0, 1); got {self.dropout}")
+
+    @property
+    def d(self) -> int:
+        """Width of each modality representation m_l (= proj)."""
+        return self.proj
+
+
+# -------------------------------------------------------------------------------------------------
+# padding helpers (front padding: the valid steps of sample b are t >= N - lengths[b])
+
+
+def _valid(lengths: Tensor | None, n: int) -> Tensor | None:
+    """(B, N, 1) float-able mask of valid steps, or None when every step is valid."""
+    if lengths is None:
+        return None
+    t = torch.arange(n, device=lengths.device)
+    return (t.unsqueeze(0) >= (n - lengths).unsqueeze(1)).unsqueeze(-1)  # (B, N, 1)
+
+
+def _take(x: Tensor, index: Tensor) -> Tensor:
+    """x[b, index[b, t], :] for x (B, N, D) and index (B, N)."""
+    return x.gather(1, index.unsqueeze(-1).expand(-1, -1, x.size(-1)))
+
+
+# -------------------------------------------------------------------------------------------------
+# building blocks
+
+
+class BiLSTM(nn.Module):
+    """A bidirectional LSTM that is exact on front-padded batches, without packing.
+
+    Same parameters as ``nn.LSTM(input_size, hidden, num_layers, bidirectional=True)``; with
+    ``lengths=None`` it computes the same function. With ``lengths`` each direction reads only
+    valid steps before producing its valid outputs (see the module docstring); outputs at padded
+    steps are zero.
+    """
+
+    def __init__(self, input_size: int, hidden: int, num_layers: int = 1, dropout: float = 0.0):
+        super().__init__()
+        sizes = [input_size] + [2 * hidden] * (num_layers - 1)
+        self.hidden = hidden
+        self.fwd = nn.ModuleList(nn.LSTM(s, hidden, batch_first=True) for s in sizes)
+        self.bwd = nn.ModuleList(nn.LSTM(s, hidden, batch_first=True) for s in sizes)
+        self.drop = nn.Dropout(dropout)  # between stacked layers, like nn.LSTM(dropout=...)
+
+    def forward(self, x: Tensor, lengths: Tensor | None = None) -> Tensor:
+        B, N, _ = x.shape  # (B, N, D)
+        valid = _valid(lengths, N)
+        if lengths is not None:
+            t = torch.arange(N, device=x.device)
+            pad = (N - lengths).unsqueeze(1)  # (B, 1) padded steps in front
+            to_left = (t + pad) % N  # (B, N) roll each sample so its valid steps come first
+            from_left = (t - pad) % N  # (B, N) and back
+        for i, (lstm_f, lstm_b) in enumerate(zip(self.fwd, self.bwd, strict=True)):
+            if i > 0:
+                x = self.drop(x)
+            if lengths is None:
+                h_f, _ = lstm_f(x)  # (B, N, h)
+            else:
+                h_f, _ = lstm_f(_take(x, to_left))
+                h_f = _take(h_f, from_left)
+            # flipping a front-padded sequence puts its valid steps first, in reverse order
+            h_b, _ = lstm_b(x.flip(1))
+            h_b = h_b.flip(1)  # (B, N, h)
+            x = torch.cat([h_f, h_b], dim=-1)  # (B, N, 2h)
+            if valid is not None:
+                x = x * valid
+        return x
+
+
+def _attend(q: Tensor, k: Tensor, v: Tensor, valid: Tensor | None) -> Tensor:
+    """softmax(Q K^T / sqrt(d_k)) V with padded keys excluded; q, k (B, N, d_k), v (B, N, d_v)."""
+    mask = None if valid is None else valid.transpose(1, 2)  # (B, 1, N): True = key takes part
+    return F.scaled_dot_product_attention(q, k, v, attn_mask=mask)  # (B, N, d_v)
+
+
+class SelfAttention(nn.Module):
+    """Scaled dot-product self-attention: m = softmax(Q K^T / sqrt(proj)) V, (B, N, proj)."""
+
+    def __init__(self, d_in: int, proj: int):
+        super().__init__()
+        self.q = nn.Linear(d_in, proj, bias=False)
+        self.k = nn.Linear(d_in, proj, bias=False)
+        self.v = nn.Linear(d_in, proj, bias=False)
+
+    def forward(self, x: Tensor, valid: Tensor | None) -> Tensor:
+        out = _attend(self.q(x), self.k(x), self.v(x), valid)  # (B, N, proj)
+        return out if valid is None else out * valid
+
+
+class SymmetricCrossAttention(nn.Module):
+    """Symmetric cross-modal attention (paper eq. 1-2), for modalities k != l of width d:
+
+        a_kl = softmax(Q_k K_l^T / sqrt(d)) V_l + m_k      Q_k = m_k W^Q_k, K_l = m_l W^K_l, ...
+        m_kl = a_kl + a_lk                                  (B, N, d)
+
+    Queries come from one modality, keys and values from the other, and the residual is the
+    query side's own representation.
+    """
+
+    def __init__(self, d: int):
+        super().__init__()
+        self.q_k, self.k_k, self.v_k = (nn.Linear(d, d, bias=False) for _ in range(3))
+        self.q_l, self.k_l, self.v_l = (nn.Linear(d, d, bias=False) for _ in range(3))
+
+    def forward(self, m_k: Tensor, m_l: Tensor, valid: Tensor | None) -> Tensor:
+        a_kl = _attend(self.q_k(m_k), self.k_l(m_l), self.v_l(m_l), valid) + m_k  # (B, N, d)
+        a_lk = _attend(self.q_l(m_l), self.k_k(m_k), self.v_k(m_k), valid) + m_l  # (B, N, d)
+        m_kl = a_kl + a_lk
+        return m_kl if valid is None else m_kl * valid
+
+
+class Encoder(nn.Module):
+    """DNN-I for one modality: Bi-LSTM, dropout, self-attention. (B, N, D_l) -> (B, N, d)."""
+
+    def __init__(self, d_in: int, cfg: ModelConfig):
+        super().__init__()
+        self.rnn = BiLSTM(d_in, cfg.hidden, cfg.num_layers, cfg.dropout)
+        self.drop = nn.Dropout(cfg.dropout)
+        self.attn = SelfAttention(2 * cfg.hidden, cfg.proj)
+
+    def forward(self, x: Tensor, lengths: Tensor | None, valid: Tensor | None) -> Tensor:
+        h = self.drop(self.rnn(x, lengths))  # (B, N, 2h)
+        return self.attn(h, valid)  # (B, N, d)
+
+
+# -------------------------------------------------------------------------------------------------
+# the model
+
+
+class M3Baseline(nn.Module):
+    """The M3 paper's baseline with two augmentation hooks. forward(mods, lengths) -> (B,).
+
+    ``forward = fuse(augment(encode(input_augment(mods))))``:
+
+    - ``encode(mods, lengths)`` is DNN-I and returns [m_T, m_A, m_V], each (B, N, d).
+    - ``augment`` is where M3 sits in the paper (between DNN-I and DNN-II).
+    - ``fuse(reps, lengths)`` is DNN-II and returns the (B,) regression output.
+
+    Both hooks are modules with ``forward(mods, lengths=None) -> list[Tensor]`` and default to the
+    identity; augmentation layers are themselves the identity in eval mode.
+
+    Args:
+        config: :class:`ModelConfig`.
+        augment: applied to [m_T, m_A, m_V] between DNN-I and DNN-II.
+        input_augment: applied to the raw input features before DNN-I.
+
+    Example::
+
+        model = M3Baseline(ModelConfig(input_dims=(300, 74, 35)),
+                           augment=ModalityMasking("m3", p_mask=0.2, seed=0))
+        y = model([x_t, x_a, x_v], lengths)  # (B,)
+
+    Notes:
+        ``lengths`` (B,) counts the valid steps of front-padded sequences, each in [1, N]; None
+        means every step is valid. Checking the range costs one device synchronisation per call.
+    """
+
+    def __init__(
+        self,
+        config: ModelConfig,
+        augment: nn.Module | None = None,
+        input_augment: nn.Module | None = None,
+    ):
+        super().__init__()
+        self.config = config
+        cfg = config
+        self.input_augment = input_augment if input_augment is not None else AugmentPipeline()
+        self.encoders = nn.ModuleList(Encoder(d_in, cfg) for d_in in cfg.input_dims)
+        self.augment = augment if augment is not None else AugmentPipeline()
+        d = cfg.d
+        self.cross_ta = SymmetricCrossAttention(d)
+        self.cross_tv = SymmetricCrossAttention(d)
+        self.cross_av = SymmetricCrossAttention(d)
+        self.cross_tav = SymmetricCrossAttention(d)
+        self.fusion_rnn = BiLSTM(7 * d, cfg.hidden, cfg.num_layers, cfg.dropout)
+        self.drop = nn.Dropout(cfg.dropout)
+        self.head = nn.Linear(2 * cfg.hidden, 1)
+
+    def num_parameters(self) -> int:
+        return sum(p.numel() for p in self.parameters())
+
+    # ---------------------------------------------------------------------------------------------
+
+    def _check_lengths(self, lengths: Tensor | Sequence[int] | None, B: int, N: int, device) -> Tensor | None:
+        """lengths as a long tensor on ``device``, or None when absent or all equal to N."""
+        if lengths is None:
+            return None
+        lengths = torch.as_tensor(lengths, device=device).long()
+        if lengths.shape != (B,):
+            raise ValueError(f"lengths must have shape ({B},); got {tuple(lengths.shape)}")
+        lo, hi = torch.stack(torch.aminmax(lengths)).tolist()  # one device sync
+        if lo < 1 or hi > N:
+            raise ValueError(f"lengths must be in [1, {N}] (N = sequence length); got [{lo}, {hi}]")
+        return None if lo == N else lengths
+
+    def _check_mods(self, mods: Sequence[Tensor], widths: Sequence[int], what: str) -> tuple[int, int]:
+        if len(mods) != 3:
+            raise ValueError(f"{what} must be 3 tensors (text, audio, vision); got {len(mods)}")
+        B, N = mods[0].shape[:2]
+        for name, m, width in zip(MODALITY_NAMES, mods, widths, strict=True):
+            if m.dim() != 3 or tuple(m.shape[:2]) != (B, N) or m.shape[-1] != width:
+                raise ValueError(
+                    f"{what}: {name} must have shape ({B}, {N}, {width}); got {tuple(m.shape)}"
+                )
+        return B, N
+
+    def _encode(self, mods: Sequence[Tensor], lengths: Tensor | None) -> list[Tensor]:
+        valid = _valid(lengths, mods[0].shape[1])
+        return [enc(x, lengths, valid) for enc, x in zip(self.encoders, mods, strict=True)]
+
+    def _fuse(self, reps: Sequence[Tensor], lengths: Tensor | None) -> Tensor:
+        m_t, m_a, m_v = reps  # each (B, N, d)
+        B, N, _ = m_t.shape
+        valid = _valid(lengths, N)
+        m_ta = self.cross_ta(m_t, m_a, valid)
+        m_tv = self.cross_tv(m_t, m_v, valid)
+        m_av = self.cross_av(m_a, m_v, valid)
+        m_tav = self.cross_tav(m_t, m_av, valid)
+        fused = torch.cat([m_t, m_a, m_v, m_tav, m_av, m_tv, m_ta], dim=-1)  # (B, N, 7d)
+        if valid is not None:
+            fused = fused * valid  # whatever augmentation left on padded steps is dropped
+        h = self.fusion_rnn(fused, lengths)  # (B, N, 2h)
+        H = self.config.hidden
+        # padding is in front: the forward direction has read every valid step at t = N - 1,
+        # the backward direction at the first valid step t = N - lengths[b]
+        h_fwd = h[:, -1, :H]  # (B, h)
+        first = torch.zeros(B, dtype=torch.long, device=h.device) if lengths is None else N - lengths
+        h_bwd = h[torch.arange(B, device=h.device), first, H:]  # (B, h)
+        m_o = self.drop(torch.cat([h_fwd, h_bwd], dim=-1))  # (B, 2h)
+        return self.head(m_o).squeeze(-1)  # (B,)
+
+    # ---------------------------------------------------------------------------------------------
+
+    def encode(self, mods: Sequence[Tensor], lengths: Tensor | None = None) -> list[Tensor]:
+        """DNN-I: raw features [x_T, x_A, x_V] (B, N, D_l) -> [m_T, m_A, m_V], each (B, N, d)."""
+        B, N = self._check_mods(mods, self.config.input_dims, "mods")
+        return self._encode(mods, self._check_lengths(lengths, B, N, mods[0].device))
+
+    def fuse(self, reps: Sequence[Tensor], lengths: Tensor | None = None) -> Tensor:
+        """DNN-II: [m_T, m_A, m_V] (B, N, d) -> predictions (B,)."""
+        B, N = self._check_mods(reps, (self.config.d,) * 3, "reps")
+        return self._fuse(reps, self._check_lengths(lengths, B, N, reps[0].device))
+
+    def forward(self, mods: Sequence[Tensor], lengths: Tensor | None = None) -> Tensor:
+        """[x_T, x_A, x_V] (B, N, D_l), lengths (B,) or None -> predictions (B,)."""
+        B, N = self._check_mods(mods, self.config.input_dims, "mods")
+        lengths = self._check_lengths(lengths, B, N, mods[0].device)
+        mods = self.input_augment(mods, lengths)
+        reps = self._encode(mods, lengths)  # [m_T, m_A, m_V], each (B, N, d)
+        reps = self.augment(reps, lengths)  # M3 goes here
+        return self._fuse(reps, lengths)  # (B,)
