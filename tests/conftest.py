@@ -38,7 +38,9 @@ def make_split(rng: np.random.Generator, n: int, L: int, dims, fmt: str) -> dict
     }
 
 
-def make_feature_obj(fmt: str = "mult", like: str = "mosei", L: int = 7, seed: int = 0, n=(9, 4, 5)):
+def make_feature_obj(
+    fmt: str = "mult", like: str = "mosei", L: int = 7, seed: int = 0, n=(9, 4, 5)
+):
     rng = np.random.default_rng(seed)
     return {
         s: make_split(rng, k, L, DIMS[like], fmt)
@@ -68,3 +70,27 @@ def mult_file(tmp_path: Path) -> Path:
 @pytest.fixture
 def mmsa_file(tmp_path: Path) -> Path:
     return write_pickle(make_feature_obj("mmsa"), tmp_path / "aligned_50.pkl")
+
+
+def tiny_arrays(n=(64, 32, 48), L=10, dims=(8, 4, 3), seed=0) -> dict:
+    """Tiny train/valid/test arrays with a learnable signal (text-dominant), in store layout."""
+    from tune_m3.data.formats import valid_lengths
+
+    rng = np.random.default_rng(seed)
+    out = {}
+    for split, k in zip(("train", "valid", "test"), n, strict=True):
+        s = rng.standard_normal(k)
+        u = rng.standard_normal(k)
+        lengths = rng.integers(3, L + 1, size=k)
+        valid = (np.arange(L)[None, :] >= (L - lengths[:, None]))[..., None]
+        feats = {}
+        for m, d, sig in zip(("text", "audio", "vision"), dims, (s, u, 0 * u), strict=True):
+            x = rng.standard_normal((k, L, d)) * 0.3
+            x[..., 0] += sig[:, None]
+            feats[m] = (x * valid).astype(np.float32)
+        labels = np.clip(np.round((1.2 * s + 0.4 * u) * 3) / 3, -3, 3).astype(np.float32)
+        out[split] = {**feats, "labels": labels, "lengths": valid_lengths(feats)}
+    return out
+
+
+TINY_MODEL = {"hidden": 8, "proj": 8, "batch_size": 16, "threads": 1}

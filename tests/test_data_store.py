@@ -8,8 +8,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
 from conftest import make_feature_obj, write_pickle
+
 from tune_m3.data import import_file, list_datasets, load_dataset
 from tune_m3.data.formats import valid_lengths
 from tune_m3.errors import UserError
@@ -30,7 +30,13 @@ def test_import_round_trips_exactly(tmp_path, store, fmt, like):
     path = write_pickle(obj, tmp_path / "f.pkl")
     meta = import_file(path, like, fmt)
     assert meta.synthetic is False and meta.source["format"] == fmt
-    assert meta.dims == dict(zip(("text", "audio", "vision"), {"mosei": (300, 74, 35), "mosi": (300, 5, 20)}[like], strict=True))
+    assert meta.dims == dict(
+        zip(
+            ("text", "audio", "vision"),
+            {"mosei": (300, 74, 35), "mosi": (300, 5, 20)}[like],
+            strict=True,
+        )
+    )
     assert meta.sizes == {"train": 9, "valid": 4, "test": 5} and meta.seq_len == 7
     ds = load_dataset(like)
     label_key = "labels" if fmt == "mult" else "regression_labels"
@@ -42,7 +48,9 @@ def test_import_round_trips_exactly(tmp_path, store, fmt, like):
             assert not sp.features[m].flags.writeable
         np.testing.assert_array_equal(sp.labels, np.asarray(obj[s][label_key]).reshape(-1))
         assert list(sp.ids) == list(obj[s]["id"])
-        np.testing.assert_array_equal(sp.lengths, valid_lengths({m: obj[s][m] for m in ("text", "audio", "vision")}))
+        np.testing.assert_array_equal(
+            sp.lengths, valid_lengths({m: obj[s][m] for m in ("text", "audio", "vision")})
+        )
 
 
 def test_lengths_of_front_padded_sequences():
@@ -96,17 +104,37 @@ def _mutations():
         ("missing-key", delete("train", "vision"), "split 'train' has no key(s) ['vision']"),
         ("missing-labels", delete("train", "labels"), "no key(s) ['labels']"),
         ("rank-2", set_("train", "audio", lambda x: x[:, :, 0]), "key 'audio': expected rank 3"),
-        ("rank-4", set_("test", "text", lambda x: x[..., None]), "split 'test', key 'text': expected rank 3"),
-        ("short-modality", set_("train", "vision", lambda x: x[:-1]), "key 'vision': shape (8, 7, 35) does not match"),
+        (
+            "rank-4",
+            set_("test", "text", lambda x: x[..., None]),
+            "split 'test', key 'text': expected rank 3",
+        ),
+        (
+            "short-modality",
+            set_("train", "vision", lambda x: x[:-1]),
+            "key 'vision': shape (8, 7, 35) does not match",
+        ),
         ("misaligned-steps", set_("valid", "audio", lambda x: x[:, :-1]), "word-aligned"),
         ("label-count", set_("train", "labels", lambda x: x[:-2]), "one label per sample"),
         ("nan-label", labels_bad(np.nan), "split 'valid', key 'labels': 1 non-finite label"),
         ("inf-label", labels_bad(np.inf), "non-finite label"),
         ("out-of-range-label", labels_bad(7.0), "outside [-3, 3]"),
-        ("empty-split", lambda o: o.__setitem__("valid", {k: v[:0] for k, v in o["valid"].items()}), "split 'valid' is empty"),
+        (
+            "empty-split",
+            lambda o: o.__setitem__("valid", {k: v[:0] for k, v in o["valid"].items()}),
+            "split 'valid' is empty",
+        ),
         ("split-not-dict", lambda o: o.__setitem__("train", [1, 2]), "split 'train' is a list"),
-        ("text-as-strings", set_("train", "text", lambda x: np.full(x.shape, "a")), "expected numbers"),
-        ("dims-differ", set_("test", "audio", lambda x: np.zeros((*x.shape[:2], 3), np.float32)), "feature sizes differ"),
+        (
+            "text-as-strings",
+            set_("train", "text", lambda x: np.full(x.shape, "a")),
+            "expected numbers",
+        ),
+        (
+            "dims-differ",
+            set_("test", "audio", lambda x: np.zeros((*x.shape[:2], 3), np.float32)),
+            "feature sizes differ",
+        ),
         ("top-level-list", lambda o: o.clear() or None, "missing split(s)"),
     ]
 
@@ -142,7 +170,10 @@ def test_load_missing_dataset_says_how_to_get_it(store):
     with pytest.raises(UserError) as err:
         load_dataset("mosei")
     msg = str(err.value)
-    assert "python -m tune_m3.data import" in msg and "python -m tune_m3.data synth --dataset mosei" in msg
+    assert (
+        "python -m tune_m3.data import" in msg
+        and "python -m tune_m3.data synth --dataset mosei" in msg
+    )
 
 
 def test_cli_import_info_and_errors(tmp_path, mult_file):

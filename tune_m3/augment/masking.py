@@ -41,29 +41,35 @@ def _resolve_seed(seed: int | None) -> int:
     return int(torch.randint(0, 2**62, (1,)).item())
 
 
+def _same_kind(saved: str | None, device: torch.device) -> bool:
+    return saved is not None and torch.device(saved).type == device.type
+
+
 class OwnedGenerator:
     """A lazily created ``torch.Generator`` with a checkpointable state.
 
     The generator is created on the device of the first input it serves, seeded with ``seed``.
-    Moving the owning layer to another device starts a fresh stream there from ``seed`` (a CPU
-    generator state cannot be loaded into a CUDA generator).
+    A restored state is loaded when the generator is next created, if the device is of the same
+    kind (CPU or CUDA) as the one it was saved from; otherwise, and whenever inputs move to another
+    device, the stream restarts there from ``seed``.
     """
 
     def __init__(self, seed: int | None):
         self.seed = _resolve_seed(seed)
         self._gen: torch.Generator | None = None
-        self._pending: dict[str, Any] | None = None
+        self._device: torch.device | None = None
+        self._pending: dict[str, Any] | None = None  # a restored state, loaded on first use
 
     def get(self, device: torch.device) -> torch.Generator:
-        if self._gen is None or self._gen.device != device:
+        device = torch.device(device)
+        if self._gen is None or self._device != device:
             gen = torch.Generator(device=device)
             gen.manual_seed(self.seed)
-            pending = self._pending
-            if pending is not None and pending["state"] is not None:
-                if torch.device(pending["device"]).type == device.type:
-                    gen.set_state(pending["state"])
-            self._pending = None
-            self._gen = gen
+            p = self._pending
+            # a CPU state cannot be loaded into a CUDA generator and vice versa
+            if p is not None and p["state"] is not None and _same_kind(p["device"], device):
+                gen.set_state(p["state"])
+            self._gen, self._device, self._pending = gen, device, None
         return self._gen
 
     def state(self) -> dict[str, Any]:
@@ -72,7 +78,7 @@ class OwnedGenerator:
             if self._pending is not None:
                 return dict(self._pending)
             return {"seed": self.seed, "device": None, "state": None}
-        return {"seed": self.seed, "device": str(self._gen.device), "state": self._gen.get_state()}
+        return {"seed": self.seed, "device": str(self._device), "state": self._gen.get_state()}
 
     def set_state(self, state: dict[str, Any]) -> None:
         if not {"seed", "device", "state"} <= set(state):
@@ -81,7 +87,7 @@ class OwnedGenerator:
                 f"(as returned by generator_state()); got keys {sorted(state)}"
             )
         self.seed = int(state["seed"])
-        self._gen = None
+        self._gen = self._device = None
         self._pending = {
             "seed": self.seed,
             "device": state["device"],

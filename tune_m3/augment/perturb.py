@@ -98,6 +98,8 @@ class ModalityPerturbation(nn.Module):
         self.sigma = float(sigma)
         self.target = int(target)
         self._rng = OwnedGenerator(seed)
+        # (missing_idx, noisy_idx) of the last perturbing forward call, for inspection
+        self.last_indices: tuple[Tensor, Tensor] | None = None
 
     @property
     def seed(self) -> int:
@@ -117,11 +119,12 @@ class ModalityPerturbation(nn.Module):
         k_noise = min(_round_half_up(self.p_noise * batch_size), batch_size - k_missing)
         return k_missing, k_noise
 
-    def sample_indices(self, batch_size: int, device: torch.device | str = "cpu") -> tuple[Tensor, Tensor]:
+    def sample_indices(
+        self, batch_size: int, device: torch.device | str = "cpu"
+    ) -> tuple[Tensor, Tensor]:
         """Draw (missing_idx, noisy_idx), disjoint index tensors, advancing the generator.
 
-        ``forward`` makes exactly this draw first, so a layer with the same seed tells which
-        samples a forward call perturbed.
+        ``forward`` makes this draw (and records it in ``last_indices``), then draws the noise.
         """
         device = torch.device(device)
         k_missing, k_noise = self.counts(batch_size)
@@ -139,6 +142,7 @@ class ModalityPerturbation(nn.Module):
 
         x = mods[self.target]  # (B, N, d)
         missing, noisy = self.sample_indices(B, x.device)  # (k_missing,), (k_noise,)
+        self.last_indices = (missing, noisy)
 
         keep = torch.ones(B, dtype=x.dtype, device=x.device)
         keep[missing] = 0.0

@@ -24,7 +24,9 @@ def _parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="cmd", required=True)
 
     imp = sub.add_parser("import", help="convert a published feature pickle into the store")
-    imp.add_argument("file", help="the .pkl file (mosei_senti_data.pkl, mosi_data.pkl, aligned_50.pkl)")
+    imp.add_argument(
+        "file", help="the .pkl file (mosei_senti_data.pkl, mosi_data.pkl, aligned_50.pkl)"
+    )
     imp.add_argument("--dataset", required=True, help="name to store it under, e.g. mosei or mosi")
     imp.add_argument(
         "--format",
@@ -77,9 +79,18 @@ def main(argv: list[str] | None = None) -> int:
             for k, v in {"text_strength": args.text_strength, "redundancy": args.redundancy}.items()
             if v is not None
         }
-        print(f"building the SYNTHETIC {args.dataset}-shaped benchmark (scale {args.scale:g}) in {root}")
+        print(
+            f"building the SYNTHETIC {args.dataset}-shaped benchmark (scale {args.scale:g}) in {root}"
+        )
         meta = build_synthetic(
-            args.dataset, args.scale, args.seed, args.name, root, args.overwrite, progress=True, **knobs
+            args.dataset,
+            args.scale,
+            args.seed,
+            args.name,
+            root,
+            args.overwrite,
+            progress=True,
+            **knobs,
         )
         print(_describe(meta))
     else:

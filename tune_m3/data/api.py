@@ -79,7 +79,11 @@ def build_synthetic(
 
 
 def ensure_synthetic(
-    name: str, like: str, scale: float, seed: int = 0, data_dir: str | Path | None = None,
+    name: str,
+    like: str,
+    scale: float,
+    seed: int = 0,
+    data_dir: str | Path | None = None,
     progress: bool = True,
 ) -> DatasetMeta:
     """Return the stored synthetic dataset ``name``, building it first if it is missing."""

@@ -86,7 +86,9 @@ def _ids_to_str(raw: Any, n: int, split: str, where: str) -> np.ndarray:
         return np.array([f"{split}_{i}" for i in range(n)])
     arr = np.asarray(raw)
     if arr.shape[:1] != (n,):
-        raise UserError(f"{where}: 'id' has {arr.shape[0] if arr.ndim else 0} entries but the split has {n} samples")
+        raise UserError(
+            f"{where}: 'id' has {arr.shape[0] if arr.ndim else 0} entries but the split has {n} samples"
+        )
 
     def one(v: Any) -> str:
         if isinstance(v, bytes):
@@ -98,9 +100,7 @@ def _ids_to_str(raw: Any, n: int, split: str, where: str) -> np.ndarray:
     return np.array([one(v) for v in arr])
 
 
-def canonical_split(
-    raw: Mapping[str, Any], split: str, fmt: str, source: str
-) -> CanonicalSplit:
+def canonical_split(raw: Mapping[str, Any], split: str, fmt: str, source: str) -> CanonicalSplit:
     """Validate one split of a loaded feature file and convert it to the canonical form."""
     where = f"{source}: split '{split}'"
     if not isinstance(raw, Mapping):

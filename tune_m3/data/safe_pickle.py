@@ -59,7 +59,6 @@ _ALLOWED.update(
 )
 
 
-
 class UnsafePickleError(UserError):
     """The pickle asked for a global that is not on the allow-list; nothing was executed."""
 
@@ -95,7 +94,14 @@ def safe_load(path: str | Path) -> Any:
             return RestrictedUnpickler(fh, encoding="latin1").load()
     except UnsafePickleError as err:
         raise UnsafePickleError(f"{path}: {err}") from None
-    except (EOFError, pickle.UnpicklingError, ValueError, TypeError, IndexError, MemoryError) as err:
+    except (
+        EOFError,
+        pickle.UnpicklingError,
+        ValueError,
+        TypeError,
+        IndexError,
+        MemoryError,
+    ) as err:
         raise UserError(
             f"{path}: not a readable pickle ({type(err).__name__}: {err}); the file may be "
             "truncated or corrupt. Download it again and check its size."

@@ -71,7 +71,9 @@ class DatasetMeta:
     seq_len: int  # L
     sizes: dict[str, int]  # split -> N
     source: dict  # {"kind": "import", "path", "sha256", "format"} or {"kind": "synthetic", ...}
-    nonfinite_replaced: dict[str, dict[str, int]] = field(default_factory=dict)  # split -> modality -> n
+    nonfinite_replaced: dict[str, dict[str, int]] = field(
+        default_factory=dict
+    )  # split -> modality -> n
     like: str | None = None  # the real dataset a synthetic one imitates ("mosei", "mosi")
     created: str = ""
     format_version: int = STORE_FORMAT_VERSION
@@ -298,9 +300,7 @@ def load_dataset(
             raise UserError(
                 f"{path}: cannot read ({err}); re-create the dataset (import or synth with --overwrite)"
             ) from None
-        feats = {
-            m: _column_array(table, m, (meta.seq_len, meta.dims[m])) for m in meta.modalities
-        }
+        feats = {m: _column_array(table, m, (meta.seq_len, meta.dims[m])) for m in meta.modalities}
         out[s] = Split(
             features=feats,
             labels=_column_array(table, "label", ()),

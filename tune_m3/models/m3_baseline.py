@@ -38,7 +38,6 @@ sequences, up to float rounding.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -269,7 +268,9 @@ class M3Baseline(nn.Module):
 
     # ---------------------------------------------------------------------------------------------
 
-    def _check_lengths(self, lengths: Tensor | Sequence[int] | None, B: int, N: int, device) -> Tensor | None:
+    def _check_lengths(
+        self, lengths: Tensor | Sequence[int] | None, B: int, N: int, device
+    ) -> Tensor | None:
         """lengths as a long tensor on ``device``, or None when absent or all equal to N."""
         if lengths is None:
             return None
@@ -281,7 +282,9 @@ class M3Baseline(nn.Module):
             raise ValueError(f"lengths must be in [1, {N}] (N = sequence length); got [{lo}, {hi}]")
         return None if lo == N else lengths
 
-    def _check_mods(self, mods: Sequence[Tensor], widths: Sequence[int], what: str) -> tuple[int, int]:
+    def _check_mods(
+        self, mods: Sequence[Tensor], widths: Sequence[int], what: str
+    ) -> tuple[int, int]:
         if len(mods) != 3:
             raise ValueError(f"{what} must be 3 tensors (text, audio, vision); got {len(mods)}")
         B, N = mods[0].shape[:2]
@@ -312,7 +315,9 @@ class M3Baseline(nn.Module):
         # padding is in front: the forward direction has read every valid step at t = N - 1,
         # the backward direction at the first valid step t = N - lengths[b]
         h_fwd = h[:, -1, :H]  # (B, h)
-        first = torch.zeros(B, dtype=torch.long, device=h.device) if lengths is None else N - lengths
+        first = (
+            torch.zeros(B, dtype=torch.long, device=h.device) if lengths is None else N - lengths
+        )
         h_bwd = h[torch.arange(B, device=h.device), first, H:]  # (B, h)
         m_o = self.drop(torch.cat([h_fwd, h_bwd], dim=-1))  # (B, 2h)
         return self.head(m_o).squeeze(-1)  # (B,)

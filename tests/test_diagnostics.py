@@ -1,0 +1,100 @@
+"""Diagnostics: the checks' semantics, their cost, and the metric-name pattern."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from conftest import tiny_arrays
+
+from tune_m3.config import TrialConfig
+from tune_m3.diagnostics import diag_key, perturbed_order, run_diagnostics
+from tune_m3.metrics import HEADLINE
+from tune_m3.train import build_model
+
+
+class CountingModel(torch.nn.Module):
+    """Wraps a model and counts how many samples go through encode and fuse."""
+
+    def __init__(self, inner):
+        super().__init__()
+        self.inner = inner
+        self.encoded = 0
+        self.fused = 0
+
+    def encode(self, mods, lengths=None):
+        self.encoded += mods[0].shape[0]
+        return self.inner.encode(mods, lengths)
+
+    def fuse(self, reps, lengths=None):
+        self.fused += reps[0].shape[0]
+        return self.inner.fuse(reps, lengths)
+
+
+def _model():
+    torch.manual_seed(0)
+    return build_model(TrialConfig(hidden=8, proj=8), (8, 4, 3))
+
+
+def test_keys_pattern_and_zero_fraction_consistency():
+    test = tiny_arrays()["test"]
+    res, clean = run_diagnostics(_model(), test, fractions=(0.1, 0.3))
+    assert clean.shape == (48,)
+    for m in ("text", "audio", "vision"):
+        for kind in ("missing", "noisy"):
+            for f in ("10", "30"):
+                for met in HEADLINE:
+                    assert diag_key(m, kind, float(f) / 100, met) in res
+                    assert f"diag_test_{m}_{kind}_{f}_{met}_drop" in res
+            assert f"diag_test_{m}_{kind}_auc_corr" in res
+    assert "diag_test_text_missing_30_corr" in res
+    # drop is clean - perturbed (mae: perturbed - clean)
+    assert np.isclose(
+        res["diag_test_text_missing_30_corr_drop"],
+        res["test_corr"] - res["diag_test_text_missing_30_corr"],
+    )
+    assert np.isclose(
+        res["diag_test_text_missing_30_mae_drop"],
+        res["diag_test_text_missing_30_mae"] - res["test_mae"],
+    )
+
+
+def test_cost_is_one_clean_pass_plus_the_damaged_subsets():
+    test = tiny_arrays(n=(8, 8, 200))["test"]
+    model = CountingModel(_model())
+    run_diagnostics(model, test, batch_size=64)
+    n = 200
+    assert model.encoded == n  # one encode pass
+    # one clean fuse + 6 fuses of the 30 % subset: 2.8 passes, within the 4-pass budget
+    assert model.fused == n + 6 * round(0.3 * n)
+    assert (model.encoded + model.fused) / (2 * n) <= 4
+
+
+def test_paired_and_nested_subsets():
+    order = perturbed_order(100, seed=5)
+    np.testing.assert_array_equal(order, perturbed_order(100, seed=5))
+    assert set(order[:5]) <= set(order[:30])  # 5 % subset inside the 30 % subset
+    test = tiny_arrays()["test"]
+    a, _ = run_diagnostics(_model(), test, seed=3)
+    b, _ = run_diagnostics(_model(), test, seed=3)
+    assert a == b
+
+
+def test_missing_matches_naive_full_pass():
+    """The shortcut equals damaging the chosen samples and re-running the whole test set."""
+    test = tiny_arrays()["test"]
+    model = _model().eval()
+    res, clean = run_diagnostics(model, test, fractions=(0.3,), modalities=("text",))
+    n = len(test["labels"])
+    pick = perturbed_order(n, 1234)[: round(0.3 * n)]
+    with torch.no_grad():
+        mods = [torch.from_numpy(test[m]) for m in ("text", "audio", "vision")]
+        lengths = torch.from_numpy(test["lengths"].astype(np.int64))
+        reps = model.encode(mods, lengths)
+        reps[0] = reps[0].clone()
+        reps[0][torch.from_numpy(pick)] = 0
+        naive = model.fuse(reps, lengths).double().numpy()
+    from tune_m3.metrics import compute_metrics
+
+    expect = compute_metrics(naive, test["labels"])
+    assert np.isclose(res["diag_test_text_missing_30_mae"], expect["mae"], atol=1e-5)
+    assert np.isclose(res["diag_test_text_missing_30_corr"], expect["corr"], atol=1e-5)

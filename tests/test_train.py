@@ -1,0 +1,98 @@
+"""The training loop: learns, reproduces bit-identically, resumes exactly, fails loudly."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from conftest import TINY_MODEL, tiny_arrays
+
+from tune_m3.config import TrialConfig, make_config
+from tune_m3.errors import UserError
+from tune_m3.train import TrainingDiverged, load_checkpoint, train
+
+
+def cfg(**kw) -> TrialConfig:
+    return TrialConfig(**{**TINY_MODEL, "max_epochs": 4, "lr": 5e-3, "diagnostics": False, **kw})
+
+
+def test_training_improves_and_reports_every_epoch():
+    data = tiny_arrays()
+    seen = []
+    res = train(cfg(max_epochs=6), data, on_epoch=lambda m, ck: seen.append(m))
+    assert [m["epoch"] for m in seen] == list(range(1, 7))
+    assert seen[-1]["train_loss"] < seen[0]["train_loss"]
+    assert res.best_val_loss == min(m["val_loss"] for m in seen)
+    for key in (
+        "train_loss",
+        "lr",
+        "val_loss",
+        "val_mae",
+        "val_corr",
+        "val_acc2",
+        "val_f1",
+        "val_acc7",
+    ):
+        assert key in seen[0]
+    assert {"test_mae", "test_acc2", "test_corr"} <= set(res.final)
+
+
+def test_same_seed_bit_identical_and_different_seed_differs():
+    data = tiny_arrays()
+    a = train(cfg(scheme="m3", p_mask=0.3, p_missing=0.1, p_noise=0.1), data)
+    b = train(cfg(scheme="m3", p_mask=0.3, p_missing=0.1, p_noise=0.1), data)
+    c = train(cfg(scheme="m3", p_mask=0.3, p_missing=0.1, p_noise=0.1, seed=1), data)
+    assert _strip(a.history) == _strip(b.history)
+    assert a.final == b.final
+    assert a.history[-1]["val_loss"] != c.history[-1]["val_loss"]
+
+
+def _strip(h):
+    return [{k: v for k, v in x.items() if k != "epoch_seconds"} for x in h]
+
+
+def test_resume_continues_exactly(tmp_path):
+    data = tiny_arrays()
+    conf = cfg(max_epochs=4, scheme="m3", p_mask=0.3, p_missing=0.2, p_noise=0.1)
+    full = train(conf, data)
+    ck = tmp_path / "ck"
+    stop_after_2 = cfg(max_epochs=2, scheme="m3", p_mask=0.3, p_missing=0.2, p_noise=0.1)
+    train(stop_after_2, data, checkpoint_dir=ck, final_eval=False)
+    assert load_checkpoint(ck)["epoch"] == 2
+    resumed = train(conf, data, resume_from=ck)
+    assert _strip(resumed.history) == _strip(full.history)
+    assert resumed.final == full.final
+
+
+def test_early_stopping_and_checkpoint_every(tmp_path):
+    data = tiny_arrays()
+    calls = []
+    res = train(
+        cfg(max_epochs=50, patience=2, lr=0.2, checkpoint_every=3),
+        data,
+        checkpoint_dir=tmp_path,
+        on_epoch=lambda m, ck: calls.append(ck),
+    )
+    assert res.stopped_early and len(res.history) < 50
+    assert res.history[-1]["epoch"] - res.best_epoch == 2
+    written = [i + 1 for i, ck in enumerate(calls) if ck is not None]
+    assert all(e % 3 == 0 for e in written[:-1]) and written[-1] == len(calls)
+
+
+def test_nan_loss_fails_with_reason():
+    data = tiny_arrays()
+    data["train"] = {**data["train"], "labels": np.full_like(data["train"]["labels"], np.nan)}
+    with pytest.raises(TrainingDiverged, match="loss became nan at epoch 1"):
+        train(cfg(), data)
+
+
+def test_config_validation_names_the_field():
+    with pytest.raises(UserError, match=r"unknown key 'p_mak' \(did you mean 'p_mask'\?\)"):
+        make_config({"p_mak": 0.2})
+    with pytest.raises(UserError, match="pi_text \\+ pi_audio \\+ pi_vision must be 1"):
+        make_config({"pi_text": 0.6, "pi_audio": 0.3, "pi_vision": 0.3})
+    with pytest.raises(UserError, match="'p_mask'.*less than or equal to 1"):
+        make_config({"p_mask": 1.5})
+    with pytest.raises(UserError, match="p_missing \\+ p_noise must be <= 1"):
+        make_config({"p_missing": 0.6, "p_noise": 0.6})
+    with pytest.raises(UserError, match="'scheme'"):
+        make_config({"scheme": "m4"})

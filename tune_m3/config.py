@@ -1,0 +1,156 @@
+"""The typed, validated configuration of one trial: what ``train.py`` runs and MLflow logs.
+
+One flat set of names is used everywhere (Ray param space, ``--set key=value``, MLflow params,
+analysis tables). The papers' symbols map as follows:
+
+=================  ==========================  =============================================
+name               paper symbol                meaning
+=================  ==========================  =============================================
+``scheme``         Table 1 rows                ``none`` (baseline), ``m3``, ``soft_m3``,
+                                               ``random_mask``
+``p_mask``         pM                          masking probability per mask unit
+``pi_text``        πT                          modal probability of text (πA, πV likewise);
+``pi_audio``       πA                          the three must sum to 1
+``pi_vision``      πV
+``granularity``    —                           mask unit: ``timestep`` (paper), ``sample``,
+                                               ``batch`` (authors' code)
+``p_missing``      missing fraction            perturbation: fraction of each batch whose
+                                               target modality is zeroed (NAACL 2022)
+``p_noise``        noise fraction              a disjoint fraction that gets N(0, σ²) added
+``sigma``          σ                           noise standard deviation
+=================  ==========================  =============================================
+
+Invalid values are refused at construction with a message that names the field.
+"""
+
+from __future__ import annotations
+
+import difflib
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from tune_m3.errors import UserError
+
+Probability = Field(ge=0.0, le=1.0)
+MODALITY_NAMES = ("text", "audio", "vision")
+
+
+class TrialConfig(BaseModel):
+    """Everything one training run needs besides the data arrays."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    dataset: str = "synth_mosei"
+    seed: int = 0
+
+    # masking (M3 paper)
+    scheme: Literal["none", "m3", "soft_m3", "random_mask"] = "none"
+    p_mask: float = Field(0.0, ge=0.0, le=1.0)
+    pi_text: float = Field(1 / 3, ge=0.0, le=1.0)
+    pi_audio: float = Field(1 / 3, ge=0.0, le=1.0)
+    pi_vision: float = Field(1 / 3, ge=0.0, le=1.0)
+    granularity: Literal["timestep", "sample", "batch"] = "timestep"
+    p_feature: float = Field(0.5, ge=0.0, le=1.0, description="soft_m3: features zeroed")
+    rescale: bool = False
+    mask_at: Literal["representation", "input"] = "representation"
+
+    # modality perturbation (robustness paper)
+    p_missing: float = Field(0.0, ge=0.0, le=1.0)
+    p_noise: float = Field(0.0, ge=0.0, le=1.0)
+    sigma: float = Field(1.0, ge=0.0)
+    perturb_target: Literal["text", "audio", "vision"] = "text"
+
+    # model (M3 paper sec. 2.1 defaults)
+    hidden: int = Field(100, ge=1)
+    proj: int = Field(100, ge=1)
+    dropout: float = Field(0.2, ge=0.0, lt=1.0)
+    num_layers: int = Field(1, ge=1)
+
+    # optimisation
+    lr: float = Field(5e-4, gt=0.0)
+    weight_decay: float = Field(0.0, ge=0.0)
+    batch_size: int = Field(32, ge=1)
+    max_epochs: int = Field(100, ge=1)
+    patience: int = Field(10, ge=1, description="early stopping on val loss")
+    lr_patience: int = Field(2, ge=0)
+    lr_factor: float = Field(0.5, gt=0.0, lt=1.0)
+    grad_clip: float | None = Field(None, gt=0.0)
+    max_train_samples: int | None = Field(None, ge=1, description="subsample train (debugging)")
+
+    # runtime
+    threads: int | None = Field(None, ge=1)
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    checkpoint_every: int = Field(1, ge=1, description="epochs between checkpoints")
+
+    # diagnostics at the end (robustness paper sec. 3)
+    diagnostics: bool = True
+    diag_fractions: tuple[float, ...] = (0.05, 0.10, 0.15, 0.30)
+    diag_modalities: tuple[Literal["text", "audio", "vision"], ...] = MODALITY_NAMES
+    diag_sigma: float = Field(1.0, ge=0.0)
+    diag_seed: int = 1234
+
+    @model_validator(mode="after")
+    def _check(self) -> TrialConfig:
+        total = self.pi_text + self.pi_audio + self.pi_vision
+        if abs(total - 1.0) > 1e-6:
+            raise ValueError(
+                f"pi_text + pi_audio + pi_vision must be 1 (got {self.pi_text:g} + "
+                f"{self.pi_audio:g} + {self.pi_vision:g} = {total:g})"
+            )
+        if self.p_missing + self.p_noise > 1 + 1e-9:
+            raise ValueError(
+                f"p_missing + p_noise must be <= 1 (got {self.p_missing:g} + {self.p_noise:g})"
+            )
+        if not self.diag_fractions or not all(0 < f <= 1 for f in self.diag_fractions):
+            raise ValueError("diag_fractions must be a non-empty list of fractions in (0, 1]")
+        return self
+
+    @property
+    def modal_probs(self) -> tuple[float, float, float]:
+        """(πT, πA, πV)."""
+        return (self.pi_text, self.pi_audio, self.pi_vision)
+
+    def params(self) -> dict[str, Any]:
+        """Flat params for MLflow / tables (tuples as comma-separated strings)."""
+        out = {}
+        for k, v in self.model_dump().items():
+            out[k] = ",".join(map(str, v)) if isinstance(v, tuple) else v
+        return out
+
+
+def field_names() -> list[str]:
+    return list(TrialConfig.model_fields)
+
+
+def did_you_mean(key: str, choices: list[str]) -> str:
+    near = difflib.get_close_matches(key, choices, n=1, cutoff=0.6)
+    return f" (did you mean '{near[0]}'?)" if near else ""
+
+
+def make_config(values: dict[str, Any], where: str = "config") -> TrialConfig:
+    """Build a :class:`TrialConfig`; a bad key or value becomes one UserError naming it."""
+    try:
+        return TrialConfig(**values)
+    except ValidationError as err:
+        raise UserError(format_validation_error(err, where, field_names())) from None
+
+
+def format_validation_error(err: ValidationError, where: str, known: list[str]) -> str:
+    lines = []
+    for e in err.errors():
+        loc = ".".join(str(p) for p in e["loc"]) or "(top level)"
+        if e["type"] == "extra_forbidden":
+            key = str(e["loc"][-1])
+            lines.append(f"{where}: unknown key '{loc}'{did_you_mean(key, known)}")
+        else:
+            msg = e["msg"].removeprefix("Value error, ")
+            lines.append(
+                f"{where}: '{loc}': {msg}"
+                + (
+                    f" (got {e['input']!r})"
+                    if loc != "(top level)" and not isinstance(e.get("input"), dict)
+                    else ""
+                )
+            )
+    return "\n".join(lines)

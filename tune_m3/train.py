@@ -1,0 +1,406 @@
+"""The training loop, usable with or without Ray; ``python -m tune_m3.train`` runs one config.
+
+The M3 paper's recipe (sec. 3): Adam (lr 5e-4), L1 loss, batch 32, halve the learning rate when
+the validation loss has not improved for 2 epochs (ReduceLROnPlateau), early stopping on the
+validation loss with patience 10. At the end the best epoch's weights are evaluated on test and,
+unless ``diagnostics=False``, the robustness checks run (:mod:`tune_m3.diagnostics`).
+
+Ray is not needed here: the trainable (``tune_m3.trainable``) only passes an ``on_epoch`` callback
+that reports to Ray, and a checkpoint directory. Checkpoints hold model, optimizer, scheduler,
+epoch, best weights, early-stopping state, history and every RNG state (torch's global RNG,
+the shuffling generator and the augmentation layers' generators), so a resumed run continues
+exactly as an uninterrupted one would: same seed, same numbers on CPU.
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import math
+import sys
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from tune_m3.augment import AugmentPipeline, ModalityMasking, ModalityPerturbation
+from tune_m3.batches import batch_tensors
+from tune_m3.config import MODALITY_NAMES, TrialConfig, make_config
+from tune_m3.diagnostics import run_diagnostics
+from tune_m3.errors import UserError, cli_main
+from tune_m3.metrics import compute_metrics
+from tune_m3.models import M3Baseline, ModelConfig
+
+Arrays = Mapping[str, np.ndarray]  # one split: modality -> (N, L, d), "labels" (N,), "lengths" (N,)
+CHECKPOINT_FILE = "state.pt"
+EVAL_BATCH = 256
+
+
+class TrainingDiverged(RuntimeError):
+    """The loss became NaN or infinite; the trial is failed with this message."""
+
+
+@dataclass
+class TrainResult:
+    history: list[dict[str, float]]  # one dict per epoch (the metrics passed to on_epoch)
+    best_epoch: int
+    best_val_loss: float
+    final: dict[str, float] = field(default_factory=dict)  # test_* and diag_* metrics
+    stopped_early: bool = False
+    model: nn.Module | None = None
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "cuda" or (name == "auto" and torch.cuda.is_available()):
+        if not torch.cuda.is_available():
+            raise UserError(
+                "device 'cuda' was asked for but torch sees no GPU; use --set device=cpu"
+            )
+        return torch.device("cuda")
+    return torch.device("cpu")
+
+
+def build_model(cfg: TrialConfig, input_dims: tuple[int, ...]) -> M3Baseline:
+    """The baseline with the configured masking / perturbation at the configured hook."""
+    torch.manual_seed(cfg.seed)
+    layers: list[nn.Module] = []
+    if cfg.scheme != "none" and cfg.p_mask > 0:
+        layers.append(
+            ModalityMasking(
+                cfg.scheme,
+                p_mask=cfg.p_mask,
+                modal_probs=cfg.modal_probs,
+                granularity=cfg.granularity,
+                p_feature=cfg.p_feature,
+                rescale=cfg.rescale,
+                seed=cfg.seed * 7 + 2,
+            )
+        )
+    if cfg.p_missing > 0 or cfg.p_noise > 0:
+        layers.append(
+            ModalityPerturbation(
+                p_missing=cfg.p_missing,
+                p_noise=cfg.p_noise,
+                sigma=cfg.sigma,
+                target=MODALITY_NAMES.index(cfg.perturb_target),
+                seed=cfg.seed * 7 + 3,
+            )
+        )
+    aug = AugmentPipeline(layers)
+    mcfg = ModelConfig(
+        input_dims=tuple(input_dims),
+        hidden=cfg.hidden,
+        proj=cfg.proj,
+        dropout=cfg.dropout,
+        num_layers=cfg.num_layers,
+    )
+    if cfg.mask_at == "input":
+        return M3Baseline(mcfg, input_augment=aug)
+    return M3Baseline(mcfg, augment=aug)
+
+
+def _augment_layers(model: M3Baseline) -> list[AugmentPipeline]:
+    return [model.input_augment, model.augment]
+
+
+@torch.no_grad()
+def predict(
+    model: nn.Module, arrays: Arrays, device: torch.device, batch_size: int = EVAL_BATCH
+) -> np.ndarray:
+    """Predictions (N,) for a whole split, in eval mode."""
+    model.eval()
+    n = arrays["labels"].shape[0]
+    out = np.empty(n, dtype=np.float64)
+    for lo in range(0, n, batch_size):
+        idx = np.arange(lo, min(n, lo + batch_size))
+        mods, lengths, _ = batch_tensors(arrays, idx, MODALITY_NAMES, device)
+        out[idx] = model(mods, lengths).double().cpu().numpy()
+    return out
+
+
+def _save(path: Path, state: dict[str, Any]) -> None:
+    path.mkdir(parents=True, exist_ok=True)
+    tmp = path / (CHECKPOINT_FILE + ".tmp")
+    torch.save(state, tmp)
+    tmp.replace(path / CHECKPOINT_FILE)  # atomic: a kill mid-save leaves the old checkpoint
+
+
+def load_checkpoint(path: str | Path) -> dict[str, Any]:
+    path = Path(path)
+    file = path / CHECKPOINT_FILE if path.is_dir() else path
+    return torch.load(file, map_location="cpu", weights_only=False)
+
+
+def train(
+    cfg: TrialConfig,
+    data: Mapping[str, Arrays],
+    *,
+    on_epoch: Callable[[dict[str, float], Path | None], None] | None = None,
+    checkpoint_dir: str | Path | None = None,
+    resume_from: str | Path | None = None,
+    progress: bool = False,
+    final_eval: bool = True,
+) -> TrainResult:
+    """Train ``cfg`` on ``data`` (splits ``train``, ``valid`` and, for the final eval, ``test``).
+
+    Args:
+        on_epoch: called after every epoch with that epoch's metrics and the checkpoint directory
+            written for it (None when no checkpoint was written this epoch).
+        checkpoint_dir: where checkpoints go (every ``cfg.checkpoint_every`` epochs).
+        resume_from: a checkpoint directory or file to continue from.
+        final_eval: evaluate the best weights on test (+ diagnostics) at the end.
+    """
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
+    device = resolve_device(cfg.device)
+    train_arr, valid_arr = data["train"], data["valid"]
+    input_dims = tuple(train_arr[m].shape[2] for m in MODALITY_NAMES)
+    model = build_model(cfg, input_dims).to(device)
+    opt = torch.optim.Adam(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    sched = torch.optim.lr_scheduler.ReduceLROnPlateau(
+        opt, mode="min", factor=cfg.lr_factor, patience=cfg.lr_patience
+    )
+    shuffle = torch.Generator().manual_seed(cfg.seed * 7 + 1)
+    loss_fn = nn.L1Loss()
+
+    n_train = train_arr["labels"].shape[0]
+    if cfg.max_train_samples:
+        n_train = min(n_train, cfg.max_train_samples)
+    start_epoch, best_val, best_epoch, bad_epochs = 1, math.inf, 0, 0
+    best_state = copy.deepcopy(model.state_dict())
+    history: list[dict[str, float]] = []
+    torch.manual_seed(cfg.seed * 7 + 4)  # dropout and anything else on the global RNG
+
+    if resume_from is not None:
+        ck = load_checkpoint(resume_from)
+        model.load_state_dict(ck["model"])
+        opt.load_state_dict(ck["optimizer"])
+        sched.load_state_dict(ck["scheduler"])
+        shuffle.set_state(ck["shuffle_rng"])
+        torch.set_rng_state(ck["torch_rng"])
+        for layer, st in zip(_augment_layers(model), ck["augment_rng"], strict=True):
+            layer.set_generator_state(st)
+        start_epoch = ck["epoch"] + 1
+        best_val, best_epoch, bad_epochs = ck["best_val_loss"], ck["best_epoch"], ck["bad_epochs"]
+        best_state, history = ck["best_model"], ck["history"]
+
+    stopped_early = bool(history) and bad_epochs >= cfg.patience
+    epochs = range(start_epoch, cfg.max_epochs + 1) if not stopped_early else range(0)
+    bar = None
+    if progress:
+        from tqdm.auto import tqdm
+
+        bar = tqdm(total=cfg.max_epochs, initial=start_epoch - 1, unit="epoch", file=sys.stdout)
+    for epoch in epochs:
+        t0 = time.perf_counter()
+        model.train()
+        perm = torch.randperm(n_train, generator=shuffle).numpy()
+        total, count = 0.0, 0
+        for lo in range(0, n_train, cfg.batch_size):
+            idx = np.sort(perm[lo : lo + cfg.batch_size])
+            mods, lengths, y = batch_tensors(train_arr, idx, MODALITY_NAMES, device)
+            pred = model(mods, lengths)  # (B,)
+            loss = loss_fn(pred, y)
+            if not torch.isfinite(loss):
+                raise TrainingDiverged(
+                    f"loss became {loss.item()} at epoch {epoch} (lr {opt.param_groups[0]['lr']:g}); "
+                    "lower lr or set grad_clip"
+                )
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            if cfg.grad_clip:
+                nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
+            opt.step()
+            total += loss.item() * len(idx)
+            count += len(idx)
+        val_pred = predict(model, valid_arr, device)
+        val = compute_metrics(val_pred, valid_arr["labels"])
+        val_loss = val["mae"]  # the L1 training loss on the validation set
+        lr_used = opt.param_groups[0]["lr"]
+        sched.step(val_loss)
+        if val_loss < best_val:
+            best_val, best_epoch, bad_epochs = val_loss, epoch, 0
+            best_state = copy.deepcopy(model.state_dict())
+        else:
+            bad_epochs += 1
+        metrics = {
+            "epoch": epoch,
+            "train_loss": total / max(count, 1),
+            "lr": lr_used,
+            "val_loss": val_loss,
+            **{f"val_{k}": v for k, v in val.items()},
+            "best_val_loss": best_val,
+            "best_epoch": best_epoch,
+            "epoch_seconds": time.perf_counter() - t0,
+        }
+        history.append(metrics)
+        ck_path = None
+        if checkpoint_dir is not None and (
+            epoch % cfg.checkpoint_every == 0
+            or bad_epochs >= cfg.patience
+            or epoch == cfg.max_epochs
+        ):
+            ck_path = Path(checkpoint_dir)
+            _save(
+                ck_path,
+                {
+                    "model": model.state_dict(),
+                    "optimizer": opt.state_dict(),
+                    "scheduler": sched.state_dict(),
+                    "shuffle_rng": shuffle.get_state(),
+                    "torch_rng": torch.get_rng_state(),
+                    "augment_rng": [layer.generator_state() for layer in _augment_layers(model)],
+                    "epoch": epoch,
+                    "best_val_loss": best_val,
+                    "best_epoch": best_epoch,
+                    "bad_epochs": bad_epochs,
+                    "best_model": best_state,
+                    "history": history,
+                    "config": cfg.model_dump(),
+                },
+            )
+        if bar is not None:
+            bar.set_postfix(
+                val_mae=f"{val_loss:.3f}", val_acc2=f"{val['acc2']:.1f}", best=best_epoch
+            )
+            bar.update(1)
+        if on_epoch is not None:
+            on_epoch(metrics, ck_path)
+        if bad_epochs >= cfg.patience:
+            stopped_early = True
+            break
+    if bar is not None:
+        bar.close()
+
+    model.load_state_dict(best_state)
+    result = TrainResult(history, best_epoch, best_val, stopped_early=stopped_early, model=model)
+    if final_eval and "test" in data:
+        result.final = evaluate_final(model, cfg, data["test"], device)
+    return result
+
+
+def evaluate_final(
+    model: M3Baseline, cfg: TrialConfig, test: Arrays, device: torch.device
+) -> dict[str, float]:
+    """test_* metrics of ``model`` and, if configured, the diag_* robustness checks."""
+    if not cfg.diagnostics:
+        return {
+            f"test_{k}": v
+            for k, v in compute_metrics(predict(model, test, device), test["labels"]).items()
+        }
+    final, _ = run_diagnostics(
+        model,
+        test,
+        modalities=cfg.diag_modalities,
+        fractions=cfg.diag_fractions,
+        sigma=cfg.diag_sigma,
+        seed=cfg.diag_seed,
+        batch_size=EVAL_BATCH,
+        device=device,
+    )
+    return final
+
+
+# ------------------------------------------------------------------------------------------ CLI
+
+
+def parse_overrides(items: list[str]) -> dict[str, Any]:
+    """``["p_mask=0.2", "scheme=m3"]`` -> dict, values parsed as YAML scalars/lists."""
+    import yaml
+
+    out: dict[str, Any] = {}
+    for item in items:
+        key, sep, raw = item.partition("=")
+        if not sep or not key.strip():
+            raise UserError(f"--set {item!r}: expected key=value, e.g. --set p_mask=0.2")
+        try:
+            out[key.strip()] = yaml.safe_load(raw) if raw.strip() else None
+        except yaml.YAMLError as err:
+            raise UserError(f"--set {item!r}: value is not valid YAML ({err})") from None
+    return out
+
+
+def _print_final(final: Mapping[str, float]) -> None:
+    from tune_m3.diagnostics import KINDS
+    from tune_m3.metrics import HEADLINE
+
+    print("test: " + "  ".join(f"{k}={final[f'test_{k}']:.4g}" for k in HEADLINE))
+    mods = sorted(
+        {k.split("_")[2] for k in final if k.startswith("diag_test_")}, key=MODALITY_NAMES.index
+    )
+    if not mods:
+        return
+    fracs = sorted(
+        {k.split("_")[4] for k in final if k.startswith("diag_test_") and "_auc_" not in k},
+        key=float,
+    )
+    print("diagnostics: drop of corr / f1 versus clean (positive = worse)")
+    print(f"  {'damage':<16}" + "".join(f"{f + '%':>16}" for f in fracs))
+    for m in mods:
+        for kind in KINDS:
+            cells = [
+                f"{final[f'diag_test_{m}_{kind}_{f}_corr_drop']:+.3f} / {final[f'diag_test_{m}_{kind}_{f}_f1_drop']:+.2f}"
+                for f in fracs
+            ]
+            print(f"  {m + ' ' + kind:<16}" + "".join(f"{c:>16}" for c in cells))
+
+
+@cli_main
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(
+        prog="python -m tune_m3.train",
+        description="Train one configuration without Ray (debugging, baselines).",
+    )
+    p.add_argument("--dataset", help="dataset in the store (default: synth_mosei)")
+    p.add_argument(
+        "--data-dir", help="store directory (default: $TUNE_M3_DATA_DIR or ~/.cache/tune_m3/data)"
+    )
+    p.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="any TrialConfig field, e.g. --set scheme=m3 --set p_mask=0.25 (repeatable)",
+    )
+    p.add_argument("--epochs", type=int, help="shorthand for --set max_epochs=N")
+    p.add_argument("--checkpoint-dir", help="write checkpoints here")
+    p.add_argument("--resume", help="continue from this checkpoint directory")
+    args = p.parse_args(argv)
+
+    from tune_m3.data import load_dataset
+
+    values = parse_overrides(args.overrides)
+    if args.dataset:
+        values["dataset"] = args.dataset
+    if args.epochs:
+        values["max_epochs"] = args.epochs
+    cfg = make_config(values, where="--set")
+    ds = load_dataset(cfg.dataset, args.data_dir)
+    tag = "SYNTHETIC " if ds.meta.synthetic else ""
+    print(
+        f"training on {tag}dataset '{ds.name}' ({' '.join(f'{s}={n}' for s, n in ds.meta.sizes.items())})"
+    )
+    data = {s: sp.arrays() for s, sp in ds.splits.items()}
+    res = train(
+        cfg, data, checkpoint_dir=args.checkpoint_dir, resume_from=args.resume, progress=True
+    )
+    best = res.history[res.best_epoch - 1] if res.best_epoch else {}
+    print(
+        f"best epoch {res.best_epoch}: "
+        + "  ".join(
+            f"{k}={best.get(k, float('nan')):.4g}"
+            for k in ("val_mae", "val_corr", "val_acc2", "val_f1", "val_acc7")
+        )
+    )
+    _print_final(res.final)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
