@@ -30,7 +30,7 @@ from torch import nn
 
 from tune_m3.augment import AugmentPipeline, ModalityMasking, ModalityPerturbation
 from tune_m3.batches import batch_tensors
-from tune_m3.config import MODALITY_NAMES, TrialConfig, make_config
+from tune_m3.config import MODALITY_NAMES, TrialConfig, make_config, parse_overrides
 from tune_m3.diagnostics import run_diagnostics
 from tune_m3.errors import UserError, cli_main
 from tune_m3.metrics import compute_metrics
@@ -307,22 +307,6 @@ def evaluate_final(
 
 
 # ------------------------------------------------------------------------------------------ CLI
-
-
-def parse_overrides(items: list[str]) -> dict[str, Any]:
-    """``["p_mask=0.2", "scheme=m3"]`` -> dict, values parsed as YAML scalars/lists."""
-    import yaml
-
-    out: dict[str, Any] = {}
-    for item in items:
-        key, sep, raw = item.partition("=")
-        if not sep or not key.strip():
-            raise UserError(f"--set {item!r}: expected key=value, e.g. --set p_mask=0.2")
-        try:
-            out[key.strip()] = yaml.safe_load(raw) if raw.strip() else None
-        except yaml.YAMLError as err:
-            raise UserError(f"--set {item!r}: value is not valid YAML ({err})") from None
-    return out
 
 
 def _print_final(final: Mapping[str, float]) -> None:

@@ -16,7 +16,7 @@ Why this shape: a fixed-size binary column is one contiguous buffer, so reading 
 the whole (N, L, d) array as a zero-copy numpy *view* of the Arrow buffer, with no per-sample
 objects. We measured the obvious alternative, ``fixed_size_list<float32>``: Parquet stores it
 with repetition/definition levels per value, and reading MOSEI's text column then allocates
-twice its size and takes 6x longer (``bench/bench_store.py``). Each split is written as a single
+twice its size in memory and takes about 6x longer (``bench/bench_store.py``). Each split is written as a single
 row group, uncompressed and without dictionary encoding, so that Arrow returns exactly one chunk
 per column: one buffer per modality, never a second copy from concatenating chunks. The file is
 read through a memory map; the decoded buffers are the only copy in anonymous memory.
@@ -254,7 +254,7 @@ def missing_dataset_message(name: str, root: Path, have: list[str]) -> str:
     if like in ("mosei", "mosi"):
         lines.append(
             f"  - or run on synthetic data instead: python -m tune_m3.data synth --dataset {like} "
-            f"--data-dir {root}, then use dataset 'synth_{like}' (results are labelled synthetic)"
+            f"--data-dir {root}, then search with --dataset synth_{like} (results are labelled synthetic)"
         )
     return "\n".join(lines)
 

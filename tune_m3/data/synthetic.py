@@ -11,7 +11,8 @@ Generative model (per sample b; ``docs/data.md`` has the same with the knobs' ef
     y_b = q(clip(bias + a_T s_b + a_A u_b + a_V w_b + sigma_y e_b, -3, 3))   q = round to 1/3
 
     length l_b in [min_len, L]; steps i < L - l_b are padding (all modalities zero)
-    text   step i: z = [s_b + step_noise n_i, nuisance (k_T - 1 dims)]            x_T = z P_T + iso
+    text   step i: z = [c_i word_gain s_b + step_noise n_i, nuisance (k_T - 1)]   x_T = z P_T + iso
+           c_i ~ Bernoulli(text_sparsity): the few "sentiment words" of the clip
     audio  step i: z = [u_b + step_noise n_i, r^A_b + step_noise n'_i, nuisance]   x_A = z P_A + iso
     vision step i: z = [w_b + step_noise n_i, r^V_b + step_noise n'_i, nuisance]   x_V = z P_V + iso
     r^l_b = rho s_b + sqrt(1 - rho^2) eta^l_b,  eta ~ N(0, 1)   (a per-sample noisy copy of s)
@@ -22,6 +23,9 @@ the per-step noise averages out over a sequence, so the model must integrate ove
 Why it has the papers' phenomena:
 - text is dominant: a_T (``text_strength``) carries most of the label variance, so removing the
   text representation costs far more than removing audio or vision;
+- text's evidence is *sparse*, as in real transcripts: only a few steps ("sentiment words",
+  ``text_sparsity``) carry it. Masking random time steps of text (M3 at ``timestep``
+  granularity) therefore often removes some of the evidence, not a uniform sliver of it;
 - audio and vision are *complementary*: u_b and w_b are only in them, so a good model uses them;
 - audio and vision are weakly *redundant* with text (``redundancy`` rho, the correlation of
   their copy r_b with s_b): they carry a noisy copy of s_b whose noise, unlike the step noise,
@@ -40,7 +44,7 @@ import numpy as np
 
 from tune_m3.data.formats import MODALITIES, SPLITS, CanonicalSplit, sanitize_features
 
-GENERATOR_VERSION = 1
+GENERATOR_VERSION = 2
 
 # Published split sizes and feature dims of the word-aligned features (MulT layout).
 SHAPES: dict[str, dict] = {
@@ -63,6 +67,8 @@ class SynthConfig:
     vision_strength: float = 0.35  # a_V: weight of the vision-only cue
     redundancy: float = 0.45  # rho in [0, 1]: correlation of audio's/vision's copy of s with s
     step_noise: float = 1.5  # per-step noise on every latent signal
+    text_sparsity: float = 0.2  # fraction of text steps that carry the sentiment ("words")
+    word_gain: float = 2.5  # strength of the sentiment on those steps
     label_noise: float = 0.2  # sigma_y: label noise no modality explains
     label_bias: float = 0.15  # MOSEI skews slightly positive
     feature_noise: float = 0.05  # iso: isotropic noise on every feature
@@ -73,6 +79,8 @@ class SynthConfig:
             raise ValueError(f"like must be one of {sorted(SHAPES)}, got {self.like!r}")
         if not 0 < self.scale <= 1:
             raise ValueError(f"scale must be in (0, 1], got {self.scale}")
+        if not 0 < self.text_sparsity <= 1:
+            raise ValueError(f"text_sparsity must be in (0, 1], got {self.text_sparsity}")
         if not 0 <= self.redundancy <= 1:
             raise ValueError(f"redundancy must be in [0, 1], got {self.redundancy}")
         if not 1 <= self.min_len <= self.seq_len:
@@ -128,8 +136,11 @@ def _split(cfg: SynthConfig, split: str, n: int, proj: dict[str, np.ndarray]) ->
         for m, p in proj.items():
             k, d = p.shape
             z = rng.standard_normal((b, L, k), dtype=np.float32)  # nuisance + step noise
-            z[..., 0] = own[m][:, None] + cfg.step_noise * z[..., 0]
-            if m != "text":
+            if m == "text":
+                words = rng.random((b, L), dtype=np.float32) < cfg.text_sparsity  # (b, L)
+                z[..., 0] = words * (cfg.word_gain * own[m][:, None]) + cfg.step_noise * z[..., 0]
+            else:
+                z[..., 0] = own[m][:, None] + cfg.step_noise * z[..., 0]
                 z[..., 1] = copy_of_s[m][lo:hi, None] + cfg.step_noise * z[..., 1]
             x = z @ p  # (b, L, d)
             x += cfg.feature_noise * rng.standard_normal((b, L, d), dtype=np.float32)

@@ -1,0 +1,228 @@
+"""Search-space files: every shipped space validates; every invalid file gets its message."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+
+import pytest
+import yaml
+
+from tune_m3.errors import UserError
+from tune_m3.spaces import available_spaces, load_space
+
+SHIPPED = {
+    "demo": 12,
+    "m3_mosei": 40,
+    "m3_mosi": 40,
+    "perturb_mosei": 30,
+    "perturb_mosi": 30,
+    "m3_grid_mosei": 40,
+    "masking_schemes_mosei": 20,
+    "robust_grid_mosei": 12,
+    "robust_grid_mosi": 12,
+}
+
+
+def test_all_shipped_spaces_validate_with_expected_trial_counts():
+    assert set(SHIPPED) <= set(available_spaces())
+    for name, n in SHIPPED.items():
+        assert load_space(name).num_trials() == n, name
+
+
+def test_m3_grid_is_the_papers_table3_grid():
+    space = load_space("m3_grid_mosei")
+    points = space.grid_points()
+    assert len(points) == 40
+    cells = {(p["pi_text"], p["p_mask"]) for p in points}
+    assert cells == {(t, m) for t in (0.33, 0.6) for m in (0.1, 0.2, 0.25, 0.4)}
+    for p in points:
+        v = space.trial_values(p)
+        assert (
+            v["pi_audio"] == pytest.approx((1 - p["pi_text"]) / 2) == pytest.approx(v["pi_vision"])
+        )
+    assert sorted({p["seed"] for p in points}) == [0, 1, 2, 3, 4]
+
+
+def test_robust_grid_variants_times_seeds():
+    space = load_space("robust_grid_mosei")
+    pts = space.grid_points()
+    assert len(pts) == 12
+    v = space.trial_values({"variant": "15+15", "seed": 2})
+    assert (v["p_missing"], v["p_noise"], v["seed"]) == (0.15, 0.15, 2)
+
+
+BASE = {
+    "dataset": {"name": "x"},
+    "search": {"p_mask": {"uniform": [0.0, 0.5]}},
+    "algorithm": {"type": "optuna"},
+}
+
+
+def _with(**kw):
+    d = yaml.safe_load(yaml.safe_dump(BASE))
+    for k, v in kw.items():
+        if v is None:
+            d.pop(k, None)
+        else:
+            d[k] = v
+    return d
+
+
+BAD_SPACES = [
+    ("unknown-top-key", _with(serach={}), "unknown key 'serach' (did you mean 'search'?)"),
+    (
+        "unknown-param",
+        _with(search={"p_mak": {"uniform": [0, 1]}}),
+        "search.p_mak: unknown parameter (did you mean 'p_mask'?)",
+    ),
+    (
+        "unknown-fixed",
+        _with(fixed={"learning_rate": 0.1}),
+        "fixed.learning_rate: unknown parameter",
+    ),
+    (
+        "prob-out-of-range",
+        _with(search={"p_mask": {"uniform": [0.1, 1.5]}}),
+        "search.p_mask: p_mask is a probability; 1.5 is outside [0, 1]",
+    ),
+    (
+        "fixed-prob-out-of-range",
+        _with(fixed={"p_noise": -0.1}),
+        "fixed.p_noise: p_noise is a probability",
+    ),
+    (
+        "pi-cannot-sum",
+        _with(search={"pi_audio": {"uniform": [0, 1]}}),
+        "pi_audio and pi_vision follow from pi_text",
+    ),
+    (
+        "pi-text-above-1",
+        _with(search={"pi_text": {"choice": [0.5, 1.2]}}),
+        "pi_text is a probability; 1.2 is outside",
+    ),
+    (
+        "empty-grid",
+        _with(
+            algorithm={"type": "grid"}, scheduler={"type": "fifo"}, search={"p_mask": {"grid": []}}
+        ),
+        "grid: empty list of values",
+    ),
+    (
+        "unknown-distribution",
+        _with(search={"p_mask": {"normal": [0, 1]}}),
+        "unknown key 'search.p_mask.normal'",
+    ),
+    (
+        "two-distributions",
+        _with(search={"p_mask": {"uniform": [0, 1], "choice": [0.1]}}),
+        "give exactly one distribution",
+    ),
+    ("low-above-high", _with(search={"lr": {"loguniform": [1e-2, 1e-4]}}), "low must be < high"),
+    (
+        "loguniform-zero",
+        _with(search={"lr": {"loguniform": [0, 1e-2]}}),
+        "loguniform: low must be > 0",
+    ),
+    (
+        "grid-with-optuna",
+        _with(search={"p_mask": {"grid": [0.1, 0.2]}}),
+        "grid values need algorithm: {type: grid}",
+    ),
+    (
+        "asha-with-grid",
+        _with(algorithm={"type": "grid"}, search={"p_mask": {"grid": [0.1]}}),
+        "Use scheduler: {type: fifo}",
+    ),
+    ("seeds-with-optuna", _with(seeds=[0, 1]), "Optuna searches take one seed"),
+    ("test-metric", _with(metric="test_mae"), "only known at the end"),
+    ("unknown-algorithm", _with(algorithm={"type": "hyperopt"}), "'algorithm.type'"),
+    ("missing-dataset-key", _with(dataset=None), "'dataset': Field required"),
+    ("bad-simplex", _with(simplex={"audio_share": 2}), "audio_share must be a number in [0, 1]"),
+    (
+        "perturb-sum",
+        _with(fixed={"p_missing": 0.7, "p_noise": 0.7}),
+        "p_missing + p_noise must be <= 1",
+    ),
+    ("bad-scheme-value", _with(fixed={"scheme": "m4"}), "'scheme'"),
+    ("not-a-mapping", ["a", "b"], "expected a mapping"),
+]
+
+
+@pytest.mark.parametrize("case,content,message", BAD_SPACES, ids=[c[0] for c in BAD_SPACES])
+def test_invalid_space_files(tmp_path, case, content, message):
+    path = tmp_path / f"{case}.yaml"
+    path.write_text(yaml.safe_dump(content))
+    with pytest.raises(UserError) as err:
+        load_space(str(path))
+    assert message in str(err.value)
+    assert str(path) in str(err.value) or "space" in str(err.value)
+
+
+def test_unknown_named_space_and_bad_yaml(tmp_path):
+    with pytest.raises(UserError, match="did you mean 'demo'"):
+        load_space("dmeo")
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("search: [unclosed")
+    with pytest.raises(UserError, match="not valid YAML"):
+        load_space(str(bad))
+
+
+def _cli(*args, env_extra=None, tmp_path=None):
+    import os
+
+    env = {**os.environ, **(env_extra or {})}
+    t0 = time.perf_counter()
+    out = subprocess.run(
+        [sys.executable, "-m", "tune_m3.search", *args],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+    )
+    return out, time.perf_counter() - t0
+
+
+def test_dry_run_lists_the_exact_grid_without_ray(tmp_path):
+    out, _ = _cli(
+        "--space", "m3_grid_mosei", "--dry-run", env_extra={"TUNE_M3_DATA_DIR": str(tmp_path)}
+    )
+    assert out.returncode == 0, out.stderr
+    assert "trials: 40" in out.stdout
+    assert out.stdout.count("pi_text=0.33  p_mask=0.25") == 5
+    assert "dataset: MISSING" in out.stdout and "dry run: nothing trained" in out.stdout
+    out, _ = _cli(
+        "--space", "robust_grid_mosei", "--dry-run", env_extra={"TUNE_M3_DATA_DIR": str(tmp_path)}
+    )
+    assert "trials: 12" in out.stdout and "variant=15+15  seed=2" in out.stdout
+
+
+def test_missing_dataset_fails_before_ray(tmp_path):
+    out, _ = _cli(
+        "--space",
+        "m3_mosei",
+        env_extra={"TUNE_M3_DATA_DIR": str(tmp_path), "TUNE_M3_RESULTS": str(tmp_path / "r")},
+    )
+    assert out.returncode == 2
+    assert out.stderr.startswith("error: dataset 'mosei' is not in the store")
+    assert "python -m tune_m3.data import" in out.stderr and "--dataset synth_mosei" in out.stderr
+    assert "Traceback" not in out.stderr
+    assert not (tmp_path / "r").exists()  # nothing written: no MLflow store, no Ray dir
+
+
+@pytest.mark.parametrize(
+    "args,message",
+    [
+        (["--space", "demo", "--set", "p_mak=0.1"], "unknown parameter (did you mean 'p_mask'?)"),
+        (["--space", "demo", "--set", "p_mask"], "expected key=value"),
+        (["--space", "demo", "--set", "p_mask=2"], "p_mask is a probability"),
+        (["--space", "demo", "--num-samples", "0"], "--num-samples must be >= 1"),
+        (["--space", "demo", "--gpus-per-trial", "-1"], "--gpus-per-trial must be >= 0"),
+        (["--space", "nope.yaml"], "space file nope.yaml does not exist"),
+    ],
+)
+def test_cli_user_errors(tmp_path, args, message):
+    out, _ = _cli(*args, env_extra={"TUNE_M3_DATA_DIR": str(tmp_path)})
+    assert out.returncode == 2, out.stdout + out.stderr
+    assert message in out.stderr and "Traceback" not in out.stderr

@@ -1,0 +1,407 @@
+"""Search-space files (``search_spaces/*.yaml``): schema, validation, expansion.
+
+A space file says what to train (dataset, fixed settings), what to search (distributions or a
+grid), how (Optuna TPE or grid; ASHA or FIFO) and with what resources. Schema (every key is
+validated; unknown keys get a did-you-mean)::
+
+    description: free text
+    dataset:                         # a name in the store ...
+      name: synth_mosei_demo
+      synthetic:                     # ... optionally built on first use (synthetic data only)
+        like: mosei                  #     shape to imitate: mosei | mosi
+        scale: 0.04                  #     fraction of the real split sizes
+        seed: 0
+    fixed:                           # TrialConfig fields held fixed (see tune_m3/config.py)
+      max_epochs: 30
+    search:                          # TrialConfig fields (or audio_share) searched
+      p_mask: {uniform: [0.05, 0.5]}           # uniform | loguniform | quniform: [lo, hi, q]
+      lr: {loguniform: [1.0e-4, 2.0e-3]}
+      scheme: {choice: [m3, soft_m3]}          # choice: categorical
+      pi_text: {grid: [0.33, 0.6]}             # grid: only with algorithm grid
+    simplex:                         # how pi_audio and pi_vision follow from pi_text
+      audio_share: 0.5               # pi_audio = (1 - pi_text) * share, pi_vision = the rest;
+                                     # 0.5 is the papers' grid; search it under `search:`
+    variants:                        # optional named bundles of fixed values (grid rows),
+      baseline: {scheme: none}       # crossed with the grid and the seeds
+      m3: {scheme: m3, p_mask: 0.2}
+    seeds: [0, 1, 2]                 # training seeds; each configuration is repeated per seed
+    algorithm: {type: optuna, seed: 0}         # or {type: grid}
+    scheduler: {type: asha, grace_period: 2, reduction_factor: 2}   # or {type: fifo}
+    metric: val_mae                  # any per-epoch metric; mode: min | max
+    mode: min
+    num_samples: 40                  # Optuna trials (grid: ignored, the grid decides)
+    max_concurrent: 2
+    resources: {cpu: 1, gpu: 0}      # per trial; gpu may be fractional (0.25 = 4 per GPU)
+
+Why this shape: πT, πA, πV must sum to 1, so a space never searches pi_audio/pi_vision
+directly; it searches pi_text and (optionally) the audio share of the rest, and every sample is
+valid by construction. With Optuna, ``seeds`` must hold one seed (TPE learns from one value per
+configuration); repeats over seeds are what grids are for, with FIFO, because early-stopped
+trials would bias the means.
+"""
+
+from __future__ import annotations
+
+import itertools
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from tune_m3.config import TrialConfig, did_you_mean, format_validation_error, make_config
+from tune_m3.errors import UserError
+
+SPACES_DIR = Path(__file__).resolve().parent / "search_spaces"
+PROBABILITY_KEYS = {
+    "p_mask",
+    "pi_text",
+    "pi_audio",
+    "pi_vision",
+    "p_feature",
+    "p_missing",
+    "p_noise",
+    "audio_share",
+}
+DERIVED = {"pi_audio", "pi_vision"}  # set from pi_text and audio_share, never searched directly
+DISTRIBUTIONS = ("uniform", "loguniform", "quniform", "choice", "grid")
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class SynthSpec(_Strict):
+    like: Literal["mosei", "mosi"] = "mosei"
+    scale: float = Field(1.0, gt=0, le=1)
+    seed: int = 0
+
+
+class DatasetSpec(_Strict):
+    name: str
+    synthetic: SynthSpec | None = None
+
+
+class Dist(_Strict):
+    """One searched parameter: exactly one of the distribution keys."""
+
+    uniform: tuple[float, float] | None = None
+    loguniform: tuple[float, float] | None = None
+    quniform: tuple[float, float, float] | None = None
+    choice: list[Any] | None = None
+    grid: list[Any] | None = None
+
+    @model_validator(mode="after")
+    def _one(self) -> Dist:
+        given = [k for k in DISTRIBUTIONS if getattr(self, k) is not None]
+        if len(given) != 1:
+            raise ValueError(
+                f"give exactly one distribution of {list(DISTRIBUTIONS)} (got {given or 'none'})"
+            )
+        kind = given[0]
+        val = getattr(self, kind)
+        if kind in ("uniform", "loguniform", "quniform") and not val[0] < val[1]:
+            raise ValueError(f"{kind}: low must be < high (got {list(val)})")
+        if kind == "loguniform" and val[0] <= 0:
+            raise ValueError(f"loguniform: low must be > 0 (got {val[0]})")
+        if kind in ("choice", "grid") and not val:
+            raise ValueError(f"{kind}: empty list of values")
+        return self
+
+    @property
+    def kind(self) -> str:
+        return next(k for k in DISTRIBUTIONS if getattr(self, k) is not None)
+
+    @property
+    def args(self) -> Any:
+        return getattr(self, self.kind)
+
+    def values_range(self) -> list[float]:
+        """Numbers this distribution can produce at its extremes (for range checks)."""
+        a = self.args
+        if self.kind in ("choice", "grid"):
+            return [v for v in a if isinstance(v, int | float) and not isinstance(v, bool)]
+        return [a[0], a[1]]
+
+
+class Algorithm(_Strict):
+    type: Literal["optuna", "grid"] = "optuna"
+    seed: int = 0
+
+
+class Scheduler(_Strict):
+    type: Literal["asha", "fifo"] = "asha"
+    grace_period: int = Field(1, ge=1)
+    reduction_factor: float = Field(2, gt=1)
+
+
+class Resources(_Strict):
+    cpu: float = Field(1, gt=0)
+    gpu: float = Field(0, ge=0)
+
+
+class SearchSpace(_Strict):
+    description: str = ""
+    dataset: DatasetSpec
+    fixed: dict[str, Any] = Field(default_factory=dict)
+    search: dict[str, Dist] = Field(default_factory=dict)
+    simplex: dict[str, Any] = Field(default_factory=lambda: {"audio_share": 0.5})
+    variants: dict[str, dict[str, Any]] = Field(default_factory=dict)
+    seeds: list[int] = Field(default_factory=lambda: [0], min_length=1)
+    algorithm: Algorithm = Field(default_factory=Algorithm)
+    scheduler: Scheduler = Field(default_factory=Scheduler)
+    metric: str = "val_mae"
+    mode: Literal["min", "max"] = "min"
+    num_samples: int = Field(10, ge=1)
+    max_concurrent: int = Field(2, ge=1)
+    resources: Resources = Field(default_factory=Resources)
+
+    # filled in by load_space
+    name: str = ""
+    path: str = ""
+
+    @field_validator("simplex")
+    @classmethod
+    def _simplex(cls, v: dict[str, Any]) -> dict[str, Any]:
+        unknown = set(v) - {"audio_share"}
+        if unknown:
+            raise ValueError(f"unknown key(s) {sorted(unknown)}; simplex takes only audio_share")
+        share = v.get("audio_share", 0.5)
+        if not isinstance(share, int | float) or not 0 <= share <= 1:
+            raise ValueError(f"audio_share must be a number in [0, 1] (got {share!r})")
+        return {"audio_share": float(share)}
+
+    # --------------------------------------------------------------------------- expansion
+
+    def grid_axes(self) -> dict[str, list[Any]]:
+        axes: dict[str, list[Any]] = {}
+        if self.variants:
+            axes["variant"] = list(self.variants)
+        axes.update({k: d.grid for k, d in self.search.items() if d.kind == "grid"})
+        axes["seed"] = list(self.seeds)
+        return axes
+
+    def grid_points(self) -> list[dict[str, Any]]:
+        """Every trial of a grid space, in order: variant x grid params x seeds."""
+        axes = self.grid_axes()
+        return [dict(zip(axes, combo, strict=True)) for combo in itertools.product(*axes.values())]
+
+    def num_trials(self) -> int:
+        return len(self.grid_points()) if self.algorithm.type == "grid" else self.num_samples
+
+    def trial_values(self, params: dict[str, Any]) -> dict[str, Any]:
+        """Sampled/grid params -> the values of a TrialConfig (fixed + variant + params + simplex)."""
+        values = dict(self.fixed)
+        p = dict(params)
+        variant = p.pop("variant", None)
+        if variant is not None:
+            values.update(self.variants[variant])
+        share = p.pop("audio_share", self.simplex["audio_share"])
+        values.update(p)
+        values["dataset"] = self.dataset.name
+        if len(self.seeds) == 1 and "seed" not in params:
+            values.setdefault("seed", self.seeds[0])
+        if "pi_audio" not in values and "pi_vision" not in values:
+            rest = 1.0 - float(values.get("pi_text", 1 / 3))
+            values["pi_audio"] = rest * share
+            values["pi_vision"] = rest - rest * share
+        return values
+
+    def example_configs(self) -> list[TrialConfig]:
+        """Configs at the corners of the space, to validate it before anything runs."""
+        if self.algorithm.type == "grid":
+            points = self.grid_points()
+        else:
+            corners = []
+            for k, d in self.search.items():
+                if d.kind in ("choice", "grid"):
+                    corners.append([(k, v) for v in d.args])
+                else:
+                    corners.append([(k, d.args[0]), (k, d.args[1])])
+            points = [dict(c) for c in itertools.product(*corners)][:256] or [{}]
+        where = f"space '{self.name}'"
+        return [make_config(self.trial_values(p), where=where) for p in points]
+
+
+def _check_semantics(space: SearchSpace) -> None:
+    where = f"{space.path}"
+    known = list(TrialConfig.model_fields)
+    for section, keys in (("fixed", space.fixed), ("search", space.search)):
+        for k in keys:
+            if k not in known and k != "audio_share":
+                raise UserError(
+                    f"{where}: {section}.{k}: unknown parameter{did_you_mean(k, known + ['audio_share'])}"
+                )
+            if k in DERIVED:
+                raise UserError(
+                    f"{where}: {section}.{k}: pi_audio and pi_vision follow from pi_text and "
+                    "simplex.audio_share (so that the three sum to 1); set those instead"
+                )
+    for name, bundle in space.variants.items():
+        for k in bundle:
+            if k not in known:
+                raise UserError(
+                    f"{where}: variants.{name}.{k}: unknown parameter{did_you_mean(k, known)}"
+                )
+    for k, d in space.search.items():
+        if k in PROBABILITY_KEYS:
+            bad = [v for v in d.values_range() if not 0 <= v <= 1]
+            if bad:
+                raise UserError(
+                    f"{where}: search.{k}: {k} is a probability; {bad[0]} is outside [0, 1]"
+                )
+    for k, v in space.fixed.items():
+        if k in PROBABILITY_KEYS and isinstance(v, int | float) and not 0 <= v <= 1:
+            raise UserError(f"{where}: fixed.{k}: {k} is a probability; {v} is outside [0, 1]")
+    kinds = {k: d.kind for k, d in space.search.items()}
+    if space.algorithm.type == "grid":
+        non_grid = [k for k, kind in kinds.items() if kind != "grid"]
+        if non_grid:
+            raise UserError(
+                f"{where}: search.{non_grid[0]}: algorithm grid needs grid: [values] for every searched parameter"
+            )
+        if space.scheduler.type == "asha":
+            raise UserError(
+                f"{where}: scheduler: a grid reproduces a table from full trainings; ASHA would stop "
+                "trials early and bias the means. Use scheduler: {type: fifo}"
+            )
+    else:
+        grids = [k for k, kind in kinds.items() if kind == "grid"]
+        if grids:
+            raise UserError(
+                f"{where}: search.{grids[0]}: grid values need algorithm: {{type: grid}}; with optuna use choice: [...]"
+            )
+        if space.variants:
+            raise UserError(f"{where}: variants: need algorithm: {{type: grid}}")
+        if len(space.seeds) > 1:
+            raise UserError(
+                f"{where}: seeds: Optuna searches take one seed (got {len(space.seeds)}); repeat over "
+                "seeds with a grid space, or search the seed with search.seed: {choice: [...]}"
+            )
+        if not space.search:
+            raise UserError(
+                f"{where}: search: an optuna space needs at least one searched parameter"
+            )
+    if space.metric.startswith(("test_", "diag_")):
+        raise UserError(
+            f"{where}: metric: '{space.metric}' is only known at the end; use a per-epoch metric such as val_mae or val_acc2"
+        )
+    if not space.metric.startswith(("val_", "train_")):
+        raise UserError(
+            f"{where}: metric: '{space.metric}' is not a per-epoch metric; use val_<mae|corr|acc2|f1|acc7|...>"
+        )
+    space.example_configs()  # every corner must make a valid TrialConfig (pi sum, p_missing + p_noise, ...)
+
+
+def available_spaces() -> list[str]:
+    return sorted(p.stem for p in SPACES_DIR.glob("*.yaml"))
+
+
+def resolve_space_path(space: str) -> Path:
+    p = Path(space).expanduser()
+    if p.suffix in (".yaml", ".yml") or p.exists():
+        if not p.is_file():
+            raise UserError(f"space file {p} does not exist")
+        return p
+    named = SPACES_DIR / f"{space}.yaml"
+    if not named.is_file():
+        names = available_spaces()
+        raise UserError(
+            f"no search space named '{space}'{did_you_mean(space, names)}; named spaces: "
+            f"{', '.join(names)} (or pass a path to a .yaml file)"
+        )
+    return named
+
+
+def load_space(space: str, overrides: dict[str, Any] | None = None) -> SearchSpace:
+    """Read, validate and return a space; ``overrides`` (from --set) go into ``fixed``."""
+    path = resolve_space_path(space)
+    try:
+        raw = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as err:
+        raise UserError(f"{path}: not valid YAML: {err}") from None
+    if not isinstance(raw, dict):
+        raise UserError(
+            f"{path}: expected a mapping of keys (dataset, search, ...), got {type(raw).__name__}"
+        )
+    raw = dict(raw)
+    for key in ("name", "path"):
+        raw.pop(key, None)
+    try:
+        spec = SearchSpace(**raw)
+    except ValidationError as err:
+        raise UserError(
+            format_validation_error(err, str(path), list(SearchSpace.model_fields))
+        ) from None
+    spec.name = path.stem
+    spec.path = str(path)
+    if overrides:
+        for k, v in overrides.items():
+            spec.search.pop(k, None)  # --set pins a searched parameter
+            spec.fixed[k] = v
+        spec.search = {k: d for k, d in spec.search.items() if k not in overrides}
+    _check_semantics(spec)
+    return spec
+
+
+def describe(space: SearchSpace) -> str:
+    """Human-readable summary for --dry-run."""
+    lines = [f"space {space.name} ({space.path})"]
+    if space.description:
+        lines.append(f"  {space.description.strip()}")
+    ds = space.dataset
+    lines.append(
+        f"  dataset: {ds.name}"
+        + (
+            f" (SYNTHETIC, {ds.synthetic.like}-shaped, scale {ds.synthetic.scale:g})"
+            if ds.synthetic
+            else ""
+        )
+    )
+    lines.append(
+        f"  algorithm: {space.algorithm.type}"
+        + (f" (TPE, seed {space.algorithm.seed})" if space.algorithm.type == "optuna" else "")
+    )
+    sch = space.scheduler
+    lines.append(
+        f"  scheduler: {sch.type}"
+        + (
+            f" (grace {sch.grace_period} epochs, reduction factor {sch.reduction_factor:g})"
+            if sch.type == "asha"
+            else ""
+        )
+    )
+    lines.append(f"  metric: {space.metric} ({space.mode})")
+    lines.append(f"  fixed: {space.fixed}")
+    for k, d in space.search.items():
+        lines.append(f"  search {k}: {d.kind} {d.args}")
+    lines.append(
+        f"  simplex: pi_audio = (1 - pi_text) * {space.simplex['audio_share']:g}, pi_vision = the rest"
+    )
+    if space.variants:
+        for name, bundle in space.variants.items():
+            lines.append(f"  variant {name}: {bundle}")
+    lines.append(f"  seeds: {space.seeds}")
+    n = space.num_trials()
+    lines.append(
+        f"  trials: {n}   max concurrent: {space.max_concurrent}   per trial: {space.resources.cpu:g} CPU, {space.resources.gpu:g} GPU"
+    )
+    epochs = space.example_configs()[0].max_epochs
+    lines.append(
+        f"  at most {n * epochs} trained epochs (max_epochs {epochs})"
+        + (" before ASHA stops any" if sch.type == "asha" else "")
+    )
+    return "\n".join(lines)
+
+
+def grid_table(space: SearchSpace) -> str:
+    """The grid's trials, one per line (for --dry-run of grid spaces)."""
+    rows = []
+    for i, p in enumerate(space.grid_points()):
+        v = space.trial_values(p)
+        shown = {
+            k: (round(x, 4) if isinstance(x, float) else x)
+            for k, x in {**p, "pi_audio": v["pi_audio"], "pi_vision": v["pi_vision"]}.items()
+        }
+        rows.append(f"  {i + 1:>4}  " + "  ".join(f"{k}={x}" for k, x in shown.items()))
+    return "\n".join(rows)

@@ -1,0 +1,68 @@
+"""The Ray Tune trainable: config -> ``train.py`` -> ``tune.report``. Deliberately thin.
+
+Everything here is also reachable without Ray through :func:`tune_m3.train.train`; this module
+only translates between the two worlds:
+
+- the trial's sampled params + the space's fixed values -> a validated ``TrialConfig``;
+- the dataset arrives once through Ray's object store (``tune.with_parameters``), so K
+  concurrent trials on a node share one copy (read-only numpy views into shared memory);
+- every epoch is reported with a checkpoint, so a failed trial resumes from its last epoch;
+- at the end, the best epoch's weights are evaluated on test with the diagnostics, and reported
+  once more (``test_*``, ``diag_*`` keys, ``trial_done`` = 1).
+"""
+
+from __future__ import annotations
+
+import tempfile
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from tune_m3.config import make_config
+from tune_m3.spaces import SearchSpace
+
+
+def run_trial(
+    params: dict[str, Any], *, space: SearchSpace, data: Mapping[str, Mapping[str, np.ndarray]]
+) -> None:
+    """Ray Tune function trainable (use through :func:`make_trainable`)."""
+    import torch
+    from ray import tune
+
+    from tune_m3.train import train
+
+    values = space.trial_values(params)
+    if values.get("threads") is None:
+        values["threads"] = max(1, int(space.resources.cpu))
+    cfg = make_config(values, where=f"trial of space '{space.name}'")
+    torch.set_num_threads(cfg.threads)
+
+    work = Path(tempfile.mkdtemp(prefix="tune_m3_trial_"))
+    resume_from = None
+    checkpoint = tune.get_checkpoint()
+    if checkpoint is not None:
+        resume_from = checkpoint.to_directory(str(work / "resume"))
+
+    def on_epoch(metrics: dict[str, float], ck_path: Path | None) -> None:
+        if ck_path is None:
+            tune.report(metrics)
+        else:
+            tune.report(metrics, checkpoint=tune.Checkpoint.from_directory(str(ck_path)))
+
+    result = train(
+        cfg, data, on_epoch=on_epoch, checkpoint_dir=work / "ckpt", resume_from=resume_from
+    )
+    last = result.history[-1] if result.history else {}
+    tune.report(
+        {**last, **result.final, "trial_done": 1, "stopped_early": int(result.stopped_early)}
+    )
+
+
+def make_trainable(space: SearchSpace, data: Mapping[str, Mapping[str, np.ndarray]]):
+    """``run_trial`` with the data in the object store and the space's per-trial resources."""
+    from ray import tune
+
+    fn = tune.with_parameters(run_trial, space=space, data=data)
+    return tune.with_resources(fn, {"cpu": space.resources.cpu, "gpu": space.resources.gpu})
