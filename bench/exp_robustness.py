@@ -4,7 +4,7 @@ On the SYNTHETIC MOSEI-shaped benchmark (never a MOSEI result), trains the basel
 (pi_text = 0.6, p_mask = 0.25) and modality perturbation (15 % missing + 15 % noise) with
 several seeds, runs the diagnostics, and prints a Markdown table of mean ± std over seeds:
 
-    python bench/exp_robustness.py --scale 0.05 --seeds 0,1,2 --epochs 12 [--threads 1]
+    python bench/exp_robustness.py --scale 0.05 --seeds 0,1,2 --epochs 12 --jobs 2 [--threads 1]
 
 It builds the synthetic dataset if it is missing (in $TUNE_M3_DATA_DIR or the default store).
 """
@@ -12,7 +12,9 @@ It builds the synthetic dataset if it is missing (in $TUNE_M3_DATA_DIR or the de
 from __future__ import annotations
 
 import argparse
+import functools
 import json
+import multiprocessing as mp
 import time
 
 import numpy as np
@@ -44,34 +46,45 @@ COLUMNS = [
 ]
 
 
+def _run_one(task: tuple[str, int], name: str, epochs: int, threads: int) -> dict:
+    label, seed = task
+    ds = load_dataset(name)
+    data = {s: sp.arrays() for s, sp in ds.splits.items()}
+    cfg = TrialConfig(dataset=name, seed=seed, max_epochs=epochs, threads=threads, **SCHEMES[label])
+    t0 = time.perf_counter()
+    res = train(cfg, data)
+    print(
+        f"seed {seed} {label}: best epoch {res.best_epoch}, test_mae {res.final['test_mae']:.3f}, "
+        f"text-missing-30 corr drop {res.final['diag_test_text_missing_30_corr_drop']:.3f} "
+        f"({time.perf_counter() - t0:.0f} s)",
+        flush=True,
+    )
+    return res.final
+
+
 def main() -> None:
     p = argparse.ArgumentParser()
     p.add_argument("--scale", type=float, default=0.05)
     p.add_argument("--seeds", default="0,1,2")
     p.add_argument("--epochs", type=int, default=12)
     p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--jobs", type=int, default=1, help="runs in parallel (processes)")
     p.add_argument("--json", help="also write all results here")
     args = p.parse_args()
     name = f"synth_mosei_x{args.scale:g}"
     ensure_synthetic(name, "mosei", args.scale)
     ds = load_dataset(name)
-    data = {s: sp.arrays() for s, sp in ds.splits.items()}
     seeds = [int(s) for s in args.seeds.split(",")]
+    tasks = [(label, seed) for seed in seeds for label in SCHEMES]
     results: dict[str, list[dict]] = {k: [] for k in SCHEMES}
-    for seed in seeds:
-        for label, over in SCHEMES.items():
-            cfg = TrialConfig(
-                dataset=name, seed=seed, max_epochs=args.epochs, threads=args.threads, **over
-            )
-            t0 = time.perf_counter()
-            res = train(cfg, data)
-            results[label].append(res.final)
-            print(
-                f"seed {seed} {label}: best epoch {res.best_epoch}, test_mae {res.final['test_mae']:.3f}, "
-                f"text-missing-30 corr drop {res.final['diag_test_text_missing_30_corr_drop']:.3f} "
-                f"({time.perf_counter() - t0:.0f} s)",
-                flush=True,
-            )
+    run = functools.partial(_run_one, name=name, epochs=args.epochs, threads=args.threads)
+    if args.jobs > 1:
+        with mp.get_context("spawn").Pool(args.jobs) as pool:
+            outs = pool.map(run, tasks, chunksize=1)
+    else:
+        outs = [run(t) for t in tasks]
+    for (label, _), final in zip(tasks, outs, strict=True):
+        results[label].append(final)
     print(
         f"\nSYNTHETIC MOSEI-shaped benchmark ({name}: {ds.meta.sizes}), {len(seeds)} seeds, "
         f"max {args.epochs} epochs; mean ± std; ↓ = drop versus clean (positive = worse)\n"

@@ -302,6 +302,30 @@ def make_callback(logger, space: SearchSpace, progress: _Progress):
     return TuneM3Callback()
 
 
+def drop_lost_trial_runs(logger, results) -> None:
+    """After --resume: delete child runs of trials that died with the driver and were never saved.
+
+    Ray snapshots the experiment every few seconds; a trial started after the last snapshot is
+    unknown to the restored search, which samples a replacement under a new trial id. Its
+    MLflow run would be a duplicate, left RUNNING forever, so it is tagged and deleted (MLflow
+    keeps deleted runs restorable: ``mlflow gc`` removes them for good).
+    """
+    from tune_m3.tracking import TAG_STATUS
+
+    known = {r.metrics.get("trial_id") for r in results if r.metrics}
+    for trial_id, run_id in list(logger.runs.items()):
+        if trial_id in known or not run_id:
+            continue
+        try:
+            logger.c.set_tag(run_id, TAG_STATUS, "lost_with_driver")
+            logger.c.set_terminated(run_id, "KILLED")
+            logger.c.delete_run(run_id)
+            print(f"[tune_m3] trial {trial_id} was lost with the killed driver and re-sampled; "
+                  f"its partial MLflow run {run_id} was deleted")
+        except Exception as err:  # noqa: BLE001
+            print(f"[tune_m3] could not delete the run of lost trial {trial_id} ({err})", file=sys.stderr)
+
+
 def latest_search(storage: Path, space_name: str) -> Path | None:
     if not storage.is_dir():
         return None
@@ -528,6 +552,8 @@ def main(argv: list[str] | None = None) -> int:
     wall = time.time() - t0
 
     unlogged = logger.finish()
+    if args.resume:
+        drop_lost_trial_runs(logger, results)
     out_dir = (storage / name) if storage else Path.cwd()
     table_path = out_dir / "trials.parquet"
     df = write_trials_table(results, table_path, space)

@@ -172,6 +172,17 @@ class MlflowTrialLogger:
         self.final_logged: set[str] = set()  # trials whose test_/diag_ metrics are in MLflow
         self._recover()
 
+    def __getstate__(self) -> dict:
+        # Ray pickles callbacks into tuner.pkl; a database client does not pickle, and a
+        # restored search gets a fresh logger anyway (search.py), so drop it here.
+        state = self.__dict__.copy()
+        state["c"] = None
+        return state
+
+    def __setstate__(self, state: dict) -> None:
+        self.__dict__.update(state)
+        self.c = client(self.uri)
+
     # ----------------------------------------------------------------- buffered MLflow calls
 
     def _call(self, method: str, *args, **kwargs) -> Any:

@@ -184,6 +184,7 @@ def write_dataset(
     )
     data_dir.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{name}.", suffix=".tmp", dir=data_dir))
+    tmp.chmod(0o755)  # mkdtemp makes it private; a store is often shared (NFS, other users)
     try:
         for s in SPLITS:
             table = _split_table(splits[s])
