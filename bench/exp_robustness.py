@@ -32,6 +32,14 @@ SCHEMES = {
         "pi_audio": 0.2,
         "pi_vision": 0.2,
     },
+    "M3 sample-level (πT=0.6, pM=0.25)": {
+        "scheme": "m3",
+        "p_mask": 0.25,
+        "pi_text": 0.6,
+        "pi_audio": 0.2,
+        "pi_vision": 0.2,
+        "granularity": "sample",
+    },
     "perturbation (15%+15%)": {"p_missing": 0.15, "p_noise": 0.15},
 }
 COLUMNS = [
@@ -44,6 +52,21 @@ COLUMNS = [
     ("diag_test_text_missing_30_f1_drop", "text missing 30% ↓F1"),
     ("diag_test_text_noisy_30_f1_drop", "text noisy 30% ↓F1"),
 ]
+
+
+def print_table(results: dict[str, list[dict]], what: str) -> None:
+    print(
+        f"\nSYNTHETIC MOSEI-shaped benchmark ({what}); mean ± std over seeds; "
+        "↓ = drop versus clean at 30 % of the test set (positive = worse)\n"
+    )
+    print("| training | " + " | ".join(c for _, c in COLUMNS) + " |")
+    print("|---" * (len(COLUMNS) + 1) + "|")
+    for label, runs in results.items():
+        cells = []
+        for key, _ in COLUMNS:
+            v = np.array([r[key] for r in runs])
+            cells.append(f"{v.mean():.3f} ± {v.std(ddof=1) if len(v) > 1 else 0:.3f}")
+        print(f"| {label} | " + " | ".join(cells) + " |")
 
 
 def _run_one(task: tuple[str, int], name: str, epochs: int, threads: int) -> dict:
@@ -70,13 +93,30 @@ def main() -> None:
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--jobs", type=int, default=1, help="runs in parallel (processes)")
     p.add_argument("--json", help="also write all results here")
+    p.add_argument("--only", help="comma-separated substrings: run only the matching schemes")
+    p.add_argument(
+        "--from-json",
+        help="comma-separated result files: print their combined table, train nothing",
+    )
     args = p.parse_args()
     name = f"synth_mosei_x{args.scale:g}"
+    if args.from_json:
+        results: dict[str, list[dict]] = {}
+        for path in args.from_json.split(","):
+            with open(path) as fh:
+                for label, runs in json.load(fh).items():
+                    results.setdefault(label, []).extend(runs)
+        results = {k: results[k] for k in SCHEMES if results.get(k)}
+        print_table(
+            results, f"{name}, {len(next(iter(results.values())))} seeds, max {args.epochs} epochs"
+        )
+        return
     ensure_synthetic(name, "mosei", args.scale)
     ds = load_dataset(name)
     seeds = [int(s) for s in args.seeds.split(",")]
-    tasks = [(label, seed) for seed in seeds for label in SCHEMES]
-    results: dict[str, list[dict]] = {k: [] for k in SCHEMES}
+    chosen = [k for k in SCHEMES if not args.only or any(o in k for o in args.only.split(","))]
+    tasks = [(label, seed) for seed in seeds for label in chosen]
+    results = {k: [] for k in chosen}
     run = functools.partial(_run_one, name=name, epochs=args.epochs, threads=args.threads)
     if args.jobs > 1:
         with mp.get_context("spawn").Pool(args.jobs) as pool:
@@ -85,18 +125,7 @@ def main() -> None:
         outs = [run(t) for t in tasks]
     for (label, _), final in zip(tasks, outs, strict=True):
         results[label].append(final)
-    print(
-        f"\nSYNTHETIC MOSEI-shaped benchmark ({name}: {ds.meta.sizes}), {len(seeds)} seeds, "
-        f"max {args.epochs} epochs; mean ± std; ↓ = drop versus clean (positive = worse)\n"
-    )
-    print("| training | " + " | ".join(c for _, c in COLUMNS) + " |")
-    print("|---" * (len(COLUMNS) + 1) + "|")
-    for label, runs in results.items():
-        cells = []
-        for key, _ in COLUMNS:
-            v = np.array([r[key] for r in runs])
-            cells.append(f"{v.mean():.3f} ± {v.std(ddof=1) if len(v) > 1 else 0:.3f}")
-        print(f"| {label} | " + " | ".join(cells) + " |")
+    print_table(results, f"{name}: {ds.meta.sizes}, {len(seeds)} seeds, max {args.epochs} epochs")
     if args.json:
         with open(args.json, "w") as fh:
             json.dump(results, fh)

@@ -202,7 +202,36 @@ def ray_environment(verbose: bool) -> None:
         os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
 
 
+def check_address(address: str, timeout: float = 3.0) -> None:
+    """Fail in seconds, not minutes, when a Ray address cannot be reached.
+
+    ``ray.init`` retries an unreachable GCS for minutes, and swaps 127.0.0.1 for the machine's
+    routable IP in its messages; a plain TCP connect says "nobody listens there" at once.
+    """
+    import socket
+
+    hint = ("Check that the head node runs (ray status), the address and port, and that this "
+            "machine has the cluster's token (RAY_AUTH_MODE=token, ~/.ray/auth_token); see docs/cluster.md")
+    if address == "auto":
+        if os.environ.get("RAY_ADDRESS") or Path("/tmp/ray/ray_current_cluster").exists():
+            return
+        raise UserError(f"--address auto: no running Ray cluster found on this machine (no RAY_ADDRESS, no "
+                        f"/tmp/ray/ray_current_cluster). Start one with `ray start --head`, or drop --address "
+                        f"to run on a local Ray. {hint}")
+    hostport = address.removeprefix("ray://").rstrip("/")
+    host, sep, port = hostport.rpartition(":")
+    if not sep or not port.isdigit():
+        raise UserError(f"--address {address}: expected 'auto', 'HOST:PORT' or 'ray://HOST:PORT'")
+    try:
+        with socket.create_connection((host, int(port)), timeout=timeout):
+            pass
+    except OSError as err:
+        raise UserError(f"cannot reach the Ray cluster at --address {address} ({err.strerror or err}). {hint}") from None
+
+
 def init_ray(address: str | None, verbose: bool) -> None:
+    if address:
+        check_address(address)  # seconds, before the slow import and ray.init's retries
     import ray
 
     kwargs: dict[str, Any] = {
@@ -268,9 +297,10 @@ def make_callback(logger, space: SearchSpace, progress: _Progress):
             )
 
         def on_trial_start(self, iteration, trials, trial, **info):
-            full = make_config(
-                space.trial_values(trial.config)
-            ).params()  # every field, defaults too
+            # every TrialConfig field (defaults too), plus the grid row's variant name
+            full = make_config(space.trial_values(trial.config)).params()
+            if "variant" in trial.config:
+                full["variant"] = trial.config["variant"]
             logger.trial_start(trial.trial_id, str(trial), full)
             shown = ", ".join(f"{k}={_fmt(v)}" for k, v in trial.config.items())
             progress.line(f"trial {trial} started: {shown}")
@@ -399,7 +429,7 @@ def main(argv: list[str] | None = None) -> int:
     from tune_m3 import tracking
 
     uri = args.mlflow_uri or tracking.default_tracking_uri()
-    mlc = tracking.client(uri)  # checks a server URI is reachable, before Ray starts
+    tracking.check_uri(uri)  # an unreachable server fails here, before Ray starts
     storage = (
         Path(args.storage).expanduser().resolve()
         if args.storage and "://" not in args.storage
@@ -426,6 +456,10 @@ def main(argv: list[str] | None = None) -> int:
     else:
         name = args.name or f"{space.name}-{time.strftime('%Y%m%d-%H%M%S')}"
 
+    print(describe(space))
+    # join/start Ray before writing anything to MLflow: an unreachable cluster leaves no trace
+    init_ray(args.address, args.verbose)
+    mlc = tracking.client(uri)
     experiment_name = args.experiment or state.get("experiment") or space.name
     exp_id = tracking.get_or_create_experiment(mlc, experiment_name)
     synthetic = bool(meta.synthetic)
@@ -482,8 +516,6 @@ def main(argv: list[str] | None = None) -> int:
         )
         mlc.log_artifact(parent_id, space.path)
 
-    print(describe(space))
-    init_ray(args.address, args.verbose)
     import ray
     from ray import tune
 

@@ -86,6 +86,17 @@ def client(uri: str):
     return MlflowClient(tracking_uri=uri)
 
 
+def check_uri(uri: str) -> None:
+    """Refuse a tracking URI that cannot work, quickly and before anything is written."""
+    if uri.startswith(("http://", "https://")):
+        check_server(uri)
+    elif uri.startswith("file:") or "://" not in uri:
+        raise UserError(
+            f"--mlflow-uri {uri}: MLflow 3 no longer supports plain-directory (file) stores by default; "
+            "use sqlite:///path/to/mlflow.db or an http(s):// tracking server"
+        )
+
+
 def check_server(uri: str, timeout: float = 5.0) -> None:
     import urllib.error
     import urllib.request

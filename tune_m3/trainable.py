@@ -29,9 +29,6 @@ def run_trial(
 ) -> None:
     """Ray Tune function trainable (use through :func:`make_trainable`)."""
     import torch
-    from ray import tune
-
-    from tune_m3.train import train
 
     values = space.trial_values(params)
     if values.get("threads") is None:
@@ -39,10 +36,18 @@ def run_trial(
     cfg = make_config(values, where=f"trial of space '{space.name}'")
     torch.set_num_threads(cfg.threads)
 
-    work = Path(tempfile.mkdtemp(prefix="tune_m3_trial_"))
+    with tempfile.TemporaryDirectory(prefix="tune_m3_trial_") as tmp:
+        _train_and_report(cfg, data, Path(tmp))
+
+
+def _train_and_report(cfg, data, work: Path) -> None:
+    from ray import tune
+
+    from tune_m3.train import train
+
     resume_from = None
     checkpoint = tune.get_checkpoint()
-    if checkpoint is not None:
+    if checkpoint is not None:  # a retried trial: continue from its last reported epoch
         resume_from = checkpoint.to_directory(str(work / "resume"))
 
     def on_epoch(metrics: dict[str, float], ck_path: Path | None) -> None:

@@ -1,0 +1,493 @@
+"""Plots (PNG) from a :func:`analysis.load.load_runs` frame.
+
+Each function draws one figure into ``path`` and returns a :class:`PlotResult`. When the runs
+lack what the figure needs (no diagnostics, no grid, too few trials ...), nothing is written and
+the result has ``path = None`` and the ``reason``, so a report can list what it skipped.
+
+=========================  ===============================================================
+:func:`heatmap`            a test metric over the M3 grid pM × πT (mean over seeds per cell)
+:func:`robustness_curves`  metric versus perturbed test fraction (0 = clean), missing and
+                           noisy panels, one line per training configuration, mean ± std
+                           band over seeds
+:func:`learning_curves`    per-epoch validation metric of every trial, coloured by outcome
+                           (completed / stopped by ASHA / failed)
+:func:`param_importance`   Optuna's fANOVA importance of the searched params for the search
+                           metric, on a study rebuilt from the runs
+:func:`pareto_scatter`     clean error versus robustness drop of every trial, Pareto front
+                           marked (both lower is better)
+=========================  ===============================================================
+
+Figures are drawn on ``matplotlib.figure.Figure`` objects (the Agg canvas), never through
+``pyplot``: no global backend switch, no figures left open.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from matplotlib.figure import Figure
+from matplotlib.ticker import MaxNLocator
+
+from analysis.tables import (
+    KINDS,
+    METRIC_LABELS,
+    SCHEME_ORDER,
+    NotApplicable,
+    _determined_by,
+    _drop_dependent,
+    _nunique,
+    _train_sort,
+    completed,
+    config_columns,
+    diag_fractions,
+    group_label,
+)
+from tune_m3.metrics import LOWER_IS_BETTER
+
+__all__ = [
+    "PlotResult",
+    "heatmap",
+    "learning_curves",
+    "pareto_front",
+    "param_importance",
+    "pareto_scatter",
+    "robustness_curves",
+]
+
+STATUS_STYLE = {  # trial outcome -> (colour, line style, legend label)
+    "completed": ("#1f77b4", "-", "completed"),
+    "stopped_by_scheduler": ("#d62728", "--", "stopped by ASHA"),
+    "failed": ("#7f7f7f", ":", "failed"),
+}
+MAX_LINES = 8
+DPI = 110
+
+
+@dataclass
+class PlotResult:
+    """One figure: ``path`` is None when it was skipped, and ``reason`` says why."""
+
+    name: str
+    title: str
+    path: Path | None = None
+    reason: str = ""
+    caption: str = ""
+
+    def __bool__(self) -> bool:
+        return self.path is not None
+
+
+def _plot(name: str, title: str):
+    """Decorator: NotApplicable inside a plot function becomes a skipped PlotResult."""
+
+    def wrap(fn):
+        def inner(*args, **kwargs) -> PlotResult:
+            try:
+                path, caption = fn(*args, **kwargs)
+            except NotApplicable as err:
+                return PlotResult(name, title, None, str(err))
+            return PlotResult(name, title, Path(path), "", caption)
+
+        inner.__name__ = fn.__name__
+        inner.__doc__ = fn.__doc__
+        inner.__wrapped__ = fn
+        return inner
+
+    return wrap
+
+
+def _save(fig: Figure, path: str | Path) -> Path:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=DPI, bbox_inches="tight")
+    return path
+
+
+def _label(metric: str) -> str:
+    base = re.sub(r"^(test_|val_|train_)", "", metric)
+    lab = METRIC_LABELS.get(base, base)
+    prefix = metric[: len(metric) - len(base)].rstrip("_")
+    return f"{prefix} {lab}".strip() if prefix else lab
+
+
+def _synthetic_suffix(df: pd.DataFrame) -> str:
+    return " [SYNTHETIC data]" if "synthetic" in df and df["synthetic"].any() else ""
+
+
+def _groups(done: pd.DataFrame) -> tuple[list[str], pd.Series]:
+    """Configuration keys and a per-run label (variant first; seed never)."""
+    keys = config_columns(done)
+    if "variant" in keys:
+        keys = _drop_dependent(done, "variant", keys)
+        keys = ["variant", *[k for k in keys if k != "variant"]]
+    elif "scheme" in keys:
+        keys = _drop_dependent(done, "scheme", keys)
+        keys = ["scheme", *[k for k in keys if k != "scheme"]]
+    if not keys:
+        return keys, pd.Series("all runs", index=done.index)
+    labels = done.apply(lambda r: group_label(r, keys), axis=1)
+    order = sorted(range(len(done)), key=lambda i: _sort_key(done.iloc[i], keys))
+    ranked = list(dict.fromkeys(labels.iloc[order]))  # lines/legends in a natural order
+    return keys, pd.Series(pd.Categorical(labels, categories=ranked), index=done.index)
+
+
+def _sort_key(row: pd.Series, keys: list[str]) -> tuple:
+    """Schemes in the papers' order, perturbations none < 5+5 < 10+10, numbers by value."""
+    out = []
+    for k in keys:
+        v = row[k]
+        if k == "scheme" or (k == "variant" and str(v) in SCHEME_ORDER + ["baseline"]):
+            s = "none" if str(v) == "baseline" else str(v)
+            out.append((0, SCHEME_ORDER.index(s) if s in SCHEME_ORDER else 99, ""))
+        elif k == "variant":
+            t = _train_sort(str(v))
+            out.append((1, t[0] * 1000 + t[1], str(v)))
+        elif isinstance(v, int | float | np.number) and not isinstance(v, bool):
+            out.append((2, float(v), ""))
+        else:
+            out.append((3, 0, str(v)))
+    return tuple(out)
+
+
+# --------------------------------------------------------------------------- heatmap
+
+
+@_plot("heatmap", "Metric over the M3 grid (pM × πT)")
+def heatmap(df: pd.DataFrame, path: str | Path, metric: str = "test_mae"):
+    """Mean of ``metric`` over seeds in each (pi_text, p_mask) cell of the M3 trials.
+
+    Uses completed trials with ``scheme == "m3"`` when several schemes are present. Cells show
+    the mean, the std and n; the colour scale is the mean (its colour bar says which way is
+    better). Skipped unless the trials span at least two cells.
+    """
+    done = completed(df, metric)
+    if "scheme" in done and _nunique(done["scheme"]) > 1:
+        done = done[done["scheme"] == "m3"]
+    if done.empty or "p_mask" not in done or "pi_text" not in done:
+        raise NotApplicable(f"no completed M3 trials with {metric}, p_mask and pi_text")
+    g = done.groupby(["pi_text", "p_mask"])[metric]
+    if g.ngroups < 2:
+        raise NotApplicable("the M3 trials span one (pi_text, p_mask) cell only")
+    mean = g.mean().unstack("p_mask")
+    std = g.std(ddof=1).unstack("p_mask")
+    n = g.count().unstack("p_mask")
+    base = re.sub(r"^test_", "", metric)
+    lower = base in LOWER_IS_BETTER or metric.endswith("_drop")
+    fig = Figure(figsize=(1.6 + 1.5 * mean.shape[1], 1.4 + 1.1 * mean.shape[0]))
+    ax = fig.subplots()
+    im = ax.imshow(mean.to_numpy(), cmap="viridis_r" if lower else "viridis", aspect="auto")
+    ax.set_xticks(range(mean.shape[1]), [f"{v:g}" for v in mean.columns])
+    ax.set_yticks(range(mean.shape[0]), [f"{v:.2f}" for v in mean.index])
+    ax.set_xlabel("pM (p_mask)")
+    ax.set_ylabel("πT (pi_text)")
+    vals = mean.to_numpy()
+    lo, hi = np.nanmin(vals), np.nanmax(vals)
+    for i in range(vals.shape[0]):
+        for j in range(vals.shape[1]):
+            if np.isnan(vals[i, j]):
+                continue
+            sd = std.iat[i, j]
+            txt = f"{vals[i, j]:.3f}" + ("" if np.isnan(sd) else f"\n± {sd:.3f}")
+            txt += f"\nn={int(n.iat[i, j])}"
+            dark = (vals[i, j] - lo) / (hi - lo + 1e-12)
+            dark = dark > 0.5 if lower else dark < 0.5
+            ax.text(j, i, txt, ha="center", va="center", fontsize=8, color="w" if dark else "k")
+    cb = fig.colorbar(im, ax=ax)
+    cb.set_label(f"{_label(metric)} ({'lower' if lower else 'higher'} is better)")
+    ax.set_title(f"{_label(metric)} over pM × πT{_synthetic_suffix(df)}", fontsize=10)
+    return _save(fig, path), (
+        f"Mean {metric} over seeds per (πT, pM) cell of the M3 trials (± sample std, n runs)."
+    )
+
+
+# --------------------------------------------------------------------------- robustness
+
+
+@_plot("robustness_curves", "Robustness curves")
+def robustness_curves(
+    df: pd.DataFrame,
+    path: str | Path,
+    modality: str = "text",
+    metrics: Sequence[str] = ("corr", "f1"),
+):
+    """``metric`` versus the perturbed fraction of the test set, missing and noisy panels.
+
+    x = 0 is the clean test metric; the other points are the diagnostics
+    ``diag_test_<modality>_<kind>_<pct>_<metric>``. One line per training configuration
+    (variant, scheme or the params that differ), the mean over seeds with a ± std band when
+    there are several seeds. At most 8 lines: the best by clean value are kept.
+    """
+    done = completed(df)
+    pcts = diag_fractions(done, modality, metrics[0])
+    if done.empty or not pcts:
+        raise NotApplicable(f"no completed trials with diagnostics of the {modality} modality")
+    keys, labels = _groups(done)
+    done = done.assign(_group=labels.astype(str))
+    groups = list(labels.cat.categories) if hasattr(labels, "cat") else ["all runs"]
+    note = ""
+    first = f"test_{metrics[0]}"
+    if len(groups) > MAX_LINES:
+        means = done.groupby("_group")[first].mean()
+        best = means.sort_values(ascending=metrics[0] in LOWER_IS_BETTER).index[:MAX_LINES]
+        groups = [g for g in groups if g in set(best)]
+        note = f" (best {MAX_LINES} of {len(means)} configurations by clean {metrics[0]})"
+    xs = np.array([0.0, *[float(p) for p in pcts]])
+    fig = Figure(figsize=(10, 3.4 * len(metrics)))
+    axes = np.atleast_2d(fig.subplots(len(metrics), len(KINDS), sharex=True, squeeze=False))
+    cmap = [f"C{i}" for i in range(10)]
+    for r, met in enumerate(metrics):
+        for c, kind in enumerate(KINDS):
+            ax = axes[r, c]
+            for gi, g in enumerate(groups):
+                sub = done[done["_group"] == g]
+                cols = [f"test_{met}", *[f"diag_test_{modality}_{kind}_{p}_{met}" for p in pcts]]
+                if any(col not in sub for col in cols):
+                    continue
+                vals = sub[cols].to_numpy(dtype=float)  # (seeds, points)
+                mu = np.nanmean(vals, axis=0)
+                ax.plot(xs, mu, marker="o", ms=3, color=cmap[gi % 10], label=f"{g} (n={len(sub)})")
+                if len(sub) > 1:
+                    sd = np.nanstd(vals, axis=0, ddof=1)
+                    ax.fill_between(xs, mu - sd, mu + sd, color=cmap[gi % 10], alpha=0.15)
+            ax.set_title(f"{modality} {kind}", fontsize=10)
+            ax.set_ylabel(METRIC_LABELS.get(met, met))
+            ax.grid(alpha=0.3)
+            if r == len(metrics) - 1:
+                ax.set_xlabel(f"% of test samples with {modality} {kind}")
+    axes[0, 0].legend(fontsize=7, loc="best")
+    fig.suptitle(
+        f"Robustness to {modality} missing / noisy at test time{note}{_synthetic_suffix(df)}",
+        fontsize=11,
+    )
+    return _save(fig, path), (
+        f"Test {', '.join(metrics)} as a growing fraction of test samples has its {modality} "
+        "representation zeroed (missing) or noised (noisy); 0 % = clean. Lines: mean over seeds; "
+        "bands: ± sample std."
+    )
+
+
+# --------------------------------------------------------------------------- learning curves
+
+
+@_plot("learning_curves", "Learning curves")
+def learning_curves(
+    history: pd.DataFrame,
+    path: str | Path,
+    metrics: Sequence[str] = ("val_mae",),
+    df: pd.DataFrame | None = None,
+):
+    """Per-epoch ``metrics`` of every trial (``history`` from :func:`analysis.load.load_history`),
+    one panel per metric, coloured by the trial's outcome: completed, stopped by the scheduler
+    (ASHA), failed."""
+    if history is None or history.empty:
+        raise NotApplicable("no per-epoch history")
+    metrics = [m for m in metrics if (history["metric"] == m).any()]
+    if not metrics:
+        raise NotApplicable("the history has none of the requested metrics")
+    fig = Figure(figsize=(6.5 * len(metrics), 4))
+    axes = fig.subplots(1, len(metrics), squeeze=False)[0]
+    counts: dict[str, int] = {}
+    for ax, met in zip(axes, metrics, strict=True):
+        h = history[history["metric"] == met]
+        seen: set[str] = set()
+        for _, part in h.groupby("run_id", sort=False):
+            st = part["trial_status"].iloc[0] or "running"
+            colour, ls, lab = STATUS_STYLE.get(st, ("#9467bd", "-.", st))
+            ax.plot(
+                part["step"],
+                part["value"],
+                color=colour,
+                ls=ls,
+                lw=1.2,
+                alpha=0.8,
+                marker="o" if len(part) == 1 else None,
+                ms=3,
+                label=None if lab in seen else lab,
+            )
+            seen.add(lab)
+            if met == metrics[0]:
+                counts[lab] = counts.get(lab, 0) + 1
+        ax.set_xlabel("epoch")
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        ax.set_ylabel(_label(met))
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8)
+    summary = ", ".join(f"{n} {k}" for k, n in counts.items())
+    fig.suptitle(
+        f"Learning curves: {summary}{_synthetic_suffix(df) if df is not None else ''}", fontsize=11
+    )
+    return _save(fig, path), (
+        f"{', '.join(metrics)} per epoch for every trial; red dashed lines are trials the "
+        "scheduler (ASHA) stopped early."
+    )
+
+
+# --------------------------------------------------------------------------- importance
+
+
+def _distribution(values: pd.Series):
+    import optuna.distributions as od
+
+    vals = values.dropna()
+    if vals.map(
+        lambda v: isinstance(v, bool | np.bool_)
+    ).any() or not pd.api.types.is_numeric_dtype(vals):
+        return od.CategoricalDistribution(sorted({str(v) for v in vals})), str
+    lo, hi = float(vals.min()), float(vals.max())
+    if pd.api.types.is_integer_dtype(vals):
+        return od.IntDistribution(int(lo), int(hi)), int
+    log = lo > 0 and hi / lo >= 100  # learning rates are searched on a log scale
+    return od.FloatDistribution(lo, hi, log=log), float
+
+
+@_plot("param_importance", "Parameter importance")
+def param_importance(
+    df: pd.DataFrame,
+    path: str | Path,
+    metric: str = "val_mae",
+    mode: str = "min",
+    min_trials: int = 4,
+):
+    """fANOVA importance (Optuna) of the params that differ between trials, for ``metric``.
+
+    The study is rebuilt from the runs with ``optuna.trial.create_trial``: one COMPLETE trial
+    per run that has ``metric``, its value the last one the trial reported (what the searcher
+    saw; an ASHA-stopped trial's value is from the epoch it was stopped at). ``pi_audio`` and
+    ``pi_vision`` are left out when ``pi_text`` determines them. Skipped with fewer than
+    ``min_trials`` trials or fewer than two differing params (importance would be trivial).
+    """
+    import optuna
+
+    if metric not in df:
+        raise NotApplicable(f"the trials have no metric '{metric}'")
+    t = df[df[metric].notna()]
+    if len(t) < min_trials:
+        raise NotApplicable(f"{len(t)} trials with {metric}; importance needs >= {min_trials}")
+    params = [p for p in config_columns(t) if p != "variant" or not _has_variant_params(t)]
+    if len(params) < 2:
+        raise NotApplicable(
+            f"only {len(params)} parameter(s) differ between trials "
+            f"({', '.join(params) or 'none'}); importance would be trivial"
+        )
+    dists = {p: _distribution(t[p]) for p in params}
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    study = optuna.create_study(direction="minimize" if mode == "min" else "maximize")
+    for _, row in t.iterrows():
+        ps, ds = {}, {}
+        for p, (dist, conv) in dists.items():
+            if pd.isna(row[p]):
+                continue
+            ps[p] = conv(row[p])
+            ds[p] = dist
+        study.add_trial(
+            optuna.trial.create_trial(params=ps, distributions=ds, value=float(row[metric]))
+        )
+    try:
+        imp = optuna.importance.get_param_importances(
+            study, evaluator=optuna.importance.FanovaImportanceEvaluator(seed=0)
+        )
+        how = "fANOVA"
+    except Exception as err:  # noqa: BLE001 - e.g. every value equal: say so, draw nothing
+        raise NotApplicable(f"Optuna could not compute importances ({err})") from None
+    if not imp or not np.isfinite(list(imp.values())).all():
+        raise NotApplicable("Optuna returned no finite importances (all values equal?)")
+    names = list(imp)[::-1]
+    fig = Figure(figsize=(6.5, 1.2 + 0.45 * len(names)))
+    ax = fig.subplots()
+    ax.barh(names, [imp[n] for n in names], color="C0")
+    for i, n in enumerate(names):
+        ax.text(imp[n], i, f" {imp[n]:.2f}", va="center", fontsize=8)
+    ax.set_xlabel(f"importance for {metric} ({how}, sums to 1)")
+    ax.set_xlim(0, max(imp.values()) * 1.2 + 1e-9)
+    ax.set_title(f"Parameter importance, {len(t)} trials{_synthetic_suffix(df)}", fontsize=10)
+    return _save(fig, path), (
+        f"Optuna {how} importance of each differing parameter for the last reported {metric} "
+        f"of {len(t)} trials (a study rebuilt from the MLflow runs). Few trials make it noisy."
+    )
+
+
+def _has_variant_params(t: pd.DataFrame) -> bool:
+    """True when the params a variant sets also differ (then the variant name is redundant)."""
+    others = [c for c in config_columns(t) if c != "variant"]
+    return bool(others) and any(_determined_by(t, c, ["variant"]) for c in others)
+
+
+# --------------------------------------------------------------------------- pareto
+
+
+def pareto_front(x: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """Boolean mask of the points no other point beats in both x and y (both minimised)."""
+    x, y = np.asarray(x, float), np.asarray(y, float)
+    keep = np.ones(len(x), dtype=bool)
+    for i in range(len(x)):
+        dominated = (x <= x[i]) & (y <= y[i]) & ((x < x[i]) | (y < y[i]))
+        keep[i] = not dominated.any()
+    return keep
+
+
+@_plot("pareto_scatter", "Clean error versus robustness")
+def pareto_scatter(
+    df: pd.DataFrame,
+    path: str | Path,
+    x: str = "test_mae",
+    y: str | None = None,
+    modality: str = "text",
+    kind: str = "missing",
+):
+    """Every completed trial as a point (clean ``x`` versus robustness drop ``y``), Pareto front
+    marked. ``y`` defaults to ``diag_test_<modality>_<kind>_<pct>_mae_drop`` at 30 % (or the
+    largest fraction the runs have). Both axes are lower-is-better: ``x`` must be an error
+    (mae) or a drop."""
+    done = completed(df, x)
+    if y is None:
+        pcts = diag_fractions(done, modality, "mae")
+        if not pcts:
+            raise NotApplicable(f"no diagnostics of the {modality} modality (mae drops)")
+        pct = "30" if "30" in pcts else pcts[-1]
+        y = f"diag_test_{modality}_{kind}_{pct}_mae_drop"
+    if y not in done:
+        raise NotApplicable(f"the trials have no metric '{y}'")
+    done = done[done[y].notna()]
+    if len(done) < 2:
+        raise NotApplicable(f"{len(done)} completed trial(s) with {x} and {y}; need >= 2")
+    keys, labels = _groups(done)
+    xs, ys = done[x].to_numpy(float), done[y].to_numpy(float)
+    front = pareto_front(xs, ys)
+    fig = Figure(figsize=(7, 5))
+    ax = fig.subplots()
+    uniq = list(labels.cat.categories) if hasattr(labels, "cat") else []
+    if 1 < len(uniq) <= 10:
+        for gi, g in enumerate(uniq):
+            m = (labels.astype(str) == g).to_numpy()
+            ax.scatter(xs[m], ys[m], s=22, color=f"C{gi}", alpha=0.8, label=g)
+    else:
+        ax.scatter(xs, ys, s=22, color="C0", alpha=0.7, label=f"{len(xs)} trials")
+    order = np.argsort(xs[front])
+    ax.plot(
+        xs[front][order],
+        ys[front][order],
+        color="k",
+        lw=1,
+        ls="--",
+        marker="o",
+        mfc="none",
+        ms=10,
+        drawstyle="steps-post",
+        label=f"Pareto front ({int(front.sum())})",
+    )
+    ax.set_xlabel(f"{x} (clean; lower is better)")
+    ax.set_ylabel(f"{y}\n(lower = more robust)")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7)
+    ax.set_title(
+        f"Clean error versus {modality} {kind} robustness{_synthetic_suffix(df)}", fontsize=10
+    )
+    return _save(fig, path), (
+        f"Each completed trial: clean {x} against the {y} drop; circled points are the Pareto "
+        "front (no other trial is better on both)."
+    )
