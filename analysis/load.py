@@ -364,6 +364,11 @@ def load_runs(
                 "experiment: means over seeds count them twice; use --search latest (or a "
                 "search id) to read one search"
             )
+    if df["synthetic"].nunique() > 1:
+        warnings.append(
+            "this experiment mixes SYNTHETIC and real-data trials (tables label it all "
+            "synthetic; the dataset param separates their rows); use --search to read one search"
+        )
     info = RunsInfo(
         experiment=experiment,
         experiment_id=exp.experiment_id,

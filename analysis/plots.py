@@ -23,6 +23,7 @@ Figures are drawn on ``matplotlib.figure.Figure`` objects (the Agg canvas), neve
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -36,12 +37,11 @@ from matplotlib.ticker import MaxNLocator
 from analysis.tables import (
     KINDS,
     METRIC_LABELS,
-    SCHEME_ORDER,
     NotApplicable,
     _determined_by,
     _drop_dependent,
     _nunique,
-    _train_sort,
+    _sort_key,
     completed,
     config_columns,
     diag_fractions,
@@ -86,6 +86,7 @@ def _plot(name: str, title: str):
     """Decorator: NotApplicable inside a plot function becomes a skipped PlotResult."""
 
     def wrap(fn):
+        @functools.wraps(fn)
         def inner(*args, **kwargs) -> PlotResult:
             try:
                 path, caption = fn(*args, **kwargs)
@@ -93,9 +94,6 @@ def _plot(name: str, title: str):
                 return PlotResult(name, title, None, str(err))
             return PlotResult(name, title, Path(path), "", caption)
 
-        inner.__name__ = fn.__name__
-        inner.__doc__ = fn.__doc__
-        inner.__wrapped__ = fn
         return inner
 
     return wrap
@@ -134,24 +132,6 @@ def _groups(done: pd.DataFrame) -> tuple[list[str], pd.Series]:
     order = sorted(range(len(done)), key=lambda i: _sort_key(done.iloc[i], keys))
     ranked = list(dict.fromkeys(labels.iloc[order]))  # lines/legends in a natural order
     return keys, pd.Series(pd.Categorical(labels, categories=ranked), index=done.index)
-
-
-def _sort_key(row: pd.Series, keys: list[str]) -> tuple:
-    """Schemes in the papers' order, perturbations none < 5+5 < 10+10, numbers by value."""
-    out = []
-    for k in keys:
-        v = row[k]
-        if k == "scheme" or (k == "variant" and str(v) in SCHEME_ORDER + ["baseline"]):
-            s = "none" if str(v) == "baseline" else str(v)
-            out.append((0, SCHEME_ORDER.index(s) if s in SCHEME_ORDER else 99, ""))
-        elif k == "variant":
-            t = _train_sort(str(v))
-            out.append((1, t[0] * 1000 + t[1], str(v)))
-        elif isinstance(v, int | float | np.number) and not isinstance(v, bool):
-            out.append((2, float(v), ""))
-        else:
-            out.append((3, 0, str(v)))
-    return tuple(out)
 
 
 # --------------------------------------------------------------------------- heatmap

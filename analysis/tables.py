@@ -34,6 +34,7 @@ higher-is-better metrics, perturbed − clean for mae, so positive = worse (as i
 from __future__ import annotations
 
 import html
+import math
 import re
 from collections.abc import Iterable, Sequence
 from pathlib import Path
@@ -159,7 +160,8 @@ def _is_metric(col: str) -> bool:
 
 
 def _determined_by(df: pd.DataFrame, col: str, by: list[str]) -> bool:
-    return bool((df.astype({col: str}).groupby(by, dropna=False)[col].nunique() <= 1).all())
+    keyed = df[list(by)].assign(_v=df[col].astype(str))
+    return bool((keyed.groupby(list(by), dropna=False)["_v"].nunique() <= 1).all())
 
 
 def _drop_dependent(df: pd.DataFrame, primary: str, cols: list[str]) -> list[str]:
@@ -355,6 +357,14 @@ def m3_table1(df: pd.DataFrame, metrics: Sequence[str] = HEADLINE) -> pd.DataFra
     )
 
 
+def _natural_order(table: pd.DataFrame, keys: Sequence[str]) -> pd.DataFrame:
+    """Rows in the papers' order: schemes Baseline..M3, perturbations none < 5+5 < ..., numbers."""
+    if not keys:
+        return table.reset_index(drop=True)
+    order = sorted(range(len(table)), key=lambda i: _sort_key(table.iloc[i], keys))
+    return table.iloc[order].reset_index(drop=True)
+
+
 def _rename_test(table: pd.DataFrame, metrics: Sequence[str]) -> pd.DataFrame:
     ren = {}
     for m in metrics:
@@ -421,9 +431,7 @@ def summary_table(df: pd.DataFrame, metrics: Sequence[str] = HEADLINE) -> pd.Dat
         keys = ["variant", *[k for k in keys if k != "variant"]]
     table = aggregate(done, keys, [f"test_{m}" for m in metrics])
     table = _rename_test(table, metrics)
-    numeric = [k for k in keys if k != "variant"]  # variants keep the space's order
-    if numeric:
-        table = table.sort_values(numeric, kind="stable").reset_index(drop=True)
+    table = _natural_order(table, keys)
     synthetic = bool(done["synthetic"].any())
     dlabel = ", ".join(sorted({str(x) for x in done["dataset_tag"]}))
     return _finish(
@@ -502,6 +510,24 @@ def _train_sort(label: str) -> tuple:
         return (2, 0.0)
 
 
+def _sort_key(row: pd.Series | dict, keys: Sequence[str]) -> tuple:
+    """Schemes in the papers' order, perturbations none < 5+5 < 10+10, numbers by value."""
+    out = []
+    for k in keys:
+        v = row[k]
+        if k == "scheme" or (k == "variant" and str(v) in SCHEME_ORDER + ["baseline"]):
+            s = "none" if str(v) == "baseline" else str(v)
+            out.append((0, SCHEME_ORDER.index(s) if s in SCHEME_ORDER else 99, ""))
+        elif k == "variant":
+            t = _train_sort(str(v))
+            out.append((1, t[0] * 1000 + t[1], str(v)))
+        elif isinstance(v, int | float | np.number) and not isinstance(v, bool):
+            out.append((2, float(v) if v == v else math.inf, ""))  # NaN last
+        else:
+            out.append((3, 0, str(v)))
+    return tuple(out)
+
+
 def _robust_table(
     df: pd.DataFrame,
     modality: str,
@@ -541,18 +567,16 @@ def _robust_table(
     table = aggregate(long, gkeys, ["corr", "f1"])
     # order: per training, clean first, then (fraction, missing before noise) as in the papers
     dorder = {"clean": 0, "missing": 1, "noisy": 2}
-    table["_t"] = [_train_sort(t) for t in table["training"]]
-    if table1:
-        table["_d"] = [dorder[d] for d in table["diagnostic"]]
-        sort = ["_d", "_t", *[k for k in keys if k != "training"]]
-    else:
-        table["_d"] = [
-            (f, dorder[d]) for f, d in zip(table["fraction_pct"], table["diagnostic"], strict=True)
-        ]
-        sort = ["_t", *[k for k in keys if k != "training"], "_d"]
-    if "dataset_tag" in keys:
-        sort = ["dataset_tag", *sort]
-    table = table.sort_values(sort, kind="stable").drop(columns=["_t", "_d"]).reset_index(drop=True)
+    rest = [k for k in keys if k not in ("training", "dataset_tag")]
+
+    def row_key(i: int) -> tuple:
+        r = table.iloc[i]
+        cfg = (_train_sort(r["training"]), _sort_key(r, rest))
+        diag = (r["fraction_pct"], dorder[r["diagnostic"]])
+        ds = (str(r["dataset_tag"]),) if "dataset_tag" in keys else ()
+        return (*ds, dorder[r["diagnostic"]], *cfg) if table1 else (*ds, *cfg, diag)
+
+    table = table.iloc[sorted(range(len(table)), key=row_key)].reset_index(drop=True)
     table["diagnostic_label"] = [
         DIAG_LABELS[d] + ("" if d == "clean" else f" {float(p):g}%")
         for d, p in zip(table["diagnostic"], table["fraction_pct"], strict=True)
@@ -583,13 +607,15 @@ def _robust_table(
     comparable, dlabel = _comparison(done, None)
     comparable = comparable and all(_dataset_family(d) for d in done["dataset_tag"].astype(str))
     _attach_published(table, pub, ["corr", "f1"], comparable)
+    targets = done["perturb_target"].dropna().unique() if "perturb_target" in done else []
+    target = str(targets[0]) if len(targets) == 1 else "the target modality (perturb_target)"
     notes = [
         _seed_note(table),
         "clean rows: the metric on the clean test set; missing/noise rows: its drop versus clean "
         f"when {modality} is zeroed (missing) or gets N(0, σ²) noise (noise) on that % of the "
         "test samples; positive = worse, negative = a gain",
-        "training: text perturbed during training, '<missing %>+<noise %>' of each batch; "
-        "none = no robust training",
+        f"training: {target} perturbed during training, '<missing %>+<noise %>' of each "
+        "batch; none = no robust training",
     ]
     fam = sorted(set(fams))
     paper_ds = "/".join("CMU-MOSEI" if f == "mosei" else "CMU-MOSI" for f in fam)

@@ -262,6 +262,7 @@ def small_store(tmp_path_factory) -> str:
             c.log_param(rid, "p_mask", "0.2")
             c.log_param(rid, "seed", str(i))
             c.log_param(rid, "grad_clip", "None")
+            c.log_param(rid, "lr", "0.001")
             c.log_param(rid, "diag_fractions", "0.05,0.1")
             c.log_metric(rid, "lr", 0.001, step=1)
             c.log_metric(rid, "test_mae", 0.5 + i)

@@ -6,9 +6,6 @@ L = 10) with a tiny model, and checks what lands in MLflow and on disk.
 
 from __future__ import annotations
 
-import contextlib
-import os
-import signal
 import subprocess
 import sys
 import time
@@ -16,107 +13,17 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-import yaml
-from conftest import tiny_arrays
-
-from tune_m3.data.formats import CanonicalSplit
-from tune_m3.data.store import write_dataset
+from searchutil import TINY_FIXED, kill_tree, make_search_env, mlflow_runs, run_search, write_space
 
 pytestmark = pytest.mark.slow
 
-TINY_FIXED = {
-    "hidden": 8,
-    "proj": 8,
-    "batch_size": 16,
-    "threads": 1,
-    "max_epochs": 3,
-    "diag_fractions": [0.3],
-    "checkpoint_every": 1,
-}
-
 
 @pytest.fixture(scope="module")
-def env(tmp_path_factory) -> dict:
-    root = tmp_path_factory.mktemp("e2e")
-    store = root / "store"
-    arrays = tiny_arrays(n=(96, 32, 48))
-    splits = {
-        s: CanonicalSplit(
-            features={m: a[m] for m in ("text", "audio", "vision")},
-            labels=a["labels"],
-            ids=pd.Series(range(len(a["labels"]))).astype(str).to_numpy(),
-            lengths=a["lengths"],
-        )
-        for s, a in arrays.items()
-    }
-    write_dataset(
-        store,
-        "tiny",
-        splits,
-        synthetic=True,
-        source={"kind": "synthetic", "fingerprint": "tiny"},
-        like="mosei",
-    )
-    return {
-        **os.environ,
-        "TUNE_M3_DATA_DIR": str(store),
-        "TUNE_M3_RESULTS": str(root / "results"),
-        "PYTHONUNBUFFERED": "1",
-    }
+def search_env(tmp_path_factory) -> dict:
+    return make_search_env(tmp_path_factory.mktemp("e2e"))
 
 
-def write_space(path: Path, **spec) -> Path:
-    base = {
-        "dataset": {"name": "tiny"},
-        "fixed": dict(TINY_FIXED),
-        "max_concurrent": 2,
-        "resources": {"cpu": 1},
-    }
-    base.update(spec)
-    path.write_text(yaml.safe_dump(base))
-    return path
-
-
-def run_search(env: dict, *args: str, timeout: int = 600) -> subprocess.CompletedProcess:
-    """Run the CLI; on timeout kill it and every process it started (Ray's too), by pid."""
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "tune_m3.search", *args],
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        start_new_session=True,
-    )
-    try:
-        stdout, stderr = proc.communicate(timeout=timeout)
-    except subprocess.TimeoutExpired:
-        kill_tree(proc.pid)
-        stdout, stderr = proc.communicate()
-        pytest.fail(f"search timed out after {timeout} s:\n{stdout[-3000:]}\n{stderr[-3000:]}")
-    out = subprocess.CompletedProcess(proc.args, proc.returncode, stdout, stderr)
-    assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
-    return out
-
-
-def kill_tree(pid: int) -> None:
-    """SIGKILL ``pid`` and its descendants (processes this test started), by process id."""
-    for p in [pid, *_descendants(pid)]:
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(p, signal.SIGKILL)
-
-
-def mlflow_runs(env: dict, experiment: str):
-    from mlflow.tracking import MlflowClient
-
-    c = MlflowClient(f"sqlite:///{env['TUNE_M3_RESULTS']}/mlflow.db")
-    exp = c.get_experiment_by_name(experiment)
-    runs = c.search_runs([exp.experiment_id], max_results=1000)
-    parents = [r for r in runs if "mlflow.parentRunId" not in r.data.tags]
-    children = [r for r in runs if "mlflow.parentRunId" in r.data.tags]
-    return c, parents, children
-
-
-def test_optuna_asha_search_logs_nested_runs_and_stops_bad_trials(env, tmp_path):
+def test_optuna_asha_search_logs_nested_runs_and_stops_bad_trials(search_env, tmp_path):
     space = write_space(
         tmp_path / "asha.yaml",
         search={"lr": {"choice": [1.0e-7, 1.0e-2]}, "p_mask": {"uniform": [0.0, 0.3]}},
@@ -125,9 +32,9 @@ def test_optuna_asha_search_logs_nested_runs_and_stops_bad_trials(env, tmp_path)
         scheduler={"type": "asha", "grace_period": 1, "reduction_factor": 3},
         num_samples=6,
     )
-    out = run_search(env, "--space", str(space), "--experiment", "e2e_asha")
+    out = run_search(search_env, "--space", str(space), "--experiment", "e2e_asha")
     assert "best configuration:" in out.stdout and "mlflow ui --backend-store-uri" in out.stdout
-    c, parents, children = mlflow_runs(env, "e2e_asha")
+    c, parents, children = mlflow_runs(search_env, "e2e_asha")
     assert len(parents) == 1 and parents[0].info.status == "FINISHED"
     parent = parents[0]
     assert parent.data.tags["tune_m3.synthetic"] == "true"
@@ -145,12 +52,12 @@ def test_optuna_asha_search_logs_nested_runs_and_stops_bad_trials(env, tmp_path)
                 "test_mae" in r.data.metrics
                 and "diag_test_text_missing_30_corr_drop" in r.data.metrics
             )
-    table = next((Path(env["TUNE_M3_RESULTS"]) / "ray").glob("asha-*/trials.parquet"))
+    table = next((Path(search_env["TUNE_M3_RESULTS"]) / "ray").glob("asha-*/trials.parquet"))
     df = pd.read_parquet(table)
     assert len(df) == 6 and set(df["status"]) <= {"completed", "stopped_by_scheduler"}
 
 
-def test_grid_with_seeds_expands_exactly(env, tmp_path):
+def test_grid_with_seeds_expands_exactly(search_env, tmp_path):
     space = write_space(
         tmp_path / "grid.yaml",
         search={"p_mask": {"grid": [0.1, 0.3]}},
@@ -159,23 +66,14 @@ def test_grid_with_seeds_expands_exactly(env, tmp_path):
         algorithm={"type": "grid"},
         scheduler={"type": "fifo"},
     )
-    run_search(env, "--space", str(space), "--experiment", "e2e_grid")
-    _, parents, children = mlflow_runs(env, "e2e_grid")
+    run_search(search_env, "--space", str(space), "--experiment", "e2e_grid")
+    _, parents, children = mlflow_runs(search_env, "e2e_grid")
     got = sorted((float(r.data.params["p_mask"]), int(r.data.params["seed"])) for r in children)
     assert got == [(0.1, 0), (0.1, 1), (0.3, 0), (0.3, 1)]
     assert all(r.data.tags["tune_m3.trial_status"] == "completed" for r in children)
 
 
-def _descendants(pid: int) -> list[int]:
-    import psutil
-
-    try:
-        return [p.pid for p in psutil.Process(pid).children(recursive=True)]
-    except psutil.NoSuchProcess:
-        return []
-
-
-def test_resume_after_driver_kill_finishes_without_duplicates(env, tmp_path):
+def test_resume_after_driver_kill_finishes_without_duplicates(search_env, tmp_path):
     space = write_space(
         tmp_path / "resume.yaml",
         search={"p_mask": {"uniform": [0.0, 0.3]}},
@@ -188,7 +86,7 @@ def test_resume_after_driver_kill_finishes_without_duplicates(env, tmp_path):
     args = ["--space", str(space), "--experiment", "e2e_resume", "--name", "resume-me"]
     proc = subprocess.Popen(
         [sys.executable, "-m", "tune_m3.search", *args],
-        env=env,
+        env=search_env,
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
@@ -206,9 +104,9 @@ def test_resume_after_driver_kill_finishes_without_duplicates(env, tmp_path):
         kill_tree(proc.pid)  # the driver and everything it started, as a crash would
         proc.wait(timeout=30)
     assert sum("finished after" in s for s in seen) >= 2, "".join(seen)[-3000:]
-    out = run_search(env, *args, "--resume")
+    out = run_search(search_env, *args, "--resume")
     assert "resuming search 'resume-me'" in out.stdout
-    c, parents, children = mlflow_runs(env, "e2e_resume")
+    c, parents, children = mlflow_runs(search_env, "e2e_resume")
     assert len(parents) == 1 and parents[0].info.status == "FINISHED"
     live = [r for r in children if r.info.lifecycle_stage == "active"]
     trial_ids = [r.data.tags["tune_m3.trial_id"] for r in live]
@@ -219,6 +117,6 @@ def test_resume_after_driver_kill_finishes_without_duplicates(env, tmp_path):
         assert steps == [1, 2, 3], steps  # each epoch exactly once, also for the resumed trial
     # Optuna's history was kept: the first two trials' p_mask values are still there
     df = pd.read_parquet(
-        next((Path(env["TUNE_M3_RESULTS"]) / "ray").glob("resume-me/trials.parquet"))
+        next((Path(search_env["TUNE_M3_RESULTS"]) / "ray").glob("resume-me/trials.parquet"))
     )
     assert len(df) == 4 and (df["status"] == "completed").all()

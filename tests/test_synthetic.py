@@ -63,7 +63,7 @@ def test_text_dominant_and_audio_vision_complementary():
         return 1 - res.var() / y.var()
 
     t, a, v, tav = r2("text"), r2("audio"), r2("vision"), r2("text", "audio", "vision")
-    assert t > 0.4 and t > 1.5 * a and t > 2 * v  # text is the strongest modality (linear probe)
+    assert t > 0.5 and t > a + 0.1 and t > v + 0.1  # text is the strongest modality (linear probe)
     assert a > 0.1 and v > 0.05  # audio and vision do carry signal
     assert tav > t + 0.08  # ... that text does not have (complementary)
 

@@ -210,14 +210,18 @@ def check_address(address: str, timeout: float = 3.0) -> None:
     """
     import socket
 
-    hint = ("Check that the head node runs (ray status), the address and port, and that this "
-            "machine has the cluster's token (RAY_AUTH_MODE=token, ~/.ray/auth_token); see docs/cluster.md")
+    hint = (
+        "Check that the head node runs (ray status), the address and port, and that this "
+        "machine has the cluster's token (RAY_AUTH_MODE=token, ~/.ray/auth_token); see docs/cluster.md"
+    )
     if address == "auto":
         if os.environ.get("RAY_ADDRESS") or Path("/tmp/ray/ray_current_cluster").exists():
             return
-        raise UserError(f"--address auto: no running Ray cluster found on this machine (no RAY_ADDRESS, no "
-                        f"/tmp/ray/ray_current_cluster). Start one with `ray start --head`, or drop --address "
-                        f"to run on a local Ray. {hint}")
+        raise UserError(
+            f"--address auto: no running Ray cluster found on this machine (no RAY_ADDRESS, no "
+            f"/tmp/ray/ray_current_cluster). Start one with `ray start --head`, or drop --address "
+            f"to run on a local Ray. {hint}"
+        )
     hostport = address.removeprefix("ray://").rstrip("/")
     host, sep, port = hostport.rpartition(":")
     if not sep or not port.isdigit():
@@ -226,7 +230,9 @@ def check_address(address: str, timeout: float = 3.0) -> None:
         with socket.create_connection((host, int(port)), timeout=timeout):
             pass
     except OSError as err:
-        raise UserError(f"cannot reach the Ray cluster at --address {address} ({err.strerror or err}). {hint}") from None
+        raise UserError(
+            f"cannot reach the Ray cluster at --address {address} ({err.strerror or err}). {hint}"
+        ) from None
 
 
 def init_ray(address: str | None, verbose: bool) -> None:
@@ -350,10 +356,15 @@ def drop_lost_trial_runs(logger, results) -> None:
             logger.c.set_tag(run_id, TAG_STATUS, "lost_with_driver")
             logger.c.set_terminated(run_id, "KILLED")
             logger.c.delete_run(run_id)
-            print(f"[tune_m3] trial {trial_id} was lost with the killed driver and re-sampled; "
-                  f"its partial MLflow run {run_id} was deleted")
+            print(
+                f"[tune_m3] trial {trial_id} was lost with the killed driver and re-sampled; "
+                f"its partial MLflow run {run_id} was deleted"
+            )
         except Exception as err:  # noqa: BLE001
-            print(f"[tune_m3] could not delete the run of lost trial {trial_id} ({err})", file=sys.stderr)
+            print(
+                f"[tune_m3] could not delete the run of lost trial {trial_id} ({err})",
+                file=sys.stderr,
+            )
 
 
 def latest_search(storage: Path, space_name: str) -> Path | None:

@@ -181,6 +181,7 @@ class MlflowTrialLogger:
         self.last_result: dict[str, dict] = {}
         self.pending: list[tuple[str, tuple, dict]] = []  # (method, args, kwargs) not yet logged
         self.final_logged: set[str] = set()  # trials whose test_/diag_ metrics are in MLflow
+        self.node_tagged: set[str] = set()
         self._recover()
 
     def __getstate__(self) -> dict:
@@ -293,6 +294,11 @@ class MlflowTrialLogger:
         if not run_id:
             return
         step = int(result.get("epoch", result.get("training_iteration", 0)))
+        if step == 1 or trial_id not in self.node_tagged:  # where the trial runs (cluster checks)
+            for key in ("node_id", "device"):
+                if isinstance(result.get(key), str):
+                    self._call("set_tag", run_id, f"tune_m3.{key}", result[key])
+            self.node_tagged.add(trial_id)
         final = any(k.startswith("test_") for k in result)
         if final:
             if trial_id in self.final_logged:

@@ -43,25 +43,41 @@ def run_trial(
 def _train_and_report(cfg, data, work: Path) -> None:
     from ray import tune
 
-    from tune_m3.train import train
+    from tune_m3.train import resolve_device, train
 
     resume_from = None
     checkpoint = tune.get_checkpoint()
     if checkpoint is not None:  # a retried trial: continue from its last reported epoch
         resume_from = checkpoint.to_directory(str(work / "resume"))
 
+    import ray
+
+    # where the trial ran (a string result; tracking.py turns it into the run's tag)
+    node = {
+        "node_id": ray.get_runtime_context().get_node_id(),
+        "device": str(resolve_device(cfg.device)),
+    }
+
     def on_epoch(metrics: dict[str, float], ck_path: Path | None) -> None:
         if ck_path is None:
-            tune.report(metrics)
+            tune.report({**metrics, **node})
         else:
-            tune.report(metrics, checkpoint=tune.Checkpoint.from_directory(str(ck_path)))
+            tune.report(
+                {**metrics, **node}, checkpoint=tune.Checkpoint.from_directory(str(ck_path))
+            )
 
     result = train(
         cfg, data, on_epoch=on_epoch, checkpoint_dir=work / "ckpt", resume_from=resume_from
     )
     last = result.history[-1] if result.history else {}
     tune.report(
-        {**last, **result.final, "trial_done": 1, "stopped_early": int(result.stopped_early)}
+        {
+            **last,
+            **result.final,
+            **node,
+            "trial_done": 1,
+            "stopped_early": int(result.stopped_early),
+        }
     )
 
 

@@ -1,0 +1,117 @@
+"""Helpers for tests that run real searches (``python -m tune_m3.search``) as a user would."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+import psutil
+import pytest
+import yaml
+from conftest import tiny_arrays
+
+from tune_m3.data.formats import CanonicalSplit
+from tune_m3.data.store import write_dataset
+
+TINY_FIXED = {
+    "hidden": 8,
+    "proj": 8,
+    "batch_size": 16,
+    "threads": 1,
+    "max_epochs": 3,
+    "diag_fractions": [0.3],
+    "checkpoint_every": 1,
+}
+
+
+def make_search_env(root: Path) -> dict:
+    """A store with the tiny dataset 'tiny' and a results dir under ``root``; returns the env."""
+    store = root / "store"
+    arrays = tiny_arrays(n=(96, 32, 48))
+    splits = {
+        s: CanonicalSplit(
+            features={m: a[m] for m in ("text", "audio", "vision")},
+            labels=a["labels"],
+            ids=pd.Series(range(len(a["labels"]))).astype(str).to_numpy(),
+            lengths=a["lengths"],
+        )
+        for s, a in arrays.items()
+    }
+    write_dataset(
+        store,
+        "tiny",
+        splits,
+        synthetic=True,
+        source={"kind": "synthetic", "fingerprint": "tiny"},
+        like="mosei",
+    )
+    return {
+        **os.environ,
+        "TUNE_M3_DATA_DIR": str(store),
+        "TUNE_M3_RESULTS": str(root / "results"),
+        "PYTHONUNBUFFERED": "1",
+    }
+
+
+def write_space(path: Path, **spec) -> Path:
+    base = {
+        "dataset": {"name": "tiny"},
+        "fixed": dict(TINY_FIXED),
+        "max_concurrent": 2,
+        "resources": {"cpu": 1},
+    }
+    base.update(spec)
+    path.write_text(yaml.safe_dump(base))
+    return path
+
+
+def run_search(env: dict, *args: str, timeout: int = 600) -> subprocess.CompletedProcess:
+    """Run the CLI; on timeout kill it and every process it started (Ray's too), by pid."""
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "tune_m3.search", *args],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
+    try:
+        stdout, stderr = proc.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        kill_tree(proc.pid)
+        stdout, stderr = proc.communicate()
+        pytest.fail(f"search timed out after {timeout} s:\n{stdout[-3000:]}\n{stderr[-3000:]}")
+    out = subprocess.CompletedProcess(proc.args, proc.returncode, stdout, stderr)
+    assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
+    return out
+
+
+def kill_tree(pid: int) -> None:
+    """SIGKILL ``pid`` and its descendants (processes this test started), by process id."""
+    for p in [pid, *_descendants(pid)]:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(p, signal.SIGKILL)
+
+
+def _descendants(pid: int) -> list[int]:
+    try:
+        return [p.pid for p in psutil.Process(pid).children(recursive=True)]
+    except psutil.NoSuchProcess:
+        return []
+
+
+def mlflow_runs(env: dict, experiment: str):
+    """(client, parent runs, child runs) of ``experiment`` in the env's results dir."""
+    from mlflow.tracking import MlflowClient
+
+    c = MlflowClient(f"sqlite:///{env['TUNE_M3_RESULTS']}/mlflow.db")
+    exp = c.get_experiment_by_name(experiment)
+    runs = c.search_runs([exp.experiment_id], max_results=1000)
+    parents = [r for r in runs if "mlflow.parentRunId" not in r.data.tags]
+    children = [r for r in runs if "mlflow.parentRunId" in r.data.tags]
+    return c, parents, children
