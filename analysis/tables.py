@@ -43,6 +43,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from analysis.load import RUN_COLUMNS
 from tune_m3.metrics import HEADLINE
 
 __all__ = [
@@ -138,20 +139,7 @@ def config_columns(df: pd.DataFrame, params: Iterable[str] | None = None) -> lis
     return cols
 
 
-_RUN_LIKE = {
-    "run_id",
-    "run_name",
-    "parent_id",
-    "search_id",
-    "trial_id",
-    "trial_status",
-    "status",
-    "space",
-    "dataset_tag",
-    "synthetic",
-    "start_time",
-    "duration_s",
-}
+_RUN_LIKE = frozenset(RUN_COLUMNS)
 _METRIC_RE = re.compile(r"^(test_|val_|train_|diag_|best_|last_)|^(epoch|epoch_seconds)$")
 
 

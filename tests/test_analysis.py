@@ -7,20 +7,14 @@ temporary store and check what the analysis makes of it.
 
 from __future__ import annotations
 
-import contextlib
 import math
-import os
-import signal
 import statistics
-import subprocess
-import sys
 import time
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
-import yaml
 
 from analysis import plots as P
 from analysis import tables as T
@@ -327,76 +321,23 @@ TINY_FIXED = {
 EXPERIMENT = "analysis_grid"
 
 
-def _kill_tree(pid: int) -> None:
-    import psutil
-
-    try:
-        procs = [psutil.Process(pid), *psutil.Process(pid).children(recursive=True)]
-    except psutil.NoSuchProcess:
-        return
-    for p in procs:
-        with contextlib.suppress(psutil.NoSuchProcess, ProcessLookupError):
-            os.kill(p.pid, signal.SIGKILL)
-
-
 @pytest.fixture(scope="module")
 def grid(tmp_path_factory) -> dict:
     """ONE tiny real grid search (2 configs x 2 seeds) into a temporary MLflow store."""
-    from conftest import tiny_arrays
-
-    from tune_m3.data.formats import CanonicalSplit
-    from tune_m3.data.store import write_dataset
+    from searchutil import make_search_env, run_search, write_space
 
     root = tmp_path_factory.mktemp("analysis")
-    store = root / "store"
-    arrays = tiny_arrays(n=(64, 32, 48))
-    splits = {
-        s: CanonicalSplit(
-            features={m: a[m] for m in ("text", "audio", "vision")},
-            labels=a["labels"],
-            ids=pd.Series(range(len(a["labels"]))).astype(str).to_numpy(),
-            lengths=a["lengths"],
-        )
-        for s, a in arrays.items()
-    }
-    write_dataset(store, "tiny", splits, synthetic=True, source={"kind": "synthetic"}, like="mosei")
-    space = root / "grid.yaml"
-    space.write_text(
-        yaml.safe_dump(
-            {
-                "dataset": {"name": "tiny"},
-                "fixed": TINY_FIXED,
-                "search": {"p_mask": {"grid": [0.1, 0.3]}},
-                "seeds": [0, 1],
-                "algorithm": {"type": "grid"},
-                "scheduler": {"type": "fifo"},
-                "max_concurrent": 2,
-                "resources": {"cpu": 1},
-            }
-        )
+    env = make_search_env(root)
+    space = write_space(
+        root / "grid.yaml",
+        fixed=TINY_FIXED,
+        search={"p_mask": {"grid": [0.1, 0.3]}},
+        seeds=[0, 1],
+        algorithm={"type": "grid"},
+        scheduler={"type": "fifo"},
     )
-    results = root / "results"
-    env = {
-        **os.environ,
-        "TUNE_M3_DATA_DIR": str(store),
-        "TUNE_M3_RESULTS": str(results),
-        "PYTHONUNBUFFERED": "1",
-    }
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "tune_m3.search", "--space", str(space), "--experiment", EXPERIMENT],
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-        start_new_session=True,
-    )
-    try:
-        out, _ = proc.communicate(timeout=300)
-    except subprocess.TimeoutExpired:
-        _kill_tree(proc.pid)
-        out, _ = proc.communicate()
-        pytest.fail(f"search timed out:\n{out[-3000:]}")
-    assert proc.returncode == 0, out[-3000:]
+    run_search(env, "--space", str(space), "--experiment", EXPERIMENT, timeout=300)
+    results = Path(env["TUNE_M3_RESULTS"])
     return {"uri": f"sqlite:///{results}/mlflow.db", "results": results}
 
 

@@ -96,3 +96,27 @@ def test_config_validation_names_the_field():
         make_config({"p_missing": 0.6, "p_noise": 0.6})
     with pytest.raises(UserError, match="'scheme'"):
         make_config({"scheme": "m4"})
+
+
+@pytest.mark.parametrize("bucket", [False, True])
+def test_epoch_batches_cover_every_sample_once(bucket):
+    import torch
+
+    from tune_m3.train import epoch_batches
+
+    lengths = np.random.default_rng(0).integers(1, 51, size=1000)
+    batches = epoch_batches(1000, 32, torch.Generator().manual_seed(0), lengths, bucket)
+    flat = np.concatenate(batches)
+    assert sorted(flat.tolist()) == list(range(1000))
+    assert max(len(b) for b in batches) == 32
+    spread = np.mean([np.ptp(lengths[b]) for b in batches])
+    if bucket:  # similar lengths together: far less padding per batch than random batches
+        assert spread < 10
+    else:
+        assert spread > 35
+
+
+def test_bucketed_training_still_learns():
+    data = tiny_arrays()
+    res = train(cfg(max_epochs=5, bucket_batches=True), data)
+    assert res.history[-1]["train_loss"] < res.history[0]["train_loss"]

@@ -77,6 +77,7 @@ class TrialConfig(BaseModel):
     lr_factor: float = Field(0.5, gt=0.0, lt=1.0)
     grad_clip: float | None = Field(None, gt=0.0)
     max_train_samples: int | None = Field(None, ge=1, description="subsample train (debugging)")
+    bucket_batches: bool = Field(False, description="batch similar lengths together (faster)")
 
     # runtime
     threads: int | None = Field(None, ge=1)

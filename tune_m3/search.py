@@ -378,6 +378,13 @@ def latest_search(storage: Path, space_name: str) -> Path | None:
     return max(cands, key=lambda p: p.stat().st_mtime, default=None)
 
 
+def _error_line(err: BaseException) -> str:
+    """The exception's own message: the last line of Ray's error text (its first line is Ray's
+    task header, ``ray::ImplicitFunc.train() (pid=...)`` with terminal colours)."""
+    lines = [s.strip() for s in str(err).splitlines() if s.strip()]
+    return lines[-1][:500] if lines else type(err).__name__
+
+
 def write_trials_table(results, path: Path, space: SearchSpace) -> Any:
     import pandas as pd
 
@@ -400,7 +407,7 @@ def write_trials_table(results, path: Path, space: SearchSpace) -> Any:
         row.update(
             {k: v for k, v in m.items() if isinstance(v, int | float) and not isinstance(v, bool)}
         )
-        row["error"] = str(r.error).splitlines()[0][:500] if r.error else ""
+        row["error"] = _error_line(r.error) if r.error else ""
         rows.append(row)
     df = pd.DataFrame(rows)
     df.to_parquet(path, index=False)

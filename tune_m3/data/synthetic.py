@@ -44,7 +44,7 @@ import numpy as np
 
 from tune_m3.data.formats import MODALITIES, SPLITS, CanonicalSplit, sanitize_features
 
-GENERATOR_VERSION = 4
+GENERATOR_VERSION = 5
 
 # Published split sizes and feature dims of the word-aligned features (MulT layout).
 SHAPES: dict[str, dict] = {
@@ -65,10 +65,10 @@ class SynthConfig:
     text_strength: float = 1.1  # a_T: weight of the shared sentiment s in the label
     audio_strength: float = 0.26  # a_A: weight of the audio-only cue
     vision_strength: float = 0.22  # a_V: weight of the vision-only cue
-    redundancy: float = 0.7  # rho in [0, 1]: correlation of audio's/vision's copy of s with s
+    redundancy: float = 0.8  # rho in [0, 1]: correlation of audio's/vision's copy of s with s
     step_noise: float = 1.5  # per-step noise on every latent signal
-    text_sparsity: float = 0.2  # fraction of text steps that carry the sentiment ("words")
-    word_gain: float = 2.5  # strength of the sentiment on those steps
+    text_sparsity: float = 1.0  # fraction of text steps that carry the sentiment ("words")
+    word_gain: float = 1.0  # strength of the sentiment on those steps
     label_noise: float = 0.15  # sigma_y: label noise no modality explains
     label_bias: float = 0.15  # MOSEI skews slightly positive
     feature_noise: float = 0.05  # iso: isotropic noise on every feature

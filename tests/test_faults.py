@@ -1,0 +1,323 @@
+"""Faults against real processes: a killed trial worker, an MLflow server outage (with and
+without recovery before the search ends), and a trial whose loss diverges.
+
+Each test runs ``python -m tune_m3.search`` as a user would, on the tiny dataset, and stops
+every process it started by process id (the search and what it started, the MLflow server and
+its workers). Numbers each test measures are printed (``pytest -s`` shows them) and written up
+in docs/reliability.md.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pandas as pd
+import psutil
+import pytest
+from mlflowserver import MlflowServer
+from searchutil import TINY_FIXED, kill_tree, make_search_env, mlflow_runs, write_space
+
+pytestmark = pytest.mark.slow
+
+EPOCH_KEYS = ("epoch", "train_loss", "val_loss", "val_mae", "val_corr", "lr", "best_val_loss")
+
+
+@pytest.fixture(scope="module")
+def search_env(tmp_path_factory) -> dict:
+    return make_search_env(tmp_path_factory.mktemp("faults"))
+
+
+class Search:
+    """``python -m tune_m3.search`` in the background; its output collected line by line."""
+
+    def __init__(self, env: dict, *args: str):
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "tune_m3.search", *args],
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            start_new_session=True,
+        )
+        self.lines: list[str] = []
+        self._reader = threading.Thread(target=self._read, daemon=True)
+        self._reader.start()
+
+    def _read(self) -> None:
+        assert self.proc.stdout is not None
+        for line in self.proc.stdout:
+            self.lines.append(line)
+
+    @property
+    def output(self) -> str:
+        return "".join(self.lines)
+
+    def wait_for(self, what: str, count: int = 1, timeout: float = 300) -> None:
+        deadline = time.time() + timeout
+        while sum(what in s for s in self.lines) < count:
+            if self.proc.poll() is not None or time.time() > deadline:
+                pytest.fail(f"never saw {what!r} x{count}:\n{self.output[-4000:]}")
+            time.sleep(0.2)
+
+    def finish(self, timeout: float = 400) -> int:
+        try:
+            self.proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            self.kill()
+            pytest.fail(f"search did not finish in {timeout} s:\n{self.output[-4000:]}")
+        self._reader.join(timeout=10)
+        return self.proc.returncode
+
+    def kill(self) -> None:
+        if self.proc.poll() is None:
+            kill_tree(self.proc.pid)
+            self.proc.wait(timeout=30)
+
+
+@pytest.fixture
+def searches():
+    started: list[Search] = []
+    yield lambda env, *args: started.append(Search(env, *args)) or started[-1]
+    for s in started:  # a failed assertion must not leave a search (and its Ray) running
+        s.kill()
+
+
+@pytest.fixture
+def server(tmp_path):
+    srv = MlflowServer(tmp_path / "mlflow_server")
+    yield srv
+    srv.stop(hard=True)
+
+
+def _results(path: Path) -> list[dict]:
+    """Ray's result.json of a trial (one JSON object per reported result), as far as written."""
+    if not path.exists():
+        return []
+    out = []
+    for line in path.read_text().splitlines():
+        try:
+            out.append(json.loads(line))
+        except json.JSONDecodeError:  # the line being written right now
+            break
+    return out
+
+
+def _check_epochs_exactly_once(c, run, epochs: int) -> None:
+    for key in EPOCH_KEYS:
+        steps = [m.step for m in c.get_metric_history(run.info.run_id, key)]
+        assert steps == list(range(1, epochs + 1)), (run.info.run_name, key, steps)
+    values = [int(m.value) for m in c.get_metric_history(run.info.run_id, "epoch")]
+    assert values == list(range(1, epochs + 1))
+
+
+# ------------------------------------------------------------------------------ killed worker
+
+
+def test_killed_trial_worker_resumes_from_its_last_checkpoint(search_env, tmp_path, searches):
+    """SIGKILL the Ray worker process of a running trial: Ray retries it from its checkpoint.
+
+    The worker is found from outside: Ray writes every result the trial reports, with the
+    reporting process's ``pid``, to the trial's ``result.json`` (written by the driver, not by
+    the trial's code), and the test kills that pid only after checking it descends from the
+    search it started itself.
+    """
+    epochs = 6
+    space = write_space(
+        tmp_path / "kill.yaml",
+        search={"p_mask": {"grid": [0.2]}},
+        # batch 4: about 1 s an epoch, room to kill the worker between two epochs
+        fixed={**TINY_FIXED, "scheme": "m3", "max_epochs": epochs, "batch_size": 4},
+        algorithm={"type": "grid"},
+        scheduler={"type": "fifo"},
+        max_concurrent=1,
+    )
+    name = "kill-worker"
+    search = searches(
+        search_env, "--space", str(space), "--experiment", "fault_kill", "--name", name
+    )
+    exp_dir = Path(search_env["TUNE_M3_RESULTS"]) / "ray" / name
+    killed_pid, killed_after = None, None
+    deadline = time.time() + 300
+    while killed_pid is None:
+        assert time.time() < deadline and search.proc.poll() is None, search.output[-4000:]
+        for f in exp_dir.glob("run_trial_*/result.json"):
+            rows = _results(f)
+            if rows and rows[-1].get("epoch", 0) >= 2 and not rows[-1].get("trial_done"):
+                pid = rows[-1]["pid"]
+                ours = {p.pid for p in psutil.Process(search.proc.pid).children(recursive=True)}
+                assert pid in ours, f"pid {pid} from {f} is not a process of this search"
+                os.kill(pid, signal.SIGKILL)
+                killed_pid, killed_after = pid, rows[-1]["epoch"]
+                break
+        time.sleep(0.1)
+    rc = search.finish()
+    assert rc == 0, search.output[-4000:]
+    assert "1 completed" in search.output and "0 failed" in search.output, search.output[-3000:]
+
+    rows = _results(next(exp_dir.glob("run_trial_*/result.json")))
+    restarts = [r for r in rows if r["iterations_since_restore"] == 1]
+    assert len(restarts) == 2, [(r["epoch"], r["pid"]) for r in rows]  # first start + one retry
+    resumed_at = restarts[1]["epoch"]
+    assert restarts[1]["pid"] != killed_pid
+    assert resumed_at > 1 and resumed_at >= killed_after, (killed_after, resumed_at)
+    print(f"\nworker {killed_pid} killed after epoch {killed_after}; retry resumed at epoch "
+          f"{resumed_at} of {epochs} in worker {restarts[1]['pid']}")
+
+    c, parents, children = mlflow_runs(search_env, "fault_kill")
+    assert len(parents) == 1 and parents[0].info.status == "FINISHED"
+    (run,) = children
+    assert run.info.status == "FINISHED"
+    assert run.data.tags["tune_m3.trial_status"] == "completed"
+    _check_epochs_exactly_once(c, run, epochs)
+    assert "test_mae" in run.data.metrics
+
+
+# ------------------------------------------------------------------------------ MLflow outages
+
+
+def _outage_space(tmp_path: Path, name: str, n: int, epochs: int) -> Path:
+    return write_space(
+        tmp_path / f"{name}.yaml",
+        search={"p_mask": {"grid": [0.1 * (i + 1) for i in range(n)]}},
+        fixed={**TINY_FIXED, "scheme": "m3", "max_epochs": epochs},
+        algorithm={"type": "grid"},
+        scheduler={"type": "fifo"},
+        max_concurrent=1,  # trials one after the other: one starts while the server is down
+    )
+
+
+def _http_runs(uri: str, experiment: str):
+    from mlflow.tracking import MlflowClient
+
+    c = MlflowClient(uri)
+    exp = c.get_experiment_by_name(experiment)
+    runs = c.search_runs([exp.experiment_id], max_results=1000)
+    parents = [r for r in runs if "mlflow.parentRunId" not in r.data.tags]
+    children = [r for r in runs if "mlflow.parentRunId" in r.data.tags]
+    return c, parents, children
+
+
+def _check_complete(uri: str, experiment: str, n: int, epochs: int) -> None:
+    c, parents, children = _http_runs(uri, experiment)
+    assert len(parents) == 1, [r.info.run_name for r in parents]
+    parent = parents[0]
+    assert parent.info.status == "FINISHED"
+    assert "best_val_mae" in parent.data.metrics
+    assert len(children) == n, [r.info.run_name for r in children]
+    for run in children:
+        assert run.data.tags["mlflow.parentRunId"] == parent.info.run_id
+        assert run.info.status == "FINISHED", run.info
+        assert run.data.tags["tune_m3.trial_status"] == "completed"
+        assert "p_mask" in run.data.params
+        assert "test_mae" in run.data.metrics
+        _check_epochs_exactly_once(c, run, epochs)
+
+
+def test_mlflow_outage_mid_search_loses_nothing(search_env, tmp_path, server, searches):
+    n, epochs = 3, 3
+    server.start()
+    name = "outage"
+    space = _outage_space(tmp_path, name, n, epochs)
+    search = searches(
+        search_env,
+        *("--space", str(space), "--mlflow-uri", server.uri, "--experiment", "fault_outage"),
+        *("--name", name),
+    )
+    search.wait_for("finished after", 1)  # trial 1 logged; trial 2 starts now
+    t0 = time.time()
+    server.stop(hard=True)  # a crash: no goodbye
+    search.wait_for("started", 2)
+    time.sleep(8)  # trial 2 reports epochs into the void
+    server.start()
+    down = time.time() - t0
+    rc = search.finish()
+    assert rc == 0, search.output[-4000:]
+    assert "MLflow write failed" in search.output  # the outage was hit, and buffered
+    assert "WARNING" not in search.output, search.output[-3000:]
+    assert not (Path(search_env["TUNE_M3_RESULTS"]) / "ray" / name / "unlogged.json").exists()
+    _check_complete(server.uri, "fault_outage", n, epochs)
+    print(f"\nMLflow server down for {down:.0f} s mid-search; all {n} runs complete")
+
+
+def test_mlflow_down_until_the_end_then_resync(search_env, tmp_path, server, searches):
+    n, epochs = 2, 3
+    server.start()
+    name = "resync"
+    space = _outage_space(tmp_path, name, n, epochs)
+    search = searches(
+        search_env,
+        *("--space", str(space), "--mlflow-uri", server.uri, "--experiment", "fault_resync"),
+        *("--name", name),
+    )
+    search.wait_for("started", 1)
+    time.sleep(1)
+    server.stop(hard=True)
+    t0 = time.time()
+    rc = search.finish()
+    after = time.time() - t0
+    assert rc == 0, search.output[-4000:]
+    unlogged = Path(search_env["TUNE_M3_RESULTS"]) / "ray" / name / "unlogged.json"
+    assert unlogged.exists(), search.output[-4000:]
+    assert f"python -m tune_m3.tracking resync {unlogged} --mlflow-uri {server.uri}" in (
+        search.output
+    )
+    n_items = len(json.loads(unlogged.read_text()))
+
+    server.start()
+    out = subprocess.run(
+        [sys.executable, "-m", "tune_m3.tracking", "resync", str(unlogged)]
+        + ["--mlflow-uri", server.uri],
+        env=search_env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert f"replayed {n_items} MLflow writes" in out.stdout
+    _check_complete(server.uri, "fault_resync", n, epochs)
+    print(f"\nsearch finished {after:.0f} s after the server died; {n_items} writes replayed")
+
+
+# ------------------------------------------------------------------------------ diverging trial
+
+
+def test_diverging_trial_is_failed_and_the_search_goes_on(search_env, tmp_path):
+    space = write_space(
+        tmp_path / "nan.yaml",
+        search={"lr": {"grid": [1.0e30, 1.0e-3]}},  # Adam with lr 1e30: loss NaN in epoch 1
+        fixed={**TINY_FIXED, "max_epochs": 2},
+        algorithm={"type": "grid"},
+        scheduler={"type": "fifo"},
+        max_concurrent=1,
+    )
+    proc = subprocess.run(
+        [sys.executable, "-m", "tune_m3.search", "--space", str(space)]
+        + ["--experiment", "fault_nan", "--name", "nan"],
+        env=search_env,
+        capture_output=True,
+        text=True,
+        timeout=400,
+    )
+    out = proc.stdout + proc.stderr
+    assert proc.returncode == 0, out[-4000:]  # some trials finished: the search succeeded
+    assert "1 completed" in out and "1 failed" in out, out[-3000:]
+    assert "FAILED: " in out and "loss became nan at epoch 1" in out
+    c, parents, children = mlflow_runs(search_env, "fault_nan")
+    assert parents[0].info.status == "FINISHED"
+    by_lr = {float(r.data.params["lr"]): r for r in children}
+    bad, good = by_lr[1.0e30], by_lr[1.0e-3]
+    assert bad.info.status == "FAILED"
+    assert bad.data.tags["tune_m3.trial_status"] == "failed"
+    assert "loss became nan at epoch 1" in bad.data.tags["tune_m3.error"]
+    assert good.info.status == "FINISHED"
+    assert good.data.tags["tune_m3.trial_status"] == "completed"
+    df = pd.read_parquet(Path(search_env["TUNE_M3_RESULTS"]) / "ray" / "nan" / "trials.parquet")
+    assert sorted(df["status"]) == ["completed", "failed"]
+    assert "loss became nan" in df.loc[df["status"] == "failed", "error"].iloc[0]
