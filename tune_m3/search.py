@@ -442,12 +442,13 @@ def main(argv: list[str] | None = None) -> int:
         print("dry run: nothing trained")
         return 0
 
-    meta = check_dataset(space, args.data_dir, build=True)  # before Ray: seconds, not minutes
     ray_environment(args.verbose)
     from tune_m3 import tracking
 
     uri = args.mlflow_uri or tracking.default_tracking_uri()
     tracking.check_uri(uri)  # an unreachable server fails here, before Ray starts
+    if args.address:
+        check_address(args.address)  # and an unreachable cluster, before a dataset is built
     storage = (
         Path(args.storage).expanduser().resolve()
         if args.storage and "://" not in args.storage
@@ -473,6 +474,13 @@ def main(argv: list[str] | None = None) -> int:
         name = exp_dir.name
     else:
         name = args.name or f"{space.name}-{time.strftime('%Y%m%d-%H%M%S')}"
+
+    # the inputs last, once the cheap checks passed: a synthetic dataset may be built here, and
+    # a corrupt split fails in load_dataset, before Ray starts and before MLflow has a run
+    meta = check_dataset(space, args.data_dir, build=True)
+    from tune_m3.data import load_dataset
+
+    ds = load_dataset(meta.name, args.data_dir)
 
     print(describe(space))
     # join/start Ray before writing anything to MLflow: an unreachable cluster leaves no trace
@@ -537,10 +545,8 @@ def main(argv: list[str] | None = None) -> int:
     import ray
     from ray import tune
 
-    from tune_m3.data import load_dataset
     from tune_m3.trainable import make_trainable
 
-    ds = load_dataset(meta.name, args.data_dir)
     data = {s: sp.arrays() for s, sp in ds.splits.items()}
     trainable = make_trainable(space, data)
     del ds, data  # the object store holds the one shared copy now
@@ -601,7 +607,6 @@ def main(argv: list[str] | None = None) -> int:
     results = tuner.fit()
     wall = time.time() - t0
 
-    unlogged = logger.finish()
     if args.resume:
         drop_lost_trial_runs(logger, results)
     out_dir = (storage / name) if storage else Path.cwd()
@@ -624,26 +629,24 @@ def main(argv: list[str] | None = None) -> int:
             for k, v in best.metrics.items()
             if k.startswith(("val_", "test_", "best_")) and isinstance(v, int | float)
         }
-        try:
-            mlc.log_batch(
-                parent_id,
-                metrics=[
-                    Metric(f"best_{k}" if not k.startswith("best_") else k, float(v), ts, 0)
-                    for k, v in best_metrics.items()
-                ],
-                params=[Param(f"best.{k}", str(v)[:6000]) for k, v in best.config.items()],
-            )
-            summary = out_dir / "summary.csv"
-            df.to_csv(summary, index=False)
-            mlc.log_artifact(parent_id, str(summary))
-            mlc.log_artifact(parent_id, str(table_path))
-        except Exception as err:  # noqa: BLE001
-            print(f"[tune_m3] could not log the summary to MLflow ({err})", file=sys.stderr)
+        # through the logger: buffered like the trials' writes, so a tracking server that is
+        # down now gets them later (or from unlogged.json) instead of losing them
+        logger.call(
+            "log_batch",
+            parent_id,
+            metrics=[
+                Metric(f"best_{k}" if not k.startswith("best_") else k, float(v), ts, 0)
+                for k, v in best_metrics.items()
+            ],
+            params=[Param(f"best.{k}", str(v)[:6000]) for k, v in best.config.items()],
+        )
+        summary = out_dir / "summary.csv"
+        df.to_csv(summary, index=False)
+        logger.call("log_artifact", parent_id, str(summary))
+        logger.call("log_artifact", parent_id, str(table_path))
     status = "FINISHED" if n_failed < len(df) else "FAILED"
-    try:
-        mlc.set_terminated(parent_id, status)
-    except Exception as err:  # noqa: BLE001
-        print(f"[tune_m3] could not close the parent run ({err})", file=sys.stderr)
+    logger.call("set_terminated", parent_id, status)
+    unlogged = logger.finish()
     ray.shutdown()
 
     tag = " [SYNTHETIC data]" if synthetic else ""

@@ -22,9 +22,15 @@ Exactly once: a trial retried from its checkpoint re-reports the epochs after th
 the logger remembers the last step logged per trial (recovered from MLflow on resume) and skips
 anything at or below it.
 
-Outages: a failed MLflow call is buffered and retried on the next event and at the end of the
-search. What still cannot be logged at the end is written to ``unlogged.json`` with the command
-that replays it (``python -m tune_m3.tracking resync FILE``); nothing is silently lost.
+Outages: a failed MLflow call is buffered and retried on a later event (at most every
+``retry_every`` seconds, so a dead server does not stall Ray's event loop) and at the end of the
+search. A trial that starts while the server is down gets a placeholder run id
+(``pending:<trial id>``) that its buffered writes refer to; the buffered ``create_run`` binds it
+to the real id once it goes through. What still cannot be logged at the end is written to
+``unlogged.json`` with the command that replays it (``python -m tune_m3.tracking resync FILE``);
+nothing is silently lost. MLflow's own client retries a failed HTTP request for about four
+minutes by default; tune_m3 shortens that for its process (:data:`HTTP_RETRY_DEFAULTS`), since
+it buffers and retries itself.
 """
 
 from __future__ import annotations
@@ -63,6 +69,18 @@ def ui_command(uri: str) -> str:
     return f"mlflow ui --backend-store-uri {uri} --default-artifact-root {art}"
 
 
+# MLflow's client retries a failed HTTP request 7 times with exponential backoff (about four
+# minutes) and waits 120 s for a response; every Ray event would stall that long while the
+# server is down. The logger buffers and retries itself, so a few seconds per try is enough.
+# Set any of these variables yourself to override.
+HTTP_RETRY_DEFAULTS = {
+    "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "2",
+    "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": "1",
+    "MLFLOW_HTTP_REQUEST_TIMEOUT": "30",
+}
+PENDING = "pending:"  # prefix of a placeholder run id (trial started while MLflow was down)
+
+
 def _quiet_mlflow() -> None:
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
     os.environ.setdefault("GIT_PYTHON_REFRESH", "quiet")
@@ -82,6 +100,8 @@ def client(uri: str):
     if uri.startswith("sqlite:///"):
         Path(uri.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
     if uri.startswith(("http://", "https://")):
+        for k, v in HTTP_RETRY_DEFAULTS.items():
+            os.environ.setdefault(k, v)  # read by MLflow at every request
         check_server(uri)
     return MlflowClient(tracking_uri=uri)
 
@@ -168,6 +188,7 @@ class MlflowTrialLogger:
         base_params: Mapping[str, Any],
         search_tags: Mapping[str, str],
         unlogged_path: Path,
+        retry_every: float = 10.0,
     ):
         self.uri = uri
         self.c = client(uri)
@@ -182,6 +203,9 @@ class MlflowTrialLogger:
         self.pending: list[tuple[str, tuple, dict]] = []  # (method, args, kwargs) not yet logged
         self.final_logged: set[str] = set()  # trials whose test_/diag_ metrics are in MLflow
         self.node_tagged: set[str] = set()
+        self.bound: dict[str, str] = {}  # placeholder run id -> real run id
+        self.retry_every = retry_every  # seconds between tries while MLflow is unreachable
+        self._next_try = 0.0  # time.monotonic() before which a buffered write is not retried
         self._recover()
 
     def __getstate__(self) -> dict:
@@ -197,28 +221,51 @@ class MlflowTrialLogger:
 
     # ----------------------------------------------------------------- buffered MLflow calls
 
+    def call(self, method: str, *args, **kwargs) -> Any:
+        """Any ``MlflowClient`` method, buffered like the trial events (search.py: parent run)."""
+        return self._call(method, *args, **kwargs)
+
     def _call(self, method: str, *args, **kwargs) -> Any:
         self._flush()
         if self.pending:  # keep order: queue behind what is already waiting
             self.pending.append((method, args, kwargs))
             return None
         try:
-            return getattr(self.c, method)(*args, **kwargs)
+            return self._invoke(method, args, kwargs)
         except Exception as err:  # noqa: BLE001 - any transport error: buffer and go on
-            self._warn(err)
+            self._failed(err)
             self.pending.append((method, args, kwargs))
             return None
 
-    def _flush(self) -> bool:
+    def _invoke(self, method: str, args: tuple, kwargs: dict) -> Any:
+        """Run one client call; placeholder run ids in ``args`` become the real ones."""
+        args = tuple(self.bound.get(a, a) if isinstance(a, str) else a for a in args)
+        kwargs = dict(kwargs)
+        bind = kwargs.pop("_bind", None)  # create_run of a placeholder: remember its real id
+        out = getattr(self.c, method)(*args, **kwargs)
+        if bind:
+            self.bound[bind] = out.info.run_id
+            for tid, rid in self.runs.items():
+                if rid == bind:
+                    self.runs[tid] = out.info.run_id
+        return out
+
+    def _flush(self, force: bool = False) -> bool:
+        if self.pending and not force and time.monotonic() < self._next_try:
+            return False  # tried a moment ago: do not stall every event on a dead server
         while self.pending:
             method, args, kwargs = self.pending[0]
             try:
-                getattr(self.c, method)(*args, **kwargs)
+                self._invoke(method, args, kwargs)
             except Exception as err:  # noqa: BLE001
-                self._warn(err)
+                self._failed(err)
                 return False
             self.pending.pop(0)
         return True
+
+    def _failed(self, err: Exception) -> None:
+        self._warn(err)
+        self._next_try = time.monotonic() + self.retry_every
 
     _last_warn = 0.0
 
@@ -264,22 +311,14 @@ class MlflowTrialLogger:
             "mlflow.runName": trial_name,
             **self.search_tags,
         }
-        run = None
-        try:
-            self._flush()
-            run = self.c.create_run(self.experiment_id, tags=tags, run_name=trial_name)
-        except Exception as err:  # noqa: BLE001
-            self._warn(err)
-        if run is None:
-            print(
-                f"[tune_m3] could not create the MLflow run of trial {trial_name}; it will be "
-                "re-synced from Ray's results (see unlogged.json)",
-                file=sys.stderr,
-            )
-            self.runs[trial_id] = ""
-            return
-        run_id = run.info.run_id
-        self.runs[trial_id] = run_id
+        # while MLflow is unreachable the run is created later (buffered): until then the
+        # trial's writes refer to a placeholder id that the buffered create_run binds
+        placeholder = PENDING + trial_id
+        self.runs[trial_id] = placeholder
+        run = self._call(
+            "create_run", self.experiment_id, tags=tags, run_name=trial_name, _bind=placeholder
+        )
+        run_id = run.info.run_id if run is not None else placeholder
         self.last_step.setdefault(trial_id, 0)
         from mlflow.entities import Param
 
@@ -336,11 +375,18 @@ class MlflowTrialLogger:
     def finish(self, retries: int = 5, wait: float = 2.0) -> list[tuple[str, tuple, dict]]:
         """Flush what is buffered (with retries); return what could not be written."""
         for i in range(retries):
-            if self._flush():
+            if self._flush(force=True):
                 return []
-            time.sleep(wait * (i + 1))
+            if i < retries - 1:
+                time.sleep(wait * (i + 1))
+        items = [
+            _jsonable(
+                (m, tuple(self.bound.get(a, a) if isinstance(a, str) else a for a in args), kw)
+            )
+            for m, args, kw in self.pending
+        ]
         self.unlogged_path.parent.mkdir(parents=True, exist_ok=True)
-        self.unlogged_path.write_text(json.dumps([_jsonable(p) for p in self.pending], indent=1))
+        self.unlogged_path.write_text(json.dumps(items, indent=1))
         return self.pending
 
 
@@ -370,17 +416,31 @@ def resync(path: str | Path, uri: str) -> int:
     """Replay ``unlogged.json`` (written when MLflow stayed unreachable) into ``uri``."""
     from mlflow.entities import Metric, Param
 
-    items = json.loads(Path(path).read_text())
+    path = Path(path)
+    try:
+        items = json.loads(path.read_text())
+        if not isinstance(items, list):
+            raise ValueError(f"expected a list of writes, got {type(items).__name__}")
+    except (OSError, ValueError) as err:  # missing, unreadable, not JSON (JSONDecodeError)
+        raise UserError(
+            f"{path}: not an unlogged.json written by a search ({type(err).__name__}: "
+            f"{str(err)[:200]}); give the file named in the search's WARNING line"
+        ) from None
     c = client(uri)
+    bound: dict[str, str] = {}  # placeholder run id -> the run created for it here
     for it in items:
+        args = [bound.get(a, a) if isinstance(a, str) else a for a in it["args"]]
         kwargs = dict(it["kwargs"])
+        bind = kwargs.pop("_bind", None)
         if "metrics" in kwargs:
             kwargs["metrics"] = [
                 Metric(m["key"], m["value"], m["timestamp"], m["step"]) for m in kwargs["metrics"]
             ]
         if "params" in kwargs:
             kwargs["params"] = [Param(p["key"], p["value"]) for p in kwargs["params"]]
-        getattr(c, it["method"])(*it["args"], **kwargs)
+        out = getattr(c, it["method"])(*args, **kwargs)
+        if bind:
+            bound[bind] = out.info.run_id
     return len(items)
 
 

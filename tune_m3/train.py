@@ -17,8 +17,10 @@ from __future__ import annotations
 import argparse
 import copy
 import math
+import pickle
 import sys
 import time
+import warnings
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -156,9 +158,28 @@ def _save(path: Path, state: dict[str, Any]) -> None:
 
 
 def load_checkpoint(path: str | Path) -> dict[str, Any]:
+    """Read a checkpoint written by :func:`train` (a directory holding ``state.pt``, or the file).
+
+    ``weights_only=True`` loads through torch's restricted unpickler (tensors, numbers, strings,
+    plain containers): a checkpoint tampered with on shared storage cannot run code when a trial
+    resumes from it. Everything :func:`train` saves is of those types.
+    """
     path = Path(path)
     file = path / CHECKPOINT_FILE if path.is_dir() else path
-    return torch.load(file, map_location="cpu", weights_only=False)
+    if not file.is_file():
+        raise UserError(
+            f"{file}: no checkpoint there; give a directory written by --checkpoint-dir "
+            f"(it holds {CHECKPOINT_FILE})"
+        )
+    try:
+        with warnings.catch_warnings():  # torch's notes on foreign pickles: the error says it
+            warnings.simplefilter("ignore", UserWarning)
+            return torch.load(file, map_location="cpu", weights_only=True)
+    except (pickle.UnpicklingError, RuntimeError, ValueError, EOFError, OSError) as err:
+        raise UserError(
+            f"{file}: not a readable tune_m3 checkpoint ({type(err).__name__}): truncated, not "
+            "written by tune_m3, or holding objects other than tensors and plain data"
+        ) from None
 
 
 def train(
@@ -387,7 +408,7 @@ def main(argv: list[str] | None = None) -> int:
     values = parse_overrides(args.overrides)
     if args.dataset:
         values["dataset"] = args.dataset
-    if args.epochs:
+    if args.epochs is not None:  # --epochs 0 is refused below, not ignored
         values["max_epochs"] = args.epochs
     cfg = make_config(values, where="--set")
     ds = load_dataset(cfg.dataset, args.data_dir)
@@ -396,9 +417,12 @@ def main(argv: list[str] | None = None) -> int:
         f"training on {tag}dataset '{ds.name}' ({' '.join(f'{s}={n}' for s, n in ds.meta.sizes.items())})"
     )
     data = {s: sp.arrays() for s, sp in ds.splits.items()}
-    res = train(
-        cfg, data, checkpoint_dir=args.checkpoint_dir, resume_from=args.resume, progress=True
-    )
+    try:
+        res = train(
+            cfg, data, checkpoint_dir=args.checkpoint_dir, resume_from=args.resume, progress=True
+        )
+    except TrainingDiverged as err:  # the configuration's doing (lr, grad_clip): not a bug
+        raise UserError(f"training diverged: {err}") from None
     best = res.history[res.best_epoch - 1] if res.best_epoch else {}
     print(
         f"best epoch {res.best_epoch}: "

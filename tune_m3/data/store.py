@@ -229,7 +229,7 @@ def list_datasets(data_dir: str | Path | None = None) -> list[DatasetMeta]:
     for d in sorted(root.iterdir()):
         if d.name.startswith(".") or not (d / "meta.json").is_file():
             continue
-        out.append(DatasetMeta.from_json((d / "meta.json").read_text()))
+        out.append(_load_meta(d / "meta.json"))
     return out
 
 
@@ -240,7 +240,17 @@ def read_meta(name: str, data_dir: str | Path | None = None) -> DatasetMeta:
     if not path.is_file():
         have = [m.name for m in list_datasets(root)]
         raise UserError(missing_dataset_message(name, root, have))
-    return DatasetMeta.from_json(path.read_text())
+    return _load_meta(path)
+
+
+def _load_meta(path: Path) -> DatasetMeta:
+    try:
+        return DatasetMeta.from_json(path.read_text())
+    except (ValueError, TypeError, KeyError) as err:  # json.JSONDecodeError is a ValueError
+        raise UserError(
+            f"{path}: unreadable dataset metadata ({type(err).__name__}: {str(err)[:200]}); "
+            "the dataset is corrupt, re-create it (import or synth with --overwrite)"
+        ) from None
 
 
 def missing_dataset_message(name: str, root: Path, have: list[str]) -> str:

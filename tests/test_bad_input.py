@@ -1,0 +1,370 @@
+"""Inputs a user can get wrong, one table, each run through the real command line.
+
+Every row runs one CLI (``python -m tune_m3.search | tune_m3.data | tune_m3.train |
+tune_m3.tracking | analysis.report``) as a subprocess and checks the contract of
+``tune_m3/errors.py``: exit code 2, stderr starting with ``error: `` and naming the input at
+fault, no traceback, and nothing half-written: the dataset store is exactly as before (no new
+dataset, no temp dir) and the results directory holds no MLflow store, run or Ray directory.
+
+Rows marked ``argparse`` are refused by argparse itself (a flag's type): exit code 2 and its
+standard ``usage: ...`` + ``PROG: error: ...`` lines, which name the flag.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pytest
+import yaml
+from conftest import make_feature_obj, write_pickle
+from mlflowserver import closed_port
+from searchutil import TINY_FIXED, make_search_env
+
+
+@dataclass
+class Case:
+    id: str
+    argv: list[str]  # module, then arguments; "{name}" is filled from the world's paths
+    expect: list[str]  # substrings of stderr that name the offending input (formatted too)
+    store: str = "store"  # which store the command sees ("store" or a broken copy)
+    argparse: bool = False
+    marks: list = field(default_factory=list)
+
+
+class Evil:
+    """Unpickling this runs ``touch <marker>``, with plain pickle."""
+
+    def __init__(self, marker: str):
+        self.marker = marker
+
+    def __reduce__(self):
+        return (os.system, (f"touch {self.marker}",))
+
+
+def _space(path: Path, **spec) -> str:
+    base = {
+        "dataset": {"name": "tiny"},
+        "fixed": dict(TINY_FIXED),
+        "search": {"p_mask": {"uniform": [0.0, 0.3]}},
+        "algorithm": {"type": "optuna", "seed": 0},
+        "scheduler": {"type": "fifo"},
+        "num_samples": 2,
+    }
+    base.update(spec)
+    path.write_text(yaml.safe_dump(base))
+    return str(path)
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory) -> dict:
+    """Paths every case may name: a store with 'tiny', broken stores, files, spaces."""
+    root = tmp_path_factory.mktemp("bad_input")
+    env = make_search_env(root)
+    store = Path(env["TUNE_M3_DATA_DIR"])
+    w: dict = {"root": root, "env": env, "store": str(store), "port": str(closed_port())}
+    files = root / "files"
+    files.mkdir()
+
+    # broken stores: a split file cut in half; a meta.json that is not JSON
+    for name, breaker in (
+        ("cut_split", lambda d: _truncate(d / "train.parquet")),
+        ("bad_meta", lambda d: (d / "meta.json").write_text("{not json")),
+    ):
+        shutil.copytree(store, root / name)
+        breaker(root / name / "tiny")
+        w[name] = str(root / name)
+
+    # spaces
+    w["space_ok"] = _space(files / "ok.yaml")
+    w["space_typo"] = _space(files / "typo.yaml", serach={})
+    w["space_param"] = _space(files / "param.yaml", fixed={**TINY_FIXED, "p_mask_rate": 0.1})
+    w["space_prob"] = _space(files / "prob.yaml", search={"p_mask": {"uniform": [0.0, 1.5]}})
+    w["space_grid_asha"] = _space(
+        files / "grid_asha.yaml",
+        search={"p_mask": {"grid": [0.1]}},
+        algorithm={"type": "grid"},
+        scheduler={"type": "asha"},
+    )
+    w["space_metric"] = _space(files / "metric.yaml", metric="test_mae")
+    w["space_derived"] = _space(files / "derived.yaml", search={"pi_audio": {"uniform": [0, 1]}})
+    w["space_seeds"] = _space(files / "seeds.yaml", seeds=[0, 1])
+    w["space_synth"] = _space(  # a synthetic dataset built on first use: never by a failing run
+        files / "synth.yaml",
+        dataset={"name": "synth_never", "synthetic": {"like": "mosi", "scale": 0.01}},
+    )
+    (files / "bad_yaml.yaml").write_text("search: {p_mask: [0.1,\n")
+    (files / "list.yaml").write_text("- p_mask\n- lr\n")
+    (files / "empty.yaml").write_text("")
+    for k in ("bad_yaml", "list", "empty"):
+        w[f"space_{k}"] = str(files / f"{k}.yaml")
+
+    # feature files (MulT layout unless said otherwise)
+    def feat(name: str, change=None, fmt: str = "mult", **kw) -> None:
+        obj = make_feature_obj(fmt, **kw)
+        if change:
+            obj = change(obj) or obj
+        w[f"pkl_{name}"] = str(write_pickle(obj, files / f"{name}.pkl"))
+
+    feat("ok")
+    feat("rank", lambda o: o["train"].__setitem__("text", o["train"]["text"][:, :, 0]))
+    feat("n_mismatch", lambda o: o["valid"].__setitem__("audio", o["valid"]["audio"][:-1]))
+    feat("l_mismatch", lambda o: o["test"].__setitem__("vision", o["test"]["vision"][:, :-2]))
+    feat("dims", lambda o: o["valid"].__setitem__("vision", o["valid"]["vision"][:, :, :-1]))
+    feat("nan_label", lambda o: o["test"]["labels"].__setitem__((2, 0, 0), np.nan))
+    feat("big_label", lambda o: o["train"]["labels"].__setitem__((1, 0, 0), 7.0))
+    feat("no_test", lambda o: o.pop("test") and None)
+    feat("empty_split", n=(9, 4, 0))
+    feat("mmsa", fmt="mmsa")
+    w["pkl_list"] = str(write_pickle([1, 2, 3], files / "list.pkl"))
+    data = Path(w["pkl_ok"]).read_bytes()
+    (files / "truncated.pkl").write_bytes(data[: len(data) // 2])
+    w["pkl_truncated"] = str(files / "truncated.pkl")
+    (files / "text.pkl").write_text("this is not a pickle\n")
+    w["pkl_text"] = str(files / "text.pkl")
+    w["marker"] = str(files / "EVIL_RAN")
+    w["pkl_evil"] = str(write_pickle({"train": Evil(w["marker"])}, files / "evil.pkl"))
+    (files / "garbage.pt").write_bytes(b"\x80\x04garbage")
+    w["ckpt_garbage"] = str(files / "garbage.pt")
+    import torch
+
+    torch.save({"model": Evil(w["marker"])}, files / "evil.pt")
+    w["ckpt_evil"] = str(files / "evil.pt")
+    (files / "unlogged.json").write_text("{not json")
+    w["unlogged_bad"] = str(files / "unlogged.json")
+    w["missing"] = str(files / "does_not_exist")
+    return w
+
+
+def _truncate(path: Path) -> None:
+    data = path.read_bytes()
+    path.write_bytes(data[: len(data) // 3])
+
+
+S, D, T = "tune_m3.search", "tune_m3.data", "tune_m3.train"
+TINY_TRAIN = ["--dataset", "tiny", "--set", "hidden=8", "--set", "proj=8", "--epochs", "1"]
+
+CASES = [
+    # ---------------------------------------------------------------- search: flags
+    Case("space-unknown-name", [S, "--space", "m3_moseii"], ["'m3_moseii'", "m3_mosei"]),
+    Case("num-samples-0", [S, "--space", "{space_ok}", "--num-samples", "0"], ["--num-samples"]),
+    Case(
+        "max-concurrent-0",
+        [S, "--space", "{space_ok}", "--max-concurrent", "0"],
+        ["--max-concurrent"],
+    ),
+    Case("cpus-0", [S, "--space", "{space_ok}", "--cpus-per-trial", "0"], ["--cpus-per-trial"]),
+    Case("gpus-neg", [S, "--space", "{space_ok}", "--gpus-per-trial", "-1"], ["--gpus-per-trial"]),
+    Case(
+        "num-samples-not-int",
+        [S, "--space", "{space_ok}", "--num-samples", "many"],
+        ["--num-samples", "'many'"],
+        argparse=True,
+    ),
+    Case("resume-nothing", [S, "--space", "{space_ok}", "--resume"], ["nothing to resume", "ok"]),
+    Case("dataset-missing", [S, "--space", "{space_ok}", "--dataset", "nosuch"], ["'nosuch'"]),
+    Case(
+        "mlflow-uri-file",
+        [S, "--space", "{space_ok}", "--mlflow-uri", "file:///tmp/mlruns"],
+        ["--mlflow-uri file:///tmp/mlruns"],
+    ),
+    Case(
+        "mlflow-uri-unreachable",
+        [S, "--space", "{space_ok}", "--mlflow-uri", "http://127.0.0.1:{port}"],
+        ["http://127.0.0.1:{port}", "not reachable"],
+    ),
+    Case(
+        "mlflow-uri-unreachable-synthetic-not-built",
+        [S, "--space", "{space_synth}", "--mlflow-uri", "http://127.0.0.1:{port}"],
+        ["http://127.0.0.1:{port}"],
+    ),
+    Case(
+        "address-unreachable",
+        [S, "--space", "{space_ok}", "--address", "127.0.0.1:{port}"],
+        ["--address 127.0.0.1:{port}"],
+    ),
+    Case(
+        "address-unreachable-synthetic-not-built",
+        [S, "--space", "{space_synth}", "--address", "127.0.0.1:{port}"],
+        ["--address 127.0.0.1:{port}"],
+    ),
+    Case("address-malformed", [S, "--space", "{space_ok}", "--address", "headnode"], ["headnode"]),
+    # ---------------------------------------------------------------- search: space files
+    Case("space-file-missing", [S, "--space", "{missing}.yaml"], ["{missing}.yaml"]),
+    Case("space-bad-yaml", [S, "--space", "{space_bad_yaml}"], ["{space_bad_yaml}", "YAML"]),
+    Case("space-not-mapping", [S, "--space", "{space_list}"], ["{space_list}", "mapping"]),
+    Case("space-empty", [S, "--space", "{space_empty}"], ["{space_empty}", "mapping"]),
+    Case("space-key-typo", [S, "--space", "{space_typo}"], ["'serach'", "did you mean 'search'"]),
+    Case("space-unknown-param", [S, "--space", "{space_param}"], ["fixed.p_mask_rate"]),
+    Case("space-probability", [S, "--space", "{space_prob}"], ["search.p_mask", "1.5"]),
+    Case("space-grid-asha", [S, "--space", "{space_grid_asha}"], ["scheduler", "fifo"]),
+    Case("space-test-metric", [S, "--space", "{space_metric}"], ["metric", "'test_mae'"]),
+    Case("space-derived-pi", [S, "--space", "{space_derived}"], ["search.pi_audio"]),
+    Case("space-optuna-seeds", [S, "--space", "{space_seeds}"], ["seeds"]),
+    # ---------------------------------------------------------------- --set overrides
+    Case("set-probability", [S, "--space", "{space_ok}", "--set", "p_mask=2"], ["p_mask", "2"]),
+    Case("set-unknown-key", [S, "--space", "{space_ok}", "--set", "pmask=0.1"], ["pmask"]),
+    Case("set-no-equals", [S, "--space", "{space_ok}", "--set", "max_epochs"], ["'max_epochs'"]),
+    Case("set-bad-yaml", [T, *TINY_TRAIN, "--set", "lr=[1"], ["lr=[1", "YAML"]),
+    Case("set-simplex", [T, *TINY_TRAIN, "--set", "pi_text=0.9"], ["pi_text + pi_audio"]),
+    Case("set-bad-choice", [T, *TINY_TRAIN, "--set", "scheme=m4"], ["'scheme'", "'m4'"]),
+    Case("epochs-0", [T, *TINY_TRAIN, "--epochs", "0"], ["'max_epochs'"]),
+    Case(
+        "set-lr-diverges",
+        [T, *TINY_TRAIN, "--set", "lr=1e30"],
+        ["training diverged", "loss became nan", "lr 1e+30"],
+        marks=[pytest.mark.slow],  # trains until the loss is NaN (seconds)
+    ),
+    # ---------------------------------------------------------------- train: inputs
+    Case("train-dataset-missing", [T, "--dataset", "nosuch"], ["'nosuch'"]),
+    Case("train-resume-missing", [T, *TINY_TRAIN, "--resume", "{missing}"], ["{missing}"]),
+    Case(
+        "train-resume-garbage",
+        [T, *TINY_TRAIN, "--resume", "{ckpt_garbage}"],
+        ["{ckpt_garbage}", "checkpoint"],
+    ),
+    Case(
+        "train-resume-malicious",
+        [T, *TINY_TRAIN, "--resume", "{ckpt_evil}"],
+        ["{ckpt_evil}", "checkpoint"],
+    ),
+    # ---------------------------------------------------------------- the store itself
+    Case(
+        "store-split-truncated",
+        [S, "--space", "{space_ok}"],
+        ["{cut_split}/tiny/train.parquet"],
+        store="cut_split",
+    ),
+    Case(
+        "store-meta-corrupt",
+        [S, "--space", "{space_ok}"],
+        ["{bad_meta}/tiny/meta.json"],
+        store="bad_meta",
+    ),
+    # ---------------------------------------------------------------- feature files
+    Case("import-missing", [D, "import", "{missing}", "--dataset", "x"], ["{missing}"]),
+    Case(
+        "import-truncated",
+        [D, "import", "{pkl_truncated}", "--dataset", "x"],
+        ["{pkl_truncated}", "truncated"],
+    ),
+    Case("import-not-pickle", [D, "import", "{pkl_text}", "--dataset", "x"], ["{pkl_text}"]),
+    Case(
+        "import-malicious",
+        [D, "import", "{pkl_evil}", "--dataset", "x"],
+        ["{pkl_evil}", "refused", "system"],
+    ),
+    Case(
+        "import-wrong-rank",
+        [D, "import", "{pkl_rank}", "--dataset", "x"],
+        ["split 'train', key 'text'", "rank 3"],
+    ),
+    Case(
+        "import-n-mismatch",
+        [D, "import", "{pkl_n_mismatch}", "--dataset", "x"],
+        ["split 'valid', key 'audio'", "does not match"],
+    ),
+    Case(
+        "import-l-mismatch",
+        [D, "import", "{pkl_l_mismatch}", "--dataset", "x"],
+        ["split 'test', key 'vision'"],
+    ),
+    Case(
+        "import-dims-differ",
+        [D, "import", "{pkl_dims}", "--dataset", "x"],
+        ["{pkl_dims}", "feature sizes differ"],
+    ),
+    Case(
+        "import-nan-label",
+        [D, "import", "{pkl_nan_label}", "--dataset", "x"],
+        ["split 'test', key 'labels'", "non-finite", "index 2"],
+    ),
+    Case(
+        "import-label-range",
+        [D, "import", "{pkl_big_label}", "--dataset", "x"],
+        ["split 'train', key 'labels'", "[-3, 3]"],
+    ),
+    Case(
+        "import-missing-split",
+        [D, "import", "{pkl_no_test}", "--dataset", "x"],
+        ["{pkl_no_test}", "['test']"],
+    ),
+    Case(
+        "import-empty-split",
+        [D, "import", "{pkl_empty_split}", "--dataset", "x"],
+        ["split 'test'", "empty"],
+    ),
+    Case(
+        "import-wrong-layout",
+        [D, "import", "{pkl_mmsa}", "--dataset", "x"],
+        ["regression_labels", "--format mmsa"],
+    ),
+    Case("import-not-dict", [D, "import", "{pkl_list}", "--dataset", "x"], ["{pkl_list}", "list"]),
+    Case(
+        "import-exists", [D, "import", "{pkl_ok}", "--dataset", "tiny"], ["'tiny'", "--overwrite"]
+    ),
+    Case("import-bad-name", [D, "import", "{pkl_ok}", "--dataset", "../evil"], ["'../evil'"]),
+    Case(
+        "import-bad-format",
+        [D, "import", "{pkl_ok}", "--dataset", "x", "--format", "csv"],
+        ["--format", "'csv'"],
+        argparse=True,
+    ),
+    Case("synth-scale-0", [D, "synth", "--scale", "0"], ["scale"]),
+    Case("info-missing", [D, "info", "nosuch"], ["'nosuch'"]),
+    # ---------------------------------------------------------------- analysis, resync
+    Case("report-no-store", ["analysis.report", "--experiment", "e"], ["mlflow.db"]),
+    Case(
+        "report-unreachable",
+        ["analysis.report", "--experiment", "e", "--tracking-uri", "http://127.0.0.1:{port}"],
+        ["http://127.0.0.1:{port}"],
+    ),
+    Case("resync-missing", ["tune_m3.tracking", "resync", "{missing}"], ["{missing}"]),
+    Case("resync-not-json", ["tune_m3.tracking", "resync", "{unlogged_bad}"], ["{unlogged_bad}"]),
+]
+
+
+def _tree(path: Path) -> set[str]:
+    return {str(p.relative_to(path)) for p in path.rglob("*")} if path.exists() else set()
+
+
+@pytest.mark.parametrize("case", [pytest.param(c, id=c.id, marks=c.marks) for c in CASES])
+def test_bad_input_is_one_clear_error(case: Case, world: dict, tmp_path: Path) -> None:
+    store = Path(world[case.store])
+    results = tmp_path / "results"  # must not come into existence, or stay empty
+    argv = [a.format(**world) for a in case.argv]
+    env = {
+        **world["env"],
+        "TUNE_M3_DATA_DIR": str(store),
+        "TUNE_M3_RESULTS": str(results),
+    }
+    before = _tree(store)
+    out = subprocess.run(
+        [sys.executable, "-m", *argv],
+        env=env,
+        cwd=tmp_path,  # a default ./tune_m3_results would land here, and be seen
+        capture_output=True,
+        text=True,
+        timeout=180,
+    )
+    err = out.stderr
+    assert out.returncode == 2, f"exit {out.returncode}\n{out.stdout[-2000:]}\n{err[-3000:]}"
+    assert "Traceback" not in err + out.stdout, err[-3000:]
+    if case.argparse:
+        last = err.strip().splitlines()[-1]  # after argparse's usage lines
+        assert re.match(rf"python -m {argv[0]}( \w+)?: error: ", last), err
+    else:
+        assert err.startswith("error: "), err
+    for want in case.expect:
+        assert want.format(**world) in err, f"{want.format(**world)!r} not in:\n{err}"
+    # nothing half-written
+    assert _tree(store) == before, _tree(store) ^ before
+    assert not results.exists() or not any(results.iterdir()), _tree(results)
+    assert not (tmp_path / "tune_m3_results").exists()
+    assert not Path(world["marker"]).exists(), "the malicious pickle ran code"
