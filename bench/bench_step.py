@@ -57,6 +57,22 @@ def samples_per_second(
     return statistics.median(rates), model.num_parameters()
 
 
+def augment_seconds(cfg: TrialConfig, B=32, L=50, reps=200) -> float:
+    """Median seconds of the augmentation layers alone on one batch of DNN-I outputs (3 x (B, L, d))."""
+    model = build_model(cfg, (300, 74, 35))
+    model.train()
+    d = model.config.d
+    xs = [torch.randn(B, L, d, requires_grad=True) for _ in range(3)]
+    lengths = torch.randint(L // 2, L + 1, (B,))
+    times = []
+    for _ in range(reps):
+        t0 = time.perf_counter()
+        out = model.augment(xs, lengths)
+        sum(o.sum() for o in out).backward()
+        times.append(time.perf_counter() - t0)
+    return statistics.median(times)
+
+
 def main() -> None:
     p = argparse.ArgumentParser()
     p.add_argument("--threads", type=int, default=1)
@@ -67,13 +83,15 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     base = None
     for name in args.schemes.split(","):
-        rate, n_params = samples_per_second(
-            TrialConfig(**SCHEMES[name]), steps=args.steps, blocks=args.blocks
-        )
+        cfg = TrialConfig(**SCHEMES[name])
+        rate, n_params = samples_per_second(cfg, steps=args.steps, blocks=args.blocks)
         base = base or rate
+        aug = augment_seconds(cfg)
+        step = 32 / rate
         print(
             f"{name:<12} threads={args.threads}  {rate:7.1f} samples/s  params={n_params:,}  "
-            f"overhead vs none: {100 * (base / rate - 1):+.1f}%",
+            f"vs none: {100 * (base / rate - 1):+.1f}%  augmentation alone: {aug * 1e3:.2f} ms "
+            f"= {100 * aug / step:.2f}% of a step",
             flush=True,
         )
 
