@@ -13,7 +13,7 @@ from tune_m3.errors import UserError
 from tune_m3.spaces import available_spaces, load_space
 
 SHIPPED = {
-    "demo": 12,
+    "demo": 10,
     "m3_mosei": 40,
     "m3_mosi": 40,
     "perturb_mosei": 30,

@@ -284,7 +284,7 @@ def make_callback(logger, space: SearchSpace, progress: _Progress):
     class TuneM3Callback(Callback):
         last_status = 0.0
 
-        def on_step(self, iteration, trials, **info):
+        def on_step_end(self, iteration, trials, **info):
             now = time.time()
             if now - self.last_status < 30:
                 return

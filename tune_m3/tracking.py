@@ -202,7 +202,7 @@ class MlflowTrialLogger:
         self.last_result: dict[str, dict] = {}
         self.pending: list[tuple[str, tuple, dict]] = []  # (method, args, kwargs) not yet logged
         self.final_logged: set[str] = set()  # trials whose test_/diag_ metrics are in MLflow
-        self.node_tagged: set[str] = set()
+        self.node_tagged: dict[str, str] = {}  # trial id -> node id last tagged
         self.bound: dict[str, str] = {}  # placeholder run id -> real run id
         self.retry_every = retry_every  # seconds between tries while MLflow is unreachable
         self._next_try = 0.0  # time.monotonic() before which a buffered write is not retried
@@ -333,26 +333,26 @@ class MlflowTrialLogger:
         if not run_id:
             return
         step = int(result.get("epoch", result.get("training_iteration", 0)))
-        if step == 1 or trial_id not in self.node_tagged:  # where the trial runs (cluster checks)
-            for key in ("node_id", "device"):
-                if isinstance(result.get(key), str):
-                    self._call("set_tag", run_id, f"tune_m3.{key}", result[key])
-            self.node_tagged.add(trial_id)
-        final = any(k.startswith("test_") for k in result)
-        if final:
-            if trial_id in self.final_logged:
-                return  # a trial re-run after a driver crash reports its final metrics again
+        node = result.get("node_id")
+        if isinstance(node, str) and self.node_tagged.get(trial_id) != node:
+            # where the trial runs (a retry may move it to another node): tags, for cluster checks
+            self._call("set_tag", run_id, "tune_m3.node_id", node)
+            if isinstance(result.get("device"), str):
+                self._call("set_tag", run_id, "tune_m3.device", result["device"])
+            self.node_tagged[trial_id] = node
+        keys: list[str] = []
+        if step > self.last_step.get(trial_id, 0):  # each epoch exactly once (retries re-report)
+            keys += [k for k in result if k in _REPORTED or k.startswith(("val_", "train_"))]
+            self.last_step[trial_id] = step
+        if any(k.startswith("test_") for k in result) and trial_id not in self.final_logged:
+            # final results, once (a trial re-run after a driver crash reports them again)
+            keys += [k for k in result if k.startswith(("test_", "diag_")) or k == "stopped_early"]
             self.final_logged.add(trial_id)
-        elif step <= self.last_step.get(trial_id, 0):
-            return  # already logged (a retry re-reporting an epoch): exactly once
-        self.last_step[trial_id] = max(step, self.last_step.get(trial_id, 0))
+        if not keys:
+            return
         from mlflow.entities import Metric
 
         ts = int(time.time() * 1000)
-        if final:  # the last report repeats the last epoch's values: log only what is new
-            keys = [k for k in result if k.startswith(("test_", "diag_")) or k == "stopped_early"]
-        else:
-            keys = [k for k in result if k in _REPORTED or k.startswith(("val_", "train_"))]
         metrics = _finite({k: result[k] for k in keys})
         items = [Metric(k, v, ts, step) for k, v in sorted(metrics.items())]
         for i in range(0, len(items), 900):
@@ -414,8 +414,6 @@ def _jsonable(item: tuple[str, tuple, dict]) -> dict:
 
 def resync(path: str | Path, uri: str) -> int:
     """Replay ``unlogged.json`` (written when MLflow stayed unreachable) into ``uri``."""
-    from mlflow.entities import Metric, Param
-
     path = Path(path)
     try:
         items = json.loads(path.read_text())
@@ -426,6 +424,8 @@ def resync(path: str | Path, uri: str) -> int:
             f"{path}: not an unlogged.json written by a search ({type(err).__name__}: "
             f"{str(err)[:200]}); give the file named in the search's WARNING line"
         ) from None
+    from mlflow.entities import Metric, Param
+
     c = client(uri)
     bound: dict[str, str] = {}  # placeholder run id -> the run created for it here
     for it in items:

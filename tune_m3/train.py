@@ -55,6 +55,7 @@ class TrainResult:
     final: dict[str, float] = field(default_factory=dict)  # test_* and diag_* metrics
     stopped_early: bool = False
     model: nn.Module | None = None
+    final_reported: bool = True  # final metrics went out with the last epoch's on_epoch call
 
 
 def resolve_device(name: str) -> torch.device:
@@ -235,6 +236,7 @@ def train(
         best_val, best_epoch, bad_epochs = ck["best_val_loss"], ck["best_epoch"], ck["bad_epochs"]
         best_state, history = ck["best_model"], ck["history"]
 
+    final: dict[str, float] | None = None
     stopped_early = bool(history) and bad_epochs >= cfg.patience
     epochs = range(start_epoch, cfg.max_epochs + 1) if not stopped_early else range(0)
     bar = None
@@ -315,6 +317,17 @@ def train(
                 val_mae=f"{val_loss:.3f}", val_acc2=f"{val['acc2']:.1f}", best=best_epoch
             )
             bar.update(1)
+        is_last = bad_epochs >= cfg.patience or epoch == cfg.max_epochs
+        if is_last and final_eval and "test" in data:
+            # The last epoch's report carries the final results: a scheduler that decides at
+            # this epoch (an ASHA rung at max_epochs) cannot cut the trial off before them.
+            final = _evaluate_best(model, best_state, cfg, data["test"], device)
+            metrics = {
+                **metrics,
+                **final,
+                "trial_done": 1,
+                "stopped_early": int(bad_epochs >= cfg.patience),
+            }
         if on_epoch is not None:
             on_epoch(metrics, ck_path)
         if bad_epochs >= cfg.patience:
@@ -323,11 +336,23 @@ def train(
     if bar is not None:
         bar.close()
 
-    model.load_state_dict(best_state)
     result = TrainResult(history, best_epoch, best_val, stopped_early=stopped_early, model=model)
-    if final_eval and "test" in data:
-        result.final = evaluate_final(model, cfg, data["test"], device)
+    if final is None and final_eval and "test" in data:  # resumed after the last epoch
+        final = _evaluate_best(model, best_state, cfg, data["test"], device)
+        result.final_reported = False
+    model.load_state_dict(best_state)
+    result.final = final or {}
     return result
+
+
+def _evaluate_best(model, best_state, cfg, test, device) -> dict[str, float]:
+    """test_* and diag_* of the best epoch's weights; the model keeps its current weights."""
+    current = copy.deepcopy(model.state_dict())
+    model.load_state_dict(best_state)
+    try:
+        return evaluate_final(model, cfg, test, device)
+    finally:
+        model.load_state_dict(current)
 
 
 def evaluate_final(

@@ -69,16 +69,17 @@ def _train_and_report(cfg, data, work: Path) -> None:
     result = train(
         cfg, data, on_epoch=on_epoch, checkpoint_dir=work / "ckpt", resume_from=resume_from
     )
-    last = result.history[-1] if result.history else {}
-    tune.report(
-        {
-            **last,
-            **result.final,
-            **node,
-            "trial_done": 1,
-            "stopped_early": int(result.stopped_early),
-        }
-    )
+    if not result.final_reported:  # resumed from a checkpoint taken after the last epoch
+        last = result.history[-1] if result.history else {}
+        tune.report(
+            {
+                **last,
+                **result.final,
+                **node,
+                "trial_done": 1,
+                "stopped_early": int(result.stopped_early),
+            }
+        )
 
 
 def make_trainable(space: SearchSpace, data: Mapping[str, Mapping[str, np.ndarray]]):
