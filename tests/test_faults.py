@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import secrets
 import signal
 import subprocess
 import sys
@@ -224,7 +225,7 @@ def _check_complete(uri: str, experiment: str, n: int, epochs: int) -> None:
 
 def test_mlflow_outage_mid_search_loses_nothing(search_env, tmp_path, server, searches):
     """The server dies while trial 1 trains and trial 2 starts, and comes back mid-search."""
-    n, epochs = 4, 3
+    n, epochs = 5, 3  # 3 trials after the restart began: the search outlives the restart
     server.start()
     name = "outage"
     space = _outage_space(tmp_path, name, n, epochs)
@@ -254,12 +255,16 @@ def test_mlflow_outage_mid_search_loses_nothing(search_env, tmp_path, server, se
 
 
 def test_mlflow_down_until_the_end_then_resync(search_env, tmp_path, server, searches):
+    """The server dies after trial 1 started and stays down: unlogged.json, then resync."""
     n, epochs = 2, 3
     server.start()
     name = "resync"
     space = _outage_space(tmp_path, name, n, epochs)
+    # a user's own MLflow retry setting wins over tune_m3's default (2); 0 also keeps this
+    # test short: each failed write fails at once instead of after about 2 s
+    env = {**search_env, "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "0"}
     search = searches(
-        search_env,
+        env,
         *("--space", str(space), "--mlflow-uri", server.uri, "--experiment", "fault_resync"),
         *("--name", name),
     )
@@ -296,6 +301,9 @@ def test_mlflow_down_until_the_end_then_resync(search_env, tmp_path, server, sea
 
 
 def test_diverging_trial_is_failed_and_the_search_goes_on(search_env, tmp_path):
+    """Also: no secret of the environment ends up in MLflow or the results (security claim)."""
+    token, secret = secrets.token_hex(32), "TUNE_M3_TEST_SECRET_" + secrets.token_hex(8)
+    env = {**search_env, "RAY_AUTH_TOKEN": token, "AWS_SECRET_ACCESS_KEY": secret}
     space = write_space(
         tmp_path / "nan.yaml",
         search={"lr": {"grid": [1.0e30, 1.0e-3]}},  # Adam with lr 1e30: loss NaN in epoch 1
@@ -307,7 +315,7 @@ def test_diverging_trial_is_failed_and_the_search_goes_on(search_env, tmp_path):
     proc = subprocess.run(
         [sys.executable, "-m", "tune_m3.search", "--space", str(space)]
         + ["--experiment", "fault_nan", "--name", "nan"],
-        env=search_env,
+        env=env,
         capture_output=True,
         text=True,
         timeout=400,
@@ -325,6 +333,18 @@ def test_diverging_trial_is_failed_and_the_search_goes_on(search_env, tmp_path):
     assert "loss became nan at epoch 1" in bad.data.tags["tune_m3.error"]
     assert good.info.status == "FINISHED"
     assert good.data.tags["tune_m3.trial_status"] == "completed"
+    starts = out.count(f"trial {bad.info.run_name} started")
+    assert starts == 3  # Ray retries it max_failures=2 times (search.py) before giving up
+    print(f"\ndiverging trial started {starts} times; error tag: {bad.data.tags['tune_m3.error']}")
     df = pd.read_parquet(Path(search_env["TUNE_M3_RESULTS"]) / "ray" / "nan" / "trials.parquet")
     assert sorted(df["status"]) == ["completed", "failed"]
     assert "loss became nan" in df.loc[df["status"] == "failed", "error"].iloc[0]
+
+    # the Ray token and a cloud secret were in the search's environment: they are nowhere in
+    # what it wrote (MLflow's database and artifacts, Ray's results and checkpoints)
+    results = Path(search_env["TUNE_M3_RESULTS"])
+    files = [f for f in results.rglob("*") if f.is_file()]
+    assert any(f.name == "mlflow.db" for f in files) and any(f.suffix == ".yaml" for f in files)
+    for f in files:
+        data = f.read_bytes()
+        assert token.encode() not in data and secret.encode() not in data, f
