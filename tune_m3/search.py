@@ -681,6 +681,9 @@ def main(argv: list[str] | None = None) -> int:
     print(f"Ray results and checkpoints: {path}")
     print(f"MLflow: experiment '{experiment_name}', parent run {parent_id} in {uri}")
     print(f"open the UI: {tracking.ui_command(uri)}")
+    base = uri.rstrip("/") if uri.startswith(("http://", "https://")) else "http://127.0.0.1:5000"
+    # MLflow 3 opens on its GenAI overview; the runs (parent + nested trials) are here:
+    print(f"  runs of this search: {base}/#/experiments/{exp_id}/runs")
     if unlogged:
         print(
             f"WARNING: {len(unlogged)} MLflow writes failed and are saved in {logger.unlogged_path}; "
