@@ -70,16 +70,21 @@ def write_space(path: Path, **spec) -> Path:
     return path
 
 
-def run_search(env: dict, *args: str, timeout: int = 600) -> subprocess.CompletedProcess:
-    """Run the CLI; on timeout kill it and every process it started (Ray's too), by pid."""
-    proc = subprocess.Popen(
+def start_search(env: dict, *args: str, stderr=subprocess.STDOUT) -> subprocess.Popen:
+    """``python -m tune_m3.search ARGS`` in the background, in its own session (text output)."""
+    return subprocess.Popen(
         [sys.executable, "-m", "tune_m3.search", *args],
         env=env,
         stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
+        stderr=stderr,
         text=True,
         start_new_session=True,
     )
+
+
+def run_search(env: dict, *args: str, timeout: int = 600) -> subprocess.CompletedProcess:
+    """Run the CLI; on timeout kill it and every process it started (Ray's too), by pid."""
+    proc = start_search(env, *args, stderr=subprocess.PIPE)
     try:
         stdout, stderr = proc.communicate(timeout=timeout)
     except subprocess.TimeoutExpired:

@@ -22,7 +22,7 @@ from pathlib import Path
 import psutil
 import pytest
 import yaml
-from searchutil import TINY_FIXED, make_search_env, mlflow_runs, run_search
+from searchutil import TINY_FIXED, kill_tree, make_search_env, mlflow_runs, run_search
 
 pytestmark = pytest.mark.slow
 RAY = str(Path(sys.executable).parent / "ray")
@@ -175,7 +175,5 @@ def test_unauthenticated_driver_is_refused(cluster):
         assert "Unauthenticated" in out or "InvalidAuthToken" in out or "auth" in out.lower()
     except subprocess.TimeoutExpired:
         # still retrying after 90 s means it never got in: refused, which is what we test
-        for p in [proc.pid, *[c.pid for c in psutil.Process(proc.pid).children(recursive=True)]]:
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(p, signal.SIGKILL)
+        kill_tree(proc.pid)
         proc.communicate()

@@ -23,7 +23,14 @@ import pandas as pd
 import psutil
 import pytest
 from mlflowserver import MlflowServer
-from searchutil import TINY_FIXED, kill_tree, make_search_env, mlflow_runs, write_space
+from searchutil import (
+    TINY_FIXED,
+    kill_tree,
+    make_search_env,
+    mlflow_runs,
+    start_search,
+    write_space,
+)
 
 pytestmark = pytest.mark.slow
 
@@ -39,14 +46,7 @@ class Search:
     """``python -m tune_m3.search`` in the background; its output collected line by line."""
 
     def __init__(self, env: dict, *args: str):
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "tune_m3.search", *args],
-            env=env,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            text=True,
-            start_new_session=True,
-        )
+        self.proc = start_search(env, *args)
         self.lines: list[str] = []
         self._reader = threading.Thread(target=self._read, daemon=True)
         self._reader.start()

@@ -6,14 +6,20 @@ L = 10) with a tiny model, and checks what lands in MLflow and on disk.
 
 from __future__ import annotations
 
-import subprocess
-import sys
 import time
 from pathlib import Path
 
 import pandas as pd
 import pytest
-from searchutil import TINY_FIXED, kill_tree, make_search_env, mlflow_runs, run_search, write_space
+from searchutil import (
+    TINY_FIXED,
+    kill_tree,
+    make_search_env,
+    mlflow_runs,
+    run_search,
+    start_search,
+    write_space,
+)
 
 pytestmark = pytest.mark.slow
 
@@ -84,14 +90,7 @@ def test_resume_after_driver_kill_finishes_without_duplicates(search_env, tmp_pa
         max_concurrent=1,
     )
     args = ["--space", str(space), "--experiment", "e2e_resume", "--name", "resume-me"]
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "tune_m3.search", *args],
-        env=search_env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-        start_new_session=True,
-    )
+    proc = start_search(search_env, *args)
     seen = []
     deadline = time.time() + 300
     try:
