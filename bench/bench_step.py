@@ -1,23 +1,44 @@
-"""Training throughput of the baseline (samples/s) at MOSEI dims, B = 32, L = 50, on CPU.
+"""Training throughput of the baseline (samples/s) at MOSEI dims, B = 32, L = 50.
 
-    python bench/bench_step.py [--threads 1] [--steps 30] [--scheme none|m3|soft_m3|random_mask|perturb]
+    python bench/bench_step.py --threads 1                       # the issue's step benchmark
+    python bench/bench_step.py --threads 1 --procs 2             # 2 concurrent 1-thread trials
+    python bench/bench_step.py --lengths random,bucketed         # batches as train() builds them
+    python bench/bench_step.py --schemes none,m3,perturb --augment-cost
+    python bench/bench_step.py --device cuda --procs 1,2,4,8 --amp none,bf16   # on a GPU machine
 
-Prints one line per configuration: median samples/s over repeated timed blocks, the parameter
-count, and the augmentation's overhead relative to no augmentation measured in the same run.
+One training step = forward, L1 loss, backward, Adam step. Prints one line per configuration:
+median samples/s over timed blocks (and, with several processes, each process's median and
+their sum), the parameter count, the floating-point work per step and the fraction of the
+device's measured matrix-multiply rate that this reaches.
+
+``--lengths``:
+  full      every clip fills L = 50 (the issue's definition of the step; nothing to skip)
+  random    clip lengths drawn like the synthetic benchmark (uniform 6..50), random batches of
+            32 cut to their longest clip (the paper's recipe, ``bucket_batches: false``)
+  bucketed  the same clips, batches of similar length (``bucket_batches: true``)
+For ``random`` and ``bucketed`` samples/s counts real clips, so less padding shows as speed.
+
+``--procs K``: K processes each train their own model at once (like K trials on one node or
+K trials sharing one GPU with fractional GPUs), started together behind a barrier.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
+import multiprocessing as mp
 import statistics
 import time
+from contextlib import nullcontext
 
+import numpy as np
 import torch
 from torch import nn
 
 from tune_m3.config import TrialConfig
-from tune_m3.train import build_model
+from tune_m3.train import build_model, epoch_batches
 
+DIMS = (300, 74, 35)  # CMU-MOSEI: GloVe text, COVAREP audio, Facet vision
 SCHEMES = {
     "none": {},
     "m3": {"scheme": "m3", "p_mask": 0.25, "pi_text": 0.6, "pi_audio": 0.2, "pi_vision": 0.2},
@@ -27,39 +48,157 @@ SCHEMES = {
 }
 
 
-def samples_per_second(
-    cfg: TrialConfig, dims=(300, 74, 35), B=32, L=50, steps=20, blocks=5
+# -------------------------------------------------------------------------------------------------
+# floating-point work, counted by hand (multiply + add = 2 FLOPs)
+
+
+def step_flops(
+    lengths_per_batch: list[int], B: int, dims=DIMS, h: int = 100, d: int = 100
 ) -> float:
-    model = build_model(cfg, dims)
-    model.train()
-    opt = torch.optim.Adam(model.parameters(), lr=5e-4)
-    g = torch.Generator().manual_seed(0)
-    xs = [torch.randn(B, L, d, generator=g) for d in dims]
-    lengths = torch.randint(L // 2, L + 1, (B,), generator=g)
-    lengths[0] = L
-    y = torch.randn(B, generator=g)
-    loss_fn = nn.L1Loss()
+    """FLOPs of one training step, averaged over batches whose padded length is N.
 
-    def step():
-        loss = loss_fn(model(xs, lengths), y)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
+    Counts matrix multiplies only (elementwise work is < 2 % here):
+      forward, per sample and step:  Bi-LSTM l: 2 dirs x 2 x 4h x (D_l + h)
+                                     self-attention: 3 x 2 x 2h x d  +  2 x 2 x N x d
+                                     4 cross modules: 6 x 2 x d x d  +  2 x 2 x 2 x N x d
+                                     fusion Bi-LSTM: 2 x 2 x 4h x (7d + h);  head: 2 x 2h
+      backward = 2 x forward, except that the encoders' input gradients (D_l -> gates) are
+      not needed (the features do not require grad); Adam is elementwise.
+    """
+    total = 0.0
+    for n in lengths_per_batch:
+        enc_in = sum(2 * 2 * 4 * h * D for D in dims)  # input projections of 3 encoder Bi-LSTMs
+        enc_rec = 3 * 2 * 2 * 4 * h * h
+        self_attn = 3 * (3 * 2 * 2 * h * d + 2 * 2 * n * d)
+        cross = 4 * (6 * 2 * d * d + 2 * 2 * 2 * n * d)
+        fusion = 2 * 2 * 4 * h * (7 * d + h)
+        per_step = enc_in + enc_rec + self_attn + cross + fusion
+        fwd = B * n * per_step + B * 2 * 2 * h
+        total += 3 * fwd - B * n * enc_in  # no gradient for the raw features
+    return total / len(lengths_per_batch)
 
+
+def matmul_rate(device: str, n: int = 2048, reps: int = 10, dtype=torch.float32) -> float:
+    """Measured FLOP/s of a large square ``torch.matmul`` (median of ``reps``)."""
+    a = torch.randn(n, n, device=device, dtype=dtype)
+    b = torch.randn(n, n, device=device, dtype=dtype)
     for _ in range(3):
-        step()
-    rates = []
-    for _ in range(blocks):
+        a @ b
+    times = []
+    for _ in range(reps):
+        _sync(device)
         t0 = time.perf_counter()
-        for _ in range(steps):
-            step()
-        rates.append(B * steps / (time.perf_counter() - t0))
-    return statistics.median(rates), model.num_parameters()
+        a @ b
+        _sync(device)
+        times.append(time.perf_counter() - t0)
+    return 2 * n**3 / statistics.median(times)
+
+
+def _sync(device: str) -> None:
+    if device.startswith("cuda"):
+        torch.cuda.synchronize()
+
+
+# -------------------------------------------------------------------------------------------------
+# batches
+
+
+def make_batches(mode: str, B: int, L: int, n_batches: int, seed: int = 0):
+    """``n_batches`` of (features [x_T, x_A, x_V], lengths or None, labels), front-padded."""
+    rng = np.random.default_rng(seed)
+    g = torch.Generator().manual_seed(seed)
+    if mode == "full":
+        lens = [np.full(B, L)] * n_batches
+    else:
+        pool = rng.integers(6, L + 1, size=B * 50 * 4)  # like the synthetic generator
+        batches = epoch_batches(len(pool), B, g, pool, bucket=(mode == "bucketed"))
+        lens = [pool[b] for b in batches if len(b) == B][:n_batches]
+    out = []
+    for ln in lens:
+        n = int(ln.max())  # cut to the longest clip, as batch_tensors does
+        xs = [torch.randn(B, n, dim, generator=g) for dim in DIMS]
+        valid = torch.arange(n)[None, :] >= (n - torch.as_tensor(ln))[:, None]  # (B, n)
+        xs = [x * valid[..., None] for x in xs]
+        lengths = None if int(ln.min()) == n else torch.as_tensor(ln, dtype=torch.long)
+        out.append((xs, lengths, torch.randn(B, generator=g)))
+    return out
+
+
+# -------------------------------------------------------------------------------------------------
+# one process
+
+
+def run_steps(opts: dict, barrier=None) -> dict:
+    """Time training steps in this process; returns samples/s per block and the setup."""
+    torch.set_num_threads(opts["threads"])
+    device = opts["device"]
+    cfg = TrialConfig(**SCHEMES[opts["scheme"]])
+    model = build_model(cfg, DIMS).to(device)
+    model.train()
+    if opts["compile"]:  # "default", or "reduce-overhead" (CUDA graphs on a GPU)
+        model = torch.compile(model, mode=opts["compile"])
+    opt = torch.optim.Adam(model.parameters(), lr=5e-4)
+    loss_fn = nn.L1Loss()
+    B = opts["batch"]
+    batches = [
+        ([x.to(device) for x in xs], None if ln is None else ln.to(device), y.to(device))
+        for xs, ln, y in make_batches(opts["lengths"], B, opts["seq_len"], opts["steps"])
+    ]
+    amp = {"none": None, "bf16": torch.bfloat16, "fp16": torch.float16}[opts["amp"]]
+    scaler = torch.amp.GradScaler(device.split(":")[0]) if opts["amp"] == "fp16" else None
+
+    def step(xs, ln, y):
+        ctx = torch.autocast(device.split(":")[0], dtype=amp) if amp else nullcontext()
+        with ctx:
+            loss = loss_fn(model(xs, ln).float(), y)
+        opt.zero_grad(set_to_none=True)
+        if scaler is not None:
+            scaler.scale(loss).backward()
+            scaler.step(opt)
+            scaler.update()
+        else:
+            loss.backward()
+            opt.step()
+
+    for xs, ln, y in batches[:3]:  # warm-up (and compilation)
+        step(xs, ln, y)
+    _sync(device)
+    if barrier is not None:
+        barrier.wait()
+    rates = []
+    for _ in range(opts["blocks"]):
+        t0 = time.perf_counter()
+        for xs, ln, y in batches:
+            step(xs, ln, y)
+        _sync(device)
+        rates.append(B * len(batches) / (time.perf_counter() - t0))
+    n_params = sum(p.numel() for p in model.parameters())
+    lens = [xs[0].shape[1] for xs, _, _ in batches]
+    return {"rates": rates, "params": n_params, "padded_lengths": lens}
+
+
+def _worker(opts, barrier, queue):
+    queue.put(run_steps(opts, barrier))
+
+
+def run_concurrent(opts: dict, procs: int) -> list[dict]:
+    """``procs`` processes running :func:`run_steps` at once; one result per process."""
+    if procs == 1:
+        return [run_steps(opts)]
+    ctx = mp.get_context("spawn")
+    barrier, queue = ctx.Barrier(procs), ctx.Queue()
+    workers = [ctx.Process(target=_worker, args=(opts, barrier, queue)) for _ in range(procs)]
+    for w in workers:
+        w.start()
+    results = [queue.get() for _ in workers]
+    for w in workers:
+        w.join()
+    return results
 
 
 def augment_seconds(cfg: TrialConfig, B=32, L=50, reps=200) -> float:
     """Median seconds of the augmentation layers alone on one batch of DNN-I outputs (3 x (B, L, d))."""
-    model = build_model(cfg, (300, 74, 35))
+    model = build_model(cfg, DIMS)
     model.train()
     d = model.config.d
     xs = [torch.randn(B, L, d, requires_grad=True) for _ in range(3)]
@@ -74,26 +213,103 @@ def augment_seconds(cfg: TrialConfig, B=32, L=50, reps=200) -> float:
 
 
 def main() -> None:
-    p = argparse.ArgumentParser()
-    p.add_argument("--threads", type=int, default=1)
-    p.add_argument("--steps", type=int, default=20)
-    p.add_argument("--blocks", type=int, default=5)
-    p.add_argument("--schemes", default="none,m3,soft_m3,random_mask,perturb")
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--threads", type=int, default=1, help="torch threads per process")
+    p.add_argument("--procs", default="1", help="concurrent processes, e.g. 1,2 or 1,2,4,8")
+    p.add_argument("--device", default="cpu", help="cpu, cuda, cuda:0 ...")
+    p.add_argument("--lengths", default="full", help="full, random, bucketed (comma list)")
+    p.add_argument("--schemes", default="none", help=",".join(SCHEMES))
+    p.add_argument("--amp", default="none", help="none, bf16, fp16 (comma list)")
+    p.add_argument(
+        "--compile",
+        nargs="?",
+        const="default",
+        help="torch.compile the model; optional mode: default, reduce-overhead (CUDA graphs)",
+    )
+    p.add_argument("--batch", type=int, default=32)
+    p.add_argument("--seq-len", type=int, default=50)
+    p.add_argument("--steps", type=int, default=10, help="steps per timed block")
+    p.add_argument("--blocks", type=int, default=5, help="timed blocks (the median is quoted)")
+    p.add_argument("--augment-cost", action="store_true", help="also time augmentation alone")
+    p.add_argument("--json", help="append one JSON line per configuration to this file")
     args = p.parse_args()
+    if args.device.startswith("cuda") and not torch.cuda.is_available():
+        raise SystemExit("error: --device cuda but torch sees no CUDA device")
+    if not args.device.startswith("cuda") and args.amp != "none":
+        # measured on the development CPU (AVX2, no bf16 units): a 512x512 bf16 matmul ran at
+        # 1.2 GFLOP/s against 74 in float32; mixed precision is a GPU lever only
+        raise SystemExit("error: --amp needs --device cuda (this CPU has no fast bf16/fp16 matmul)")
+
     torch.set_num_threads(args.threads)
-    base = None
-    for name in args.schemes.split(","):
-        cfg = TrialConfig(**SCHEMES[name])
-        rate, n_params = samples_per_second(cfg, steps=args.steps, blocks=args.blocks)
-        base = base or rate
-        aug = augment_seconds(cfg)
-        step = 32 / rate
-        print(
-            f"{name:<12} threads={args.threads}  {rate:7.1f} samples/s  params={n_params:,}  "
-            f"vs none: {100 * (base / rate - 1):+.1f}%  augmentation alone: {aug * 1e3:.2f} ms "
-            f"= {100 * aug / step:.2f}% of a step",
-            flush=True,
-        )
+    peak = matmul_rate(args.device)
+    amps = args.amp.split(",")
+    peaks = {"none": peak}  # the rate each precision's matmuls can reach on this device
+    for amp in amps:
+        if amp in ("bf16", "fp16"):
+            dtype = torch.bfloat16 if amp == "bf16" else torch.float16
+            peaks[amp] = matmul_rate(args.device, dtype=dtype)
+            print(f"  2048x2048 matmul in {amp}: {peaks[amp] / 1e9:.1f} GFLOP/s", flush=True)
+    name = torch.cuda.get_device_name(args.device) if args.device.startswith("cuda") else "CPU"
+    print(
+        f"device {args.device} ({name}), {args.threads} thread(s): 2048x2048 matmul "
+        f"{peak / 1e9:.1f} GFLOP/s (float32)",
+        flush=True,
+    )
+    base_rate: dict[str, float] = {}
+    for scheme in args.schemes.split(","):
+        for lengths in args.lengths.split(","):
+            for amp in amps:
+                for procs in (int(k) for k in args.procs.split(",")):
+                    opts = {
+                        "threads": args.threads,
+                        "device": args.device,
+                        "scheme": scheme,
+                        "lengths": lengths,
+                        "amp": amp,
+                        "compile": args.compile,
+                        "batch": args.batch,
+                        "seq_len": args.seq_len,
+                        "steps": args.steps,
+                        "blocks": args.blocks,
+                    }
+                    res = run_concurrent(opts, procs)
+                    per_proc = [statistics.median(r["rates"]) for r in res]
+                    agg = sum(per_proc)
+                    flops = step_flops(res[0]["padded_lengths"], args.batch)
+                    # work done per second by all processes over the matmul rate they share:
+                    # one GPU, or (on CPU) one rate per process with its own cores
+                    capacity = peaks[amp] * (1 if args.device.startswith("cuda") else procs)
+                    frac = agg / args.batch * flops / capacity
+                    key = f"{scheme}/{lengths}/{amp}"
+                    base_rate.setdefault(key, per_proc[0])
+                    slow = base_rate[key] / statistics.mean(per_proc)
+                    line = (
+                        f"{scheme:<8} lengths={lengths:<8} amp={amp:<4} procs={procs} "
+                        f"threads={args.threads}: {agg:7.1f} samples/s"
+                        + (
+                            f" (per process {', '.join(f'{r:.1f}' for r in per_proc)}; "
+                            f"per-trial slowdown x{slow:.2f})"
+                            if procs > 1
+                            else ""
+                        )
+                        + f"  params={res[0]['params']:,}  {flops / 1e9:.2f} GFLOP/step "
+                        f"(mean padded length {statistics.mean(res[0]['padded_lengths']):.1f})  "
+                        f"{100 * frac:.0f}% of the matmul rate"
+                    )
+                    print(line, flush=True)
+                    if args.json:
+                        with open(args.json, "a") as f:
+                            row = dict(opts, procs=procs, per_proc=per_proc, samples_per_s=agg)
+                            row.update(gflop_per_step=flops / 1e9, matmul_gflops=peaks[amp] / 1e9)
+                            f.write(json.dumps(row) + "\n")
+        if args.augment_cost:
+            aug = augment_seconds(TrialConfig(**SCHEMES[scheme]))
+            step_s = args.batch / base_rate[f"{scheme}/{args.lengths.split(',')[0]}/none"]
+            print(
+                f"{scheme:<8} augmentation alone: {aug * 1e3:.2f} ms = "
+                f"{100 * aug / step_s:.2f}% of a step",
+                flush=True,
+            )
 
 
 if __name__ == "__main__":
