@@ -5,6 +5,7 @@ On the SYNTHETIC MOSEI-shaped benchmark (never a MOSEI result), trains the basel
 several seeds, runs the diagnostics, and prints a Markdown table of mean ± std over seeds:
 
     python bench/exp_robustness.py --scale 0.05 --seeds 0,1,2 --epochs 12 --jobs 2 [--threads 1]
+    python bench/exp_robustness.py --only baseline --set bucket_batches=true ...   # any TrialConfig field
 
 It builds the synthetic dataset if it is missing (in $TUNE_M3_DATA_DIR or the default store).
 """
@@ -19,7 +20,7 @@ import time
 
 import numpy as np
 
-from tune_m3.config import TrialConfig
+from tune_m3.config import TrialConfig, add_overrides_argument, parse_overrides
 from tune_m3.data import ensure_synthetic, load_dataset
 from tune_m3.train import train
 
@@ -69,11 +70,14 @@ def print_table(results: dict[str, list[dict]], what: str) -> None:
         print(f"| {label} | " + " | ".join(cells) + " |")
 
 
-def _run_one(task: tuple[str, int], name: str, epochs: int, threads: int) -> dict:
+def _run_one(
+    task: tuple[str, int], name: str, epochs: int, threads: int, extra: dict | None = None
+) -> dict:
     label, seed = task
     ds = load_dataset(name)
     data = {s: sp.arrays() for s, sp in ds.splits.items()}
-    cfg = TrialConfig(dataset=name, seed=seed, max_epochs=epochs, threads=threads, **SCHEMES[label])
+    values = dict(SCHEMES[label], **(extra or {}))
+    cfg = TrialConfig(dataset=name, seed=seed, max_epochs=epochs, threads=threads, **values)
     t0 = time.perf_counter()
     res = train(cfg, data)
     print(
@@ -94,6 +98,9 @@ def main() -> None:
     p.add_argument("--jobs", type=int, default=1, help="runs in parallel (processes)")
     p.add_argument("--json", help="also write all results here")
     p.add_argument("--only", help="comma-separated substrings: run only the matching schemes")
+    add_overrides_argument(
+        p, "a TrialConfig field for every run, e.g. --set bucket_batches=true (repeatable)"
+    )
     p.add_argument(
         "--from-json",
         help="comma-separated result files: print their combined table, train nothing",
@@ -117,7 +124,10 @@ def main() -> None:
     chosen = [k for k in SCHEMES if not args.only or any(o in k for o in args.only.split(","))]
     tasks = [(label, seed) for seed in seeds for label in chosen]
     results = {k: [] for k in chosen}
-    run = functools.partial(_run_one, name=name, epochs=args.epochs, threads=args.threads)
+    extra = parse_overrides(args.overrides)
+    run = functools.partial(
+        _run_one, name=name, epochs=args.epochs, threads=args.threads, extra=extra
+    )
     if args.jobs > 1:
         with mp.get_context("spawn").Pool(args.jobs) as pool:
             outs = pool.map(run, tasks, chunksize=1)
@@ -125,7 +135,8 @@ def main() -> None:
         outs = [run(t) for t in tasks]
     for (label, _), final in zip(tasks, outs, strict=True):
         results[label].append(final)
-    print_table(results, f"{name}: {ds.meta.sizes}, {len(seeds)} seeds, max {args.epochs} epochs")
+    what = f"{name}: {ds.meta.sizes}, {len(seeds)} seeds, max {args.epochs} epochs"
+    print_table(results, what + (f", {extra}" if extra else ""))
     if args.json:
         with open(args.json, "w") as fh:
             json.dump(results, fh)

@@ -157,6 +157,13 @@ def format_validation_error(err: ValidationError, where: str, known: list[str]) 
     return "\n".join(lines)
 
 
+def add_overrides_argument(parser: Any, help: str) -> None:
+    """The repeatable ``--set KEY=VALUE`` option of every CLI (read with :func:`parse_overrides`)."""
+    parser.add_argument(
+        "--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE", help=help
+    )
+
+
 def parse_overrides(items: list[str]) -> dict[str, Any]:
     """``["p_mask=0.2", "scheme=m3"]`` -> dict, values parsed as YAML scalars/lists."""
     import yaml

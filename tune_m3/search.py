@@ -22,7 +22,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from tune_m3.config import make_config
+from tune_m3.config import add_overrides_argument, make_config
 from tune_m3.errors import UserError, cli_main
 from tune_m3.spaces import SearchSpace, available_spaces, describe, grid_table, load_space
 from tune_m3.tracking import results_dir
@@ -82,13 +82,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--seed", type=int, help="searcher seed (Optuna TPE); training seeds are in the space"
     )
-    p.add_argument(
-        "--set",
-        dest="overrides",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="fix a TrialConfig field for every trial, e.g. --set max_epochs=5 (repeatable)",
+    add_overrides_argument(
+        p, "fix a TrialConfig field for every trial, e.g. --set max_epochs=5 (repeatable)"
     )
     p.add_argument(
         "--verbose",

@@ -32,7 +32,13 @@ from torch import nn
 
 from tune_m3.augment import AugmentPipeline, ModalityMasking, ModalityPerturbation
 from tune_m3.batches import batch_tensors
-from tune_m3.config import MODALITY_NAMES, TrialConfig, make_config, parse_overrides
+from tune_m3.config import (
+    MODALITY_NAMES,
+    TrialConfig,
+    add_overrides_argument,
+    make_config,
+    parse_overrides,
+)
 from tune_m3.diagnostics import run_diagnostics
 from tune_m3.errors import UserError, cli_main
 from tune_m3.metrics import compute_metrics
@@ -415,13 +421,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument(
         "--data-dir", help="store directory (default: $TUNE_M3_DATA_DIR or ~/.cache/tune_m3/data)"
     )
-    p.add_argument(
-        "--set",
-        dest="overrides",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="any TrialConfig field, e.g. --set scheme=m3 --set p_mask=0.25 (repeatable)",
+    add_overrides_argument(
+        p, "any TrialConfig field, e.g. --set scheme=m3 --set p_mask=0.25 (repeatable)"
     )
     p.add_argument("--epochs", type=int, help="shorthand for --set max_epochs=N")
     p.add_argument("--checkpoint-dir", help="write checkpoints here")
