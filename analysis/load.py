@@ -396,7 +396,7 @@ def _did_you_mean(key: str, choices: list[str]) -> str:
 
 def load_history(
     runs: pd.DataFrame,
-    metrics: tuple[str, ...] | list[str] = ("val_loss", "val_mae"),
+    metrics: tuple[str, ...] | list[str] = ("val_mae", "train_loss"),
     tracking_uri: str | None = None,
 ) -> pd.DataFrame:
     """Per-epoch values of ``metrics`` for every run of ``runs`` (a :func:`load_runs` frame).

@@ -98,7 +98,7 @@ def _summary_if_repeated(df: pd.DataFrame) -> pd.DataFrame:
 
 def _plot_jobs(df: pd.DataFrame, info: RunsInfo, history: pd.DataFrame, plots_dir: Path):
     drop = "diag_test_text_missing_30_corr_drop"
-    curves = [m for m in dict.fromkeys((info.metric, "val_loss"))]
+    curves = [m for m in dict.fromkeys((info.metric, "train_loss"))]
     return [
         lambda: P.heatmap(df, plots_dir / "heatmap_test_mae.png", "test_mae"),
         lambda: _renamed(
@@ -140,7 +140,7 @@ def build_report(
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent))
     try:
         rep = Report(out=out, info=info)
-        metrics = [m for m in dict.fromkeys((info.metric, "val_loss"))]
+        metrics = [m for m in dict.fromkeys((info.metric, "train_loss"))]
         history = load_history(df, metrics, info.tracking_uri)
         (tmp / "tables").mkdir()
         for name, job in _table_jobs(df, info, history, top_k):
