@@ -212,10 +212,23 @@ def augment_seconds(cfg: TrialConfig, B=32, L=50, reps=200) -> float:
     return statistics.median(times)
 
 
+def _list(p: argparse.ArgumentParser, flag: str, value: str, allowed) -> list[str]:
+    """A comma list of ``flag`` whose items are all in ``allowed``; else argparse's error (exit 2)."""
+    items = value.split(",")
+    bad = [v for v in items if v not in allowed]
+    if bad:
+        p.error(f"{flag}: unknown {', '.join(map(repr, bad))}; choose from {', '.join(allowed)}")
+    return items
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--threads", type=int, default=1, help="torch threads per process")
-    p.add_argument("--procs", default="1", help="concurrent processes, e.g. 1,2 or 1,2,4,8")
+    p.add_argument(
+        "--procs",
+        default="1",
+        help="concurrent processes, e.g. 1,2 or 1,2,4,8 (slowdown is against the first value)",
+    )
     p.add_argument("--device", default="cpu", help="cpu, cuda, cuda:0 ...")
     p.add_argument("--lengths", default="full", help="full, random, bucketed (comma list)")
     p.add_argument("--schemes", default="none", help=",".join(SCHEMES))
@@ -233,33 +246,39 @@ def main() -> None:
     p.add_argument("--augment-cost", action="store_true", help="also time augmentation alone")
     p.add_argument("--json", help="append one JSON line per configuration to this file")
     args = p.parse_args()
-    if args.device.startswith("cuda") and not torch.cuda.is_available():
-        raise SystemExit("error: --device cuda but torch sees no CUDA device")
-    if not args.device.startswith("cuda") and args.amp != "none":
+    schemes = _list(p, "--schemes", args.schemes, list(SCHEMES))
+    length_modes = _list(p, "--lengths", args.lengths, ["full", "random", "bucketed"])
+    amps = _list(p, "--amp", args.amp, ["none", "bf16", "fp16"])
+    procs_list = args.procs.split(",")
+    if not all(k.isdigit() and int(k) >= 1 for k in procs_list):
+        p.error(f"--procs: {args.procs!r} is not a comma list of positive integers, e.g. 1,2,4")
+    on_gpu = args.device.startswith("cuda")
+    if on_gpu and not torch.cuda.is_available():
+        p.error("--device cuda but torch sees no CUDA device")
+    if not on_gpu and amps != ["none"]:
         # measured on the development CPU (AVX2, no bf16 units): a 512x512 bf16 matmul ran at
         # 1.2 GFLOP/s against 74 in float32; mixed precision is a GPU lever only
-        raise SystemExit("error: --amp needs --device cuda (this CPU has no fast bf16/fp16 matmul)")
+        p.error("--amp needs --device cuda (this CPU has no fast bf16/fp16 matmul)")
 
     torch.set_num_threads(args.threads)
     peak = matmul_rate(args.device)
-    amps = args.amp.split(",")
     peaks = {"none": peak}  # the rate each precision's matmuls can reach on this device
     for amp in amps:
         if amp in ("bf16", "fp16"):
             dtype = torch.bfloat16 if amp == "bf16" else torch.float16
             peaks[amp] = matmul_rate(args.device, dtype=dtype)
             print(f"  2048x2048 matmul in {amp}: {peaks[amp] / 1e9:.1f} GFLOP/s", flush=True)
-    name = torch.cuda.get_device_name(args.device) if args.device.startswith("cuda") else "CPU"
+    name = torch.cuda.get_device_name(args.device) if on_gpu else "CPU"
     print(
         f"device {args.device} ({name}), {args.threads} thread(s): 2048x2048 matmul "
         f"{peak / 1e9:.1f} GFLOP/s (float32)",
         flush=True,
     )
     base_rate: dict[str, float] = {}
-    for scheme in args.schemes.split(","):
-        for lengths in args.lengths.split(","):
+    for scheme in schemes:
+        for lengths in length_modes:
             for amp in amps:
-                for procs in (int(k) for k in args.procs.split(",")):
+                for procs in map(int, procs_list):
                     opts = {
                         "threads": args.threads,
                         "device": args.device,
@@ -278,7 +297,7 @@ def main() -> None:
                     flops = step_flops(res[0]["padded_lengths"], args.batch)
                     # work done per second by all processes over the matmul rate they share:
                     # one GPU, or (on CPU) one rate per process with its own cores
-                    capacity = peaks[amp] * (1 if args.device.startswith("cuda") else procs)
+                    capacity = peaks[amp] * (1 if on_gpu else procs)
                     frac = agg / args.batch * flops / capacity
                     key = f"{scheme}/{lengths}/{amp}"
                     base_rate.setdefault(key, per_proc[0])
@@ -304,7 +323,7 @@ def main() -> None:
                             f.write(json.dumps(row) + "\n")
         if args.augment_cost:
             aug = augment_seconds(TrialConfig(**SCHEMES[scheme]))
-            step_s = args.batch / base_rate[f"{scheme}/{args.lengths.split(',')[0]}/none"]
+            step_s = args.batch / base_rate[f"{scheme}/{length_modes[0]}/{amps[0]}"]
             print(
                 f"{scheme:<8} augmentation alone: {aug * 1e3:.2f} ms = "
                 f"{100 * aug / step_s:.2f}% of a step",
