@@ -22,9 +22,10 @@ import torch
 from tune_m3.config import TrialConfig
 from tune_m3.diagnostics import KINDS, perturbed_order, run_diagnostics
 from tune_m3.metrics import compute_metrics
+from tune_m3.names import MODALITIES, diag_key
 from tune_m3.train import build_model, predict
 
-MODS = ("text", "audio", "vision")
+MODS = MODALITIES
 FRACTIONS = (0.05, 0.10, 0.15, 0.30)
 
 
@@ -91,7 +92,7 @@ def main() -> None:
         t_naive.append(time.perf_counter() - t0)
     c, o, nv = (statistics.median(x) for x in (t_clean, t_ours, t_naive))
     same = all(
-        abs(ours[f"diag_test_{m}_missing_{f * 100:g}_mae"] - ref[(m, "missing", f)]["mae"]) < 1e-5
+        abs(ours[diag_key(m, "missing", f, "mae")] - ref[(m, "missing", f)]["mae"]) < 1e-5
         for m in MODS
         for f in FRACTIONS
     )

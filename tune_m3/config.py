@@ -31,9 +31,9 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from tune_m3.errors import UserError
+from tune_m3.names import MODALITIES as MODALITY_NAMES
 
 Probability = Field(ge=0.0, le=1.0)
-MODALITY_NAMES = ("text", "audio", "vision")
 
 
 class TrialConfig(BaseModel):

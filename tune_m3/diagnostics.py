@@ -36,19 +36,12 @@ import numpy as np
 import torch
 
 from tune_m3.metrics import HEADLINE, LOWER_IS_BETTER, compute_metrics
+from tune_m3.names import DIAG_KINDS, MODALITIES, diag_auc_key, diag_key, pct
+from tune_m3.padding import valid_mask
 
-KINDS: tuple[str, ...] = ("missing", "noisy")
+KINDS = DIAG_KINDS  # re-exported: the kinds of damage, defined in names.py
 DEFAULT_FRACTIONS: tuple[float, ...] = (0.05, 0.10, 0.15, 0.30)
-
-
-def pct(f: float) -> str:
-    """0.3 -> '30', 0.05 -> '5', 0.125 -> '12.5'."""
-    return f"{f * 100:g}"
-
-
-def diag_key(modality: str, kind: str, fraction: float | str, metric: str) -> str:
-    f = fraction if isinstance(fraction, str) else pct(fraction)
-    return f"diag_test_{modality}_{kind}_{f}_{metric}"
+__all__ = ["KINDS", "DEFAULT_FRACTIONS", "diag_key", "pct", "drop", "run_diagnostics"]
 
 
 def drop(metric: str, clean: float, perturbed: float) -> float:
@@ -65,14 +58,14 @@ def perturbed_order(n: int, seed: int) -> np.ndarray:
 def run_diagnostics(
     model,
     test: Mapping[str, np.ndarray],
-    modalities: Sequence[str] = ("text", "audio", "vision"),
+    modalities: Sequence[str] = MODALITIES,
     fractions: Sequence[float] = DEFAULT_FRACTIONS,
     sigma: float = 1.0,
     seed: int = 1234,
     batch_size: int = 256,
     device: torch.device | str = "cpu",
     metrics: Sequence[str] = HEADLINE,
-    all_modalities: Sequence[str] = ("text", "audio", "vision"),
+    all_modalities: Sequence[str] = MODALITIES,
 ) -> tuple[dict[str, float], np.ndarray]:
     """Run the checks; returns (flat metrics dict incl. ``test_*`` clean metrics, clean preds (N,)).
 
@@ -116,11 +109,7 @@ def run_diagnostics(
                     )
                     noise = torch.randn(sub[li].shape, generator=g, device=sub[li].device)
                     if sub_len is not None:  # front padding stays zero
-                        steps = torch.arange(sub[li].shape[1], device=noise.device)
-                        noise = (
-                            noise
-                            * (steps[None, :] >= sub[li].shape[1] - sub_len[:, None])[..., None]
-                        )
+                        noise = noise * valid_mask(sub_len, sub[li].shape[1])[..., None]
                     reps_k[li] = sub[li] + sigma * noise.to(sub[li].dtype)
                 out = model.fuse(reps_k, sub_len).double().cpu().numpy()
                 damaged[(m, kind)][idx[sel]] = out
@@ -137,11 +126,11 @@ def run_diagnostics(
             curve[f] = mets
             for met in metrics:
                 result[diag_key(m, kind, f, met)] = mets[met]
-                result[diag_key(m, kind, f, met) + "_drop"] = drop(
+                result[diag_key(m, kind, f, met, drop=True)] = drop(
                     met, clean_metrics[met], mets[met]
                 )
         xs = np.array(sorted(curve))
         for met in metrics:
             ys = np.array([curve[x][met] for x in xs])
-            result[f"diag_test_{m}_{kind}_auc_{met}"] = float(np.trapezoid(ys, xs) / xs[-1])
+            result[diag_auc_key(m, kind, met)] = float(np.trapezoid(ys, xs) / xs[-1])
     return result, clean

@@ -389,23 +389,21 @@ def evaluate_final(
 def _print_final(final: Mapping[str, float]) -> None:
     from tune_m3.diagnostics import KINDS
     from tune_m3.metrics import HEADLINE
+    from tune_m3.names import diag_key, parse_diag_key
 
     print("test: " + "  ".join(f"{k}={final[f'test_{k}']:.4g}" for k in HEADLINE))
-    mods = sorted(
-        {k.split("_")[2] for k in final if k.startswith("diag_test_")}, key=MODALITY_NAMES.index
-    )
+    keys = [d for d in map(parse_diag_key, final) if d is not None and d.split == "test"]
+    mods = sorted({d.modality for d in keys}, key=MODALITY_NAMES.index)
     if not mods:
         return
-    fracs = sorted(
-        {k.split("_")[4] for k in final if k.startswith("diag_test_") and "_auc_" not in k},
-        key=float,
-    )
+    fracs = sorted({d.pct for d in keys if not d.is_auc}, key=float)
     print("diagnostics: drop of corr / f1 versus clean (positive = worse)")
     print(f"  {'damage':<16}" + "".join(f"{f + '%':>16}" for f in fracs))
     for m in mods:
         for kind in KINDS:
             cells = [
-                f"{final[f'diag_test_{m}_{kind}_{f}_corr_drop']:+.3f} / {final[f'diag_test_{m}_{kind}_{f}_f1_drop']:+.2f}"
+                f"{final[diag_key(m, kind, f, 'corr', drop=True)]:+.3f} / "
+                f"{final[diag_key(m, kind, f, 'f1', drop=True)]:+.2f}"
                 for f in fracs
             ]
             print(f"  {m + ' ' + kind:<16}" + "".join(f"{c:>16}" for c in cells))

@@ -19,12 +19,7 @@ import torch
 from torch import Tensor, nn
 
 from tune_m3.augment.masking import OwnedGenerator, check_mods
-
-
-def valid_mask(lengths: Tensor, n_steps: int) -> Tensor:
-    """(B, N) bool, True on the valid steps of FRONT-padded sequences (the last lengths[b] steps)."""
-    t = torch.arange(n_steps, device=lengths.device)  # (N,)
-    return t.unsqueeze(0) >= (n_steps - lengths).unsqueeze(1)  # (B, N)
+from tune_m3.padding import valid_mask
 
 
 def _round_half_up(x: float) -> int:

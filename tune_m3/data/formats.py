@@ -30,9 +30,8 @@ from typing import Any
 import numpy as np
 
 from tune_m3.errors import UserError
+from tune_m3.names import MODALITIES, SPLITS  # noqa: F401  (re-exported; defined in names.py)
 
-SPLITS: tuple[str, ...] = ("train", "valid", "test")
-MODALITIES: tuple[str, ...] = ("text", "audio", "vision")
 LABEL_RANGE: tuple[float, float] = (-3.0, 3.0)
 FORMATS: tuple[str, ...] = ("mult", "mmsa")
 

@@ -43,6 +43,7 @@ from dataclasses import asdict, dataclass
 import numpy as np
 
 from tune_m3.data.formats import MODALITIES, SPLITS, CanonicalSplit, sanitize_features
+from tune_m3.padding import valid_mask
 
 GENERATOR_VERSION = 5
 
@@ -131,7 +132,7 @@ def _split(cfg: SynthConfig, split: str, n: int, proj: dict[str, np.ndarray]) ->
     for lo in range(0, n, _CHUNK):
         hi = min(n, lo + _CHUNK)
         b = hi - lo
-        valid = (np.arange(L)[None, :] >= (L - lengths[lo:hi, None])).astype(np.float32)  # (b, L)
+        valid = valid_mask(lengths[lo:hi], L).astype(np.float32)  # (b, L)
         own = {"text": s[lo:hi], "audio": u[lo:hi], "vision": w[lo:hi]}
         for m, p in proj.items():
             k, d = p.shape

@@ -46,8 +46,8 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from tune_m3.augment import AugmentPipeline
-
-MODALITY_NAMES = ("text", "audio", "vision")
+from tune_m3.names import MODALITIES as MODALITY_NAMES
+from tune_m3.padding import valid_mask
 
 
 @dataclass(frozen=True)
@@ -99,8 +99,7 @@ def _valid(lengths: Tensor | None, n: int) -> Tensor | None:
     """(B, N, 1) float-able mask of valid steps, or None when every step is valid."""
     if lengths is None:
         return None
-    t = torch.arange(n, device=lengths.device)
-    return (t.unsqueeze(0) >= (n - lengths).unsqueeze(1)).unsqueeze(-1)  # (B, N, 1)
+    return valid_mask(lengths, n).unsqueeze(-1)  # (B, N, 1)
 
 
 def _take(x: Tensor, index: Tensor) -> Tensor:
