@@ -27,6 +27,16 @@ from typing import Final
 
 MODALITIES: Final[tuple[str, ...]] = ("text", "audio", "vision")
 SPLITS: Final[tuple[str, ...]] = ("train", "valid", "test")
+LENGTHS: Final[str] = "lengths"  # arrays key of the (N,) valid steps (aligned data: all modalities)
+
+
+def length_key(modality: str) -> str:
+    """Arrays key of one modality's (N,) valid-step counts (``lengths_text``, ...).
+
+    Unaligned features (MulT ``*_noalign.pkl``, MMSA ``unaligned_*.pkl``) have a different number
+    of steps per modality; every split's arrays carry one such column per modality.
+    """
+    return f"{LENGTHS}_{modality}"
 
 # ------------------------------------------------------------------------------ diagnostics
 
@@ -123,7 +133,8 @@ TAG_RUN_NAME: Final[str] = "mlflow.runName"
 TAG_NOTE: Final[str] = "mlflow.note.content"
 TAG_GIT_COMMIT: Final[str] = "mlflow.source.git.commit"
 TAG_TRIAL: Final[str] = "tune_m3.trial_id"
-TAG_STATUS: Final[str] = "tune_m3.status"  # one of TRIAL_STATUSES (child) / SEARCH_STATUSES
+TAG_STATUS: Final[str] = "tune_m3.status"  # one of TRIAL_STATUSES (child runs)
+TAG_STATUS_LEGACY: Final[str] = "tune_m3.trial_status"  # the same, in runs logged before 2026-11-24
 TAG_SEARCH: Final[str] = "tune_m3.search_id"
 TAG_SPACE: Final[str] = "tune_m3.space"
 TAG_DATASET: Final[str] = "tune_m3.dataset"
@@ -136,7 +147,7 @@ TAG_DEVICE: Final[str] = "tune_m3.device"
 TAG_STAGE: Final[str] = "tune_m3.stage"  # search | confirm
 TAG_CONFIRM_OF: Final[str] = "tune_m3.confirm_of"  # run id of the search trial confirmed
 TAG_PARETO: Final[str] = "tune_m3.pareto"  # "true" on Pareto-optimal child runs
-TAG_ROLE: Final[str] = "tune_m3.role"  # "search" on a parent run, "trial" on a child
+TAG_MODEL: Final[str] = "tune_m3.model"  # the model's name or "module:Class" (also a param)
 
 # ------------------------------------------------------------------------------ trial statuses
 
