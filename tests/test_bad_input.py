@@ -95,6 +95,12 @@ def world(tmp_path_factory) -> dict:
     w["space_metric"] = _space(files / "metric.yaml", metric="test_mae")
     w["space_derived"] = _space(files / "derived.yaml", search={"pi_audio": {"uniform": [0, 1]}})
     w["space_seeds"] = _space(files / "seeds.yaml", seeds=[0, 1])
+    w["space_int_uniform"] = _space(files / "int.yaml", search={"hidden": {"uniform": [8, 64]}})
+    w["space_int_q"] = _space(files / "intq.yaml", search={"hidden": {"quniform": [8, 64, 0.5]}})
+    w["space_enum_range"] = _space(files / "enum.yaml", search={"scheme": {"uniform": [0, 1]}})
+    w["space_metric_typo"] = _space(files / "metric_typo.yaml", metric="val_maee")
+    (files / "a_file").write_text("not a folder\n")
+    w["a_file"] = str(files / "a_file")
     w["space_synth"] = _space(  # a synthetic dataset built on first use: never by a failing run
         files / "synth.yaml",
         dataset={"name": "synth_never", "synthetic": {"like": "mosi", "scale": 0.01}},
@@ -172,11 +178,11 @@ CASES = [
     Case(
         "mlflow-uri-file",
         [S, "--space", "{space_ok}", "--mlflow-uri", "file:///tmp/mlruns"],
-        ["--mlflow-uri file:///tmp/mlruns"],
+        ["tracking URI file:///tmp/mlruns"],
     ),
     Case(
         "mlflow-uri-unreachable",
-        [S, "--space", "{space_ok}", "--mlflow-uri", "http://127.0.0.1:{port}"],
+        [S, "--space", "{space_ok}", "--tracking-uri", "http://127.0.0.1:{port}"],
         ["http://127.0.0.1:{port}", "not reachable"],
     ),
     Case(
@@ -207,6 +213,28 @@ CASES = [
     Case("space-test-metric", [S, "--space", "{space_metric}"], ["metric", "'test_mae'"]),
     Case("space-derived-pi", [S, "--space", "{space_derived}"], ["search.pi_audio"]),
     Case("space-optuna-seeds", [S, "--space", "{space_seeds}"], ["seeds"]),
+    # ---------------------------------------------------------------- checked before Ray starts
+    *[
+        Case(f"{cid}{'-dry-run' if dry else ''}", [S, *argv, *(["--dry-run"] if dry else [])], want)
+        for cid, argv, want in [
+            ("space-int-uniform", ["--space", "{space_int_uniform}"], ["search.hidden", "integer"]),
+            ("space-int-q", ["--space", "{space_int_q}"], ["search.hidden", "integer"]),
+            ("space-enum-range", ["--space", "{space_enum_range}"], ["search.scheme", "choice"]),
+            (
+                "space-metric-typo",
+                ["--space", "{space_metric_typo}"],
+                ["'val_maee'", "did you mean 'val_mae'"],
+            ),
+            ("storage-is-file", ["--space", "{space_ok}", "--storage", "{a_file}"], ["{a_file}"]),
+            (
+                "storage-under-file",
+                ["--space", "{space_ok}", "--storage", "{a_file}/ray"],
+                ["{a_file}/ray", "cannot be created"],
+            ),
+            ("gpus-absent", ["--space", "{space_ok}", "--gpus-per-trial", "1"], ["0 GPU(s)"]),
+        ]
+        for dry in (False, True)
+    ],
     # ---------------------------------------------------------------- --set overrides
     Case("set-probability", [S, "--space", "{space_ok}", "--set", "p_mask=2"], ["p_mask", "2"]),
     Case("set-unknown-key", [S, "--space", "{space_ok}", "--set", "pmask=0.1"], ["pmask"]),

@@ -38,6 +38,39 @@ def length_key(modality: str) -> str:
     """
     return f"{LENGTHS}_{modality}"
 
+
+# ------------------------------------------------------------------------------ metrics
+
+#: per-epoch keys a trial reports besides ``val_<metric>`` (train.py; ``val_loss`` = val MAE,
+#: the L1 training loss on the validation split)
+EPOCH_SCALARS: Final[tuple[str, ...]] = (
+    "train_loss",
+    "val_loss",
+    "lr",
+    "best_val_loss",
+    "best_epoch",
+    "epoch_seconds",
+)
+
+
+def epoch_metrics() -> tuple[str, ...]:
+    """Every per-epoch metric a trial reports (what a search may optimise or ASHA may prune on).
+
+    ``diag_val_*`` keys (validation diagnostics, asked for by a multi-objective search) are
+    per-epoch too; :func:`is_epoch_metric` accepts them.
+    """
+    from tune_m3.metrics import METRIC_NAMES
+
+    return (*EPOCH_SCALARS, *(f"val_{m}" for m in METRIC_NAMES))
+
+
+def is_epoch_metric(key: str) -> bool:
+    if key in epoch_metrics():
+        return True
+    d = parse_diag_key(key)
+    return d is not None and d.split == "val"
+
+
 # ------------------------------------------------------------------------------ diagnostics
 
 DIAG_KINDS: Final[tuple[str, ...]] = ("missing", "noisy")
@@ -178,6 +211,21 @@ MLFLOW_STATUS: Final[dict[str, str]] = {
     KILLED: "KILLED",
     LOST: "KILLED",
 }
+
+# ------------------------------------------------------------------------------ run names
+
+#: short labels of searched settings in run names (``t03 pM=0.27 πT=0.45``), the papers' symbols
+SYMBOLS: Final[dict[str, str]] = {
+    "p_mask": "pM",
+    "pi_text": "πT",
+    "pi_audio": "πA",
+    "pi_vision": "πV",
+    "audio_share": "πA/(πA+πV)",
+    "p_feature": "pF",
+    "p_missing": "p_miss",
+    "p_noise": "p_noise",
+}
+
 
 # ------------------------------------------------------------------------------ stages
 

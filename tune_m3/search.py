@@ -1,33 +1,59 @@
 """``python -m tune_m3.search --space NAME``: the main job.
 
-Reads a search space (``search_spaces/NAME.yaml`` or a path), checks the dataset is there
-(seconds, before Ray starts), starts or joins Ray, runs Ray Tune with Optuna (seeded TPE) or a
-grid, ASHA or FIFO, logs every trial as a nested MLflow child run under one parent run, writes
-all trials' final results to ``trials.parquet`` beside Ray's results, and ends by printing the
-best configuration, where everything is, and the command that opens the MLflow UI.
+Reads a search space (``search_spaces/NAME.yaml`` or a path), checks everything that can be
+checked before Ray starts (the space, the metric, the storage, the GPUs, the dataset, the name),
+starts or joins Ray, runs Ray Tune with Optuna (seeded TPE) or a grid, ASHA or FIFO, logs every
+trial as a nested MLflow child run under one parent run, writes all trials to ``trials.parquet``,
+and ends by printing the best configuration, where everything is, and how to look at it.
 
-``--dry-run`` prints the resolved space, the trial count (every trial of a grid) and resources,
-and never imports Ray. ``--resume`` continues the most recent search of the space (or the one
-named by ``--name``) where it stopped: finished trials stay finished, unfinished ones resume
-from their checkpoints, Optuna's history is restored, and the same MLflow parent run is reused.
+The stages, each a function of its own: :func:`plan` (space + checks), :func:`claim` (the
+search's folder, see ``search_paths.py``), :func:`load_data`, :func:`open_parent` (Ray + the
+MLflow parent run), :func:`fit` (Ray Tune), :func:`summarise`.
+
+How it ends (exit code): 0 finished; 2 refused (a user error: nothing written, or every run
+marked FAILED); 130 / 143 interrupted by SIGINT / SIGTERM (running trials and the parent run
+marked KILLED, the ``--resume`` command printed, see ``interrupts.py``); 1 a bug in tune_m3.
+
+``--dry-run`` runs the checks, prints the resolved space, the trial count and resources, and
+never imports Ray. ``--resume`` continues an interrupted search: finished trials stay
+finished, unfinished ones resume from their checkpoints, Optuna's history is restored, the same
+MLflow parent run is continued, and only then are ``best.*`` logged and the parent FINISHED. A
+``--resume`` of a finished search says so and changes nothing.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
+import contextlib
 import os
+import shlex
+import stat
 import sys
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from tune_m3.config import add_overrides_argument, make_config
+from tune_m3 import names
+from tune_m3.config import add_overrides_argument
 from tune_m3.errors import UserError, cli_main
+from tune_m3.interrupts import Interrupts, SearchInterrupted, exit_code
+from tune_m3.search_paths import (
+    FAILED,
+    FINISHED,
+    INTERRUPTED,
+    RUNNING,
+    SearchPaths,
+    check_storage,
+    claim_new,
+    describe_search,
+    find_existing,
+    storage_from_arg,
+    take,
+    write_state,
+)
 from tune_m3.spaces import SearchSpace, available_spaces, describe, grid_table, load_space
-from tune_m3.tracking import results_dir
-
-STATE_FILE = "tune_m3_search.json"  # in the Ray experiment dir: parent run id, experiment id, space
+from tune_m3.tracking.store import results_dir
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -65,14 +91,26 @@ def build_parser() -> argparse.ArgumentParser:
         "an NFS path shared by all nodes); default ./tune_m3_results/ray",
     )
     p.add_argument(
-        "--mlflow-uri", help="MLflow tracking URI (default: SQLite in ./tune_m3_results/mlflow.db)"
+        "--tracking-uri",
+        "--mlflow-uri",
+        dest="tracking_uri",
+        help="MLflow tracking URI (default: SQLite in ./tune_m3_results/mlflow.db); "
+        "--mlflow-uri is an alias",
+    )
+    p.add_argument(
+        "--ui-port",
+        type=int,
+        default=5000,
+        help="port you run `mlflow ui` on, for the printed links (default 5000)",
     )
     p.add_argument("--experiment", help="MLflow experiment name (default: the space's name)")
     p.add_argument(
         "--name", help="name of this search (Ray experiment dir); default SPACE-YYYYmmdd-HHMMSS"
     )
     p.add_argument(
-        "--resume", action="store_true", help="continue the latest interrupted search of this space"
+        "--resume",
+        action="store_true",
+        help="continue the latest interrupted search of this space (or the one named by --name)",
     )
     p.add_argument(
         "--dry-run",
@@ -145,9 +183,14 @@ def ray_param_space(space: SearchSpace) -> dict[str, Any]:
 
     if space.algorithm.type == "grid":
         return {k: tune.grid_search(v) for k, v in space.grid_axes().items()}
+    from tune_m3.spaces import field_kind
+
     out: dict[str, Any] = {}
     for k, d in space.search.items():
         a = d.args
+        if d.kind == "quniform" and field_kind(k) == "int":  # integers stay integers
+            out[k] = tune.qrandint(int(a[0]), int(a[1]), int(a[2]))
+            continue
         out[k] = {
             "uniform": lambda a=a: tune.uniform(a[0], a[1]),
             "loguniform": lambda a=a: tune.loguniform(a[0], a[1]),
@@ -257,319 +300,236 @@ def init_ray(address: str | None, verbose: bool) -> None:
         ray.init(address="local", num_cpus=os.cpu_count() or 1, **kwargs)
 
 
-class _Progress:
-    """Short progress lines of our own (trial finished / stopped / failed)."""
-
-    def __init__(self, space: SearchSpace):
-        self.space = space
-        self.done = 0
-        self.t0 = time.time()
-
-    def line(self, msg: str) -> None:
-        el = time.time() - self.t0
-        print(f"[tune_m3 {el:6.0f}s] {msg}", flush=True)
+# ------------------------------------------------------------------------------ checks
 
 
-def make_callback(logger, space: SearchSpace, progress: _Progress):
-    """Wrap the MLflow logger (and our progress lines) as a Ray Tune callback."""
-    from ray.tune import Callback
+def check_local_gpus(space: SearchSpace, address: str | None) -> None:
+    """GPUs per trial must exist on this machine (a cluster's are checked once joined)."""
+    need = space.resources.gpu
+    if need <= 0 or address:
+        return
+    import torch
 
-    metric = space.metric
-
-    class TuneM3Callback(Callback):
-        last_status = 0.0
-
-        def on_step_end(self, iteration, trials, **info):
-            now = time.time()
-            if now - self.last_status < 30:
-                return
-            self.last_status = now
-            running = [t for t in trials if t.status == "RUNNING"]
-            epochs = [str(logger.last_result.get(t.trial_id, {}).get("epoch", 0)) for t in running]
-            vals = [
-                r.get(metric)
-                for r in logger.last_result.values()
-                if isinstance(r.get(metric), int | float)
-            ]
-            best = (min(vals) if space.mode == "min" else max(vals)) if vals else float("nan")
-            progress.line(
-                f"{progress.done}/{space.num_trials()} trials done, {len(running)} running "
-                f"(at epochs {', '.join(epochs) or '-'}), best latest {metric} {best:.4f}"
-            )
-
-        def on_trial_start(self, iteration, trials, trial, **info):
-            # every TrialConfig field (defaults too), plus the grid row's variant name
-            full = make_config(space.trial_values(trial.config)).params()
-            if "variant" in trial.config:
-                full["variant"] = trial.config["variant"]
-            logger.trial_start(trial.trial_id, str(trial), full)
-            shown = ", ".join(f"{k}={_fmt(v)}" for k, v in trial.config.items())
-            progress.line(f"trial {trial} started: {shown}")
-
-        def on_trial_result(self, iteration, trials, trial, result, **info):
-            logger.trial_result(trial.trial_id, result)
-
-        def on_trial_complete(self, iteration, trials, trial, **info):
-            last = logger.last_result.get(trial.trial_id, {})
-            status = "completed" if last.get("trial_done") else "stopped_by_scheduler"
-            logger.trial_end(trial.trial_id, status)
-            progress.done += 1
-            best = last.get("best_val_loss", float("nan"))
-            what = "finished" if status == "completed" else "stopped by ASHA"
-            progress.line(
-                f"trial {trial} {what} after {last.get('epoch', '?')} epochs: {metric}={last.get(metric, float('nan')):.4f} "
-                f"best_val_loss={best:.4f} ({progress.done}/{space.num_trials()} done)"
-            )
-
-        def on_trial_error(self, iteration, trials, trial, **info):
-            err = ""
-            if trial.error_file and Path(trial.error_file).exists():
-                text = Path(trial.error_file).read_text().strip().splitlines()
-                err = text[-1] if text else ""
-            logger.trial_end(trial.trial_id, "failed", err)
-            progress.done += 1
-            progress.line(f"trial {trial} FAILED: {err}")
-
-    return TuneM3Callback()
-
-
-def drop_lost_trial_runs(logger, results) -> None:
-    """After --resume: delete child runs of trials that died with the driver and were never saved.
-
-    Ray snapshots the experiment every few seconds; a trial started after the last snapshot is
-    unknown to the restored search, which samples a replacement under a new trial id. Its
-    MLflow run would be a duplicate, left RUNNING forever, so it is tagged and deleted (MLflow
-    keeps deleted runs restorable: ``mlflow gc`` removes them for good).
-    """
-    from tune_m3.tracking import TAG_STATUS
-
-    known = {r.metrics.get("trial_id") for r in results if r.metrics}
-    for trial_id, run_id in list(logger.runs.items()):
-        if trial_id in known or not run_id:
-            continue
-        try:
-            logger.c.set_tag(run_id, TAG_STATUS, "lost_with_driver")
-            logger.c.set_terminated(run_id, "KILLED")
-            logger.c.delete_run(run_id)
-            print(
-                f"[tune_m3] trial {trial_id} was lost with the killed driver and re-sampled; "
-                f"its partial MLflow run {run_id} was deleted"
-            )
-        except Exception as err:  # noqa: BLE001
-            print(
-                f"[tune_m3] could not delete the run of lost trial {trial_id} ({err})",
-                file=sys.stderr,
-            )
-
-
-def latest_search(storage: Path, space_name: str) -> Path | None:
-    if not storage.is_dir():
-        return None
-    cands = [
-        p
-        for p in storage.iterdir()
-        if p.is_dir() and p.name.startswith(space_name + "-") and (p / STATE_FILE).exists()
-    ]
-    return max(cands, key=lambda p: p.stat().st_mtime, default=None)
-
-
-def _error_line(err: BaseException) -> str:
-    """The exception's own message: the last line of Ray's error text (its first line is Ray's
-    task header, ``ray::ImplicitFunc.train() (pid=...)`` with terminal colours)."""
-    lines = [s.strip() for s in str(err).splitlines() if s.strip()]
-    return lines[-1][:500] if lines else type(err).__name__
-
-
-def write_trials_table(results, path: Path, space: SearchSpace) -> Any:
-    import pandas as pd
-
-    rows = []
-    for r in results:
-        m = dict(r.metrics or {})
-        row = {
-            "trial_id": m.get("trial_id"),
-            "status": "failed"
-            if r.error
-            else ("completed" if m.get("trial_done") else "stopped_by_scheduler"),
-        }
-        row.update(
-            {
-                f"param_{k}": v
-                for k, v in space.trial_values(r.config or {}).items()
-                if not isinstance(v, list | tuple)
-            }
+    have = torch.cuda.device_count()
+    if need > have:
+        raise UserError(
+            f"resources.gpu / --gpus-per-trial is {need:g} but this machine has {have} GPU(s) "
+            f"that torch {torch.__version__} can use; Ray would wait forever for them. Set "
+            "--gpus-per-trial 0, or run on a GPU machine or cluster (--address)"
         )
-        row.update(
-            {k: v for k, v in m.items() if isinstance(v, int | float) and not isinstance(v, bool)}
+
+
+def check_cluster_gpus(space: SearchSpace) -> None:
+    import ray
+
+    need = space.resources.gpu
+    have = float(ray.cluster_resources().get("GPU", 0))
+    if need > 0 and need > have:
+        raise UserError(
+            f"resources.gpu / --gpus-per-trial is {need:g} but the Ray cluster has {have:g} "
+            "GPU(s); Ray would wait forever. Add GPU nodes or lower --gpus-per-trial"
         )
-        row["error"] = _error_line(r.error) if r.error else ""
-        rows.append(row)
-    df = pd.DataFrame(rows)
-    df.to_parquet(path, index=False)
-    return df
 
 
-@cli_main
-def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+def tighten_token() -> None:
+    """Ray's token file must be readable by its owner only; tighten it and say so."""
+    path = Path(os.environ.get("RAY_AUTH_TOKEN_PATH") or "~/.ray/auth_token").expanduser()
+    try:
+        mode = stat.S_IMODE(path.stat().st_mode)
+    except OSError:
+        return
+    if mode & 0o077:
+        path.chmod(0o600)
+        print(
+            f"[tune_m3] the Ray token {path} was readable by other users (mode {mode:o}); "
+            "tightened it to 600",
+            flush=True,
+        )
+
+
+def plan(args: argparse.Namespace) -> tuple[SearchSpace, Path | None, str | None]:
+    """The space and every check that needs neither Ray nor MLflow (also run by --dry-run)."""
     space = resolve_space(args)
+    storage, storage_uri = storage_from_arg(args.storage, results_dir() / "ray")
+    check_storage(storage)
+    check_local_gpus(space, args.address)
+    if args.name and not args.resume and storage is not None:
+        paths = SearchPaths(args.name, storage)
+        if paths.exp_dir.exists():
+            raise UserError(
+                f"the name '{args.name}' is in use: {describe_search(paths)}. Pick another "
+                "--name, or add --resume to continue that search"
+            )
+    return space, storage, storage_uri
 
-    if args.dry_run:
-        print(describe(space))
-        if space.algorithm.type == "grid":
-            print("grid trials:")
-            print(grid_table(space))
-        try:
-            meta = check_dataset(space, args.data_dir, build=False)
-        except UserError as err:
-            print(f"dataset: MISSING. {err}")
-            meta = False
-        if meta is False:
-            pass
-        elif meta is None:
+
+def dry_run(args: argparse.Namespace, space: SearchSpace) -> int:
+    print(describe(space))
+    if space.algorithm.type == "grid":
+        print("grid trials:")
+        print(grid_table(space))
+    try:
+        meta = check_dataset(space, args.data_dir, build=False)
+    except UserError as err:
+        print(f"dataset: MISSING. {err}")
+    else:
+        if meta is None:
             print(
                 f"dataset: '{space.dataset.name}' will be built (synthetic) on the first real run"
             )
         else:
-            print(
-                f"dataset: '{meta.name}' found ({'SYNTHETIC' if meta.synthetic else 'imported'}; {meta.sizes})"
-            )
-        print("dry run: nothing trained")
-        return 0
+            kind = "SYNTHETIC" if meta.synthetic else "imported"
+            print(f"dataset: '{meta.name}' found ({kind}; {meta.sizes})")
+    print("dry run: nothing trained")
+    return 0
 
-    ray_environment(args.verbose)
-    from tune_m3 import tracking
 
-    uri = args.mlflow_uri or tracking.default_tracking_uri()
-    tracking.check_uri(uri)  # an unreachable server fails here, before Ray starts
-    if args.address:
-        check_address(args.address)  # and an unreachable cluster, before a dataset is built
-    storage = (
-        Path(args.storage).expanduser().resolve()
-        if args.storage and "://" not in args.storage
-        else None
-    )
-    storage_uri = args.storage if args.storage and "://" in args.storage else None
-    if storage is None and storage_uri is None:
-        storage = results_dir() / "ray"
+# ------------------------------------------------------------------------------ stages
 
-    exp_dir: Path | None = None
-    state: dict[str, Any] = {}
+
+def claim(args, space: SearchSpace, storage: Path | None, storage_uri: str | None):
+    """This process's search folder: a new one, or the one ``--resume`` continues."""
     if args.resume:
-        if storage is None:
-            raise UserError("--resume with a remote --storage needs --name (the search to resume)")
-        exp_dir = storage / args.name if args.name else latest_search(storage, space.name)
-        if exp_dir is None or not (exp_dir / STATE_FILE).exists():
-            raise UserError(
-                f"nothing to resume: no search of space '{space.name}' in {storage}"
-                + (f" named '{args.name}'" if args.name else "")
-                + "; start one without --resume"
-            )
-        state = json.loads((exp_dir / STATE_FILE).read_text())
-        name = exp_dir.name
-    else:
-        name = args.name or f"{space.name}-{time.strftime('%Y%m%d-%H%M%S')}"
+        paths = find_existing(storage, storage_uri, args.name, space.name)
+        return take(paths, resumed=True)
+    paths = claim_new(storage, args.name, space.name)
+    paths.storage_uri = storage_uri
+    paths.exp_dir.mkdir(parents=True, exist_ok=True)
+    return take(paths, resumed=False)
 
-    # the inputs last, once the cheap checks passed: a synthetic dataset may be built here, and
-    # a corrupt split fails in load_dataset, before Ray starts and before MLflow has a run
+
+def load_data(space: SearchSpace, args: argparse.Namespace):
+    """The dataset (built first if it is a synthetic one the space declares)."""
     meta = check_dataset(space, args.data_dir, build=True)
     from tune_m3.data import load_dataset
 
-    ds = load_dataset(meta.name, args.data_dir)
+    return meta, load_dataset(meta.name, args.data_dir)
 
-    print(describe(space))
-    # join/start Ray before writing anything to MLflow: an unreachable cluster leaves no trace
+
+@dataclass
+class Session:
+    """The MLflow side of a running search."""
+
+    uri: str
+    mlc: Any
+    experiment: str
+    exp_id: str
+    parent_id: str
+    search_tags: dict[str, str]
+    synthetic: bool
+    logger: Any = None
+    callback: Any = None
+    t0: float = field(default_factory=time.time)
+
+
+def open_parent(args, space: SearchSpace, c, uri: str, meta) -> Session:
+    """Join/start Ray (nothing written yet), then create or reopen the MLflow parent run."""
     init_ray(args.address, args.verbose)
+    if args.address:
+        check_cluster_gpus(space)
+    tighten_token()
+    from tune_m3 import tracking
+
     mlc = tracking.client(uri)
-    experiment_name = args.experiment or state.get("experiment") or space.name
-    exp_id = tracking.get_or_create_experiment(mlc, experiment_name)
+    experiment = args.experiment or c.state.get("experiment") or space.name
+    exp_id = tracking.get_or_create_experiment(mlc, experiment)
     synthetic = bool(meta.synthetic)
-    search_tags = {
-        "tune_m3.space": space.name,
-        "tune_m3.dataset": meta.name,
-        "tune_m3.synthetic": str(synthetic).lower(),
-        tracking.TAG_SEARCH: name,
+    tags = {
+        names.TAG_SPACE: space.name,
+        names.TAG_DATASET: meta.name,
+        names.TAG_SYNTHETIC: str(synthetic).lower(),
+        names.TAG_SEARCH: c.paths.name,
     }
-    if state.get("parent_run_id"):
-        parent_id = state["parent_run_id"]
+    parent_id = c.state.get("parent_run_id")
+    if parent_id:
         mlc.update_run(parent_id, status="RUNNING")
-        print(f"resuming search '{name}' (MLflow parent run {parent_id})")
+        print(f"resuming {describe_search(c.paths)}")
     else:
-        import mlflow
-        import optuna
-        import ray
-        import torch
-
-        parent = mlc.create_run(
-            exp_id,
-            run_name=name,
-            tags={
-                **search_tags,
-                "mlflow.source.git.commit": tracking.git_commit(),
-                "tune_m3.dataset_fingerprint": meta.fingerprint,
-                "tune_m3.versions": f"ray {ray.__version__}, optuna {optuna.__version__}, torch {torch.__version__}, mlflow {mlflow.__version__}",
-                "mlflow.note.content": (space.description or "")
-                + ("\n\nSYNTHETIC data: not a MOSEI/MOSI result." if synthetic else ""),
-            },
+        parent_id = _create_parent(mlc, exp_id, space, c.paths.name, tags, meta)
+    if c.paths.storage is not None:
+        write_state(
+            c.paths,
+            parent_run_id=parent_id,
+            experiment=experiment,
+            experiment_id=exp_id,
+            space=space.name,
+            space_path=space.path,
+            status=RUNNING,
         )
-        parent_id = parent.info.run_id
-        from mlflow.entities import Param
+    return Session(uri, mlc, experiment, exp_id, parent_id, tags, synthetic)
 
-        mlc.log_batch(
-            parent_id,
-            params=[
-                Param(k, str(v)[:6000])
-                for k, v in {
-                    "space": space.name,
-                    "algorithm": space.algorithm.type,
-                    "searcher_seed": space.algorithm.seed,
-                    "scheduler": space.scheduler.type,
-                    "metric": space.metric,
-                    "mode": space.mode,
-                    "num_trials": space.num_trials(),
-                    "max_concurrent": space.max_concurrent,
-                    "cpu_per_trial": space.resources.cpu,
-                    "gpu_per_trial": space.resources.gpu,
-                    "dataset": meta.name,
-                    "synthetic": synthetic,
-                }.items()
-            ],
-        )
-        mlc.log_artifact(parent_id, space.path)
 
+def _create_parent(mlc, exp_id: str, space: SearchSpace, name: str, tags: dict, meta) -> str:
+    import mlflow
+    import optuna
     import ray
+    import torch
+    from mlflow.entities import Param
+
+    from tune_m3 import tracking
+
+    note = (space.description or "") + (
+        "\n\nSYNTHETIC data: not a MOSEI/MOSI result." if meta.synthetic else ""
+    )
+    versions = (
+        f"ray {ray.__version__}, optuna {optuna.__version__}, torch {torch.__version__}, "
+        f"mlflow {mlflow.__version__}"
+    )
+    parent = mlc.create_run(
+        exp_id,
+        run_name=name,
+        tags={
+            **tags,
+            names.TAG_GIT_COMMIT: tracking.git_commit(),
+            names.TAG_DATASET_FINGERPRINT: meta.fingerprint,
+            names.TAG_VERSIONS: versions,
+            names.TAG_NOTE: note,
+        },
+    )
+    params = {
+        "space": space.name,
+        "algorithm": space.algorithm.type,
+        "searcher_seed": space.algorithm.seed,
+        "scheduler": space.scheduler.type,
+        "metric": space.metric,
+        "mode": space.mode,
+        "num_trials": space.num_trials(),
+        "max_concurrent": space.max_concurrent,
+        "cpu_per_trial": space.resources.cpu,
+        "gpu_per_trial": space.resources.gpu,
+        "dataset": meta.name,
+        "synthetic": bool(meta.synthetic),
+    }
+    mlc.log_batch(parent.info.run_id, params=[Param(k, str(v)[:6000]) for k, v in params.items()])
+    mlc.log_artifact(parent.info.run_id, space.path)
+    return parent.info.run_id
+
+
+def fit(args, space: SearchSpace, c, s: Session, ds, intr: Interrupts):
+    """Ray Tune over the space (or the restored search); returns Ray's ResultGrid."""
     from ray import tune
 
+    from tune_m3.search_callback import Progress, make_callback
+    from tune_m3.tracking import MlflowTrialLogger
     from tune_m3.trainable import make_trainable
 
-    data = {s: sp.arrays() for s, sp in ds.splits.items()}
+    data = {sp_name: sp.arrays() for sp_name, sp in ds.splits.items()}
     trainable = make_trainable(space, data)
-    del ds, data  # the object store holds the one shared copy now
-
-    logger = tracking.MlflowTrialLogger(
-        uri,
-        exp_id,
-        parent_id,
-        base_params={},
-        search_tags=search_tags,
-        unlogged_path=(exp_dir or (storage or Path.cwd()) / name) / "unlogged.json",
-    )
-    progress = _Progress(space)
-    callback = make_callback(logger, space, progress)
-    max_epochs = space.example_configs()[0].max_epochs
+    del data  # the object store holds the one shared copy now
+    s.logger = MlflowTrialLogger(s.uri, s.exp_id, s.parent_id, s.search_tags, c.paths.unlogged)
+    s.callback = make_callback(s.logger, space, Progress(space.num_trials()), intr)
     run_config = tune.RunConfig(
-        name=name,
-        storage_path=str(storage) if storage else storage_uri,
-        callbacks=[callback],
+        name=c.paths.name,
+        storage_path=c.paths.ray_storage,
+        callbacks=[s.callback],
         failure_config=tune.FailureConfig(max_failures=2),
         checkpoint_config=tune.CheckpointConfig(num_to_keep=1),
         verbose=1 if args.verbose else 0,
     )
-    path = f"{storage_uri.rstrip('/')}/{name}" if storage_uri else str(storage / name)
-    if args.resume:
-        tuner = tune.Tuner.restore(path, trainable=trainable, resume_errored=True)
+    if c.resumed:
+        tuner = tune.Tuner.restore(c.paths.ray_path, trainable=trainable, resume_errored=True)
         # callbacks are not pickled with the experiment: hand ours to the restored tuner
-        tuner._local_tuner._run_config.callbacks = [callback]
+        tuner._local_tuner._run_config.callbacks = [s.callback]
     else:
         tuner = tune.Tuner(
             trainable,
@@ -578,113 +538,272 @@ def main(argv: list[str] | None = None) -> int:
                 metric=space.metric,
                 mode=space.mode,
                 search_alg=make_searcher(space),
-                scheduler=make_scheduler(space, max_epochs),  # max_t = max_epochs + 1, see there
+                scheduler=make_scheduler(space, space.example_configs()[0].max_epochs),
                 num_samples=1 if space.algorithm.type == "grid" else space.num_samples,
                 max_concurrent_trials=space.max_concurrent,
             ),
             run_config=run_config,
         )
-        if storage is not None:
-            (storage / name).mkdir(parents=True, exist_ok=True)
-            (storage / name / STATE_FILE).write_text(
-                json.dumps(
-                    {
-                        "parent_run_id": parent_id,
-                        "experiment": experiment_name,
-                        "experiment_id": exp_id,
-                        "space": space.name,
-                        "space_path": space.path,
-                    },
-                    indent=2,
-                )
-            )
-    t0 = time.time()
-    results = tuner.fit()
-    wall = time.time() - t0
+    if not args.verbose:  # Ray's "Resume experiment with: Tuner.restore(...)": we print ours
+        import logging
 
-    if args.resume:
-        drop_lost_trial_runs(logger, results)
-    out_dir = (storage / name) if storage else Path.cwd()
-    table_path = out_dir / "trials.parquet"
-    df = write_trials_table(results, table_path, space)
-    n_failed = int((df["status"] == "failed").sum()) if len(df) else 0
-    n_stopped = int((df["status"] == "stopped_by_scheduler").sum()) if len(df) else 0
-
+        logging.getLogger("ray.tune.tune").setLevel(logging.ERROR)
+    intr.in_fit = True
     try:
-        best = results.get_best_result(metric=space.metric, mode=space.mode, scope="all")
-    except Exception:  # noqa: BLE001 - every trial failed
-        best = None
-    from mlflow.entities import Metric, Param
+        return tuner.fit()
+    finally:
+        intr.in_fit = False
 
-    ts = int(time.time() * 1000)
-    if best is not None:
-        best_values = space.trial_values(best.config)
-        best_metrics = {
-            k: v
-            for k, v in best.metrics.items()
-            if k.startswith(("val_", "test_", "best_")) and isinstance(v, int | float)
-        }
-        # through the logger: buffered like the trials' writes, so a tracking server that is
-        # down now gets them later (or from unlogged.json) instead of losing them
-        logger.call(
-            "log_batch",
-            parent_id,
-            metrics=[
-                Metric(f"best_{k}" if not k.startswith("best_") else k, float(v), ts, 0)
-                for k, v in best_metrics.items()
-            ],
-            params=[Param(f"best.{k}", str(v)[:6000]) for k, v in best.config.items()],
+
+def trial_statuses(results, s: Session, intr: Interrupts) -> dict[str, str]:
+    """trial id -> status: as the callback saw it end, else from Ray's record of it."""
+    from tune_m3.search_callback import trial_status
+    from tune_m3.search_results import trial_id_from_path
+
+    out = {}
+    for r in results:
+        tid = (r.metrics or {}).get("trial_id") or trial_id_from_path(r.path)
+        out[tid] = s.callback.ended.get(tid) or trial_status(
+            r.metrics or {}, intr.interrupted, errored=r.error is not None
         )
-        summary = out_dir / "summary.csv"
-        df.to_csv(summary, index=False)
-        logger.call("log_artifact", parent_id, str(summary))
-        logger.call("log_artifact", parent_id, str(table_path))
-    status = "FINISHED" if n_failed < len(df) else "FAILED"
-    logger.call("set_terminated", parent_id, status)
-    unlogged = logger.finish()
-    ray.shutdown()
+    return out
 
-    tag = " [SYNTHETIC data]" if synthetic else ""
+
+def write_table(results, space: SearchSpace, s: Session, statuses: dict, paths: SearchPaths):
+    import pandas as pd
+
+    from tune_m3.search_results import trial_id_from_path, trial_row
+
+    rows = []
+    for r in results:
+        tid = (r.metrics or {}).get("trial_id") or trial_id_from_path(r.path)
+        rows.append(trial_row(r, space, statuses[tid], s.logger.run_id(tid)))
+    df = pd.DataFrame(rows)
+    paths.exp_dir.mkdir(parents=True, exist_ok=True)
+    df.to_parquet(paths.trials_table, index=False)
+    df.to_csv(paths.summary_csv, index=False)
+    return df
+
+
+def drop_lost_trial_runs(s: Session, results) -> None:
+    """After --resume: delete child runs of trials that died with the driver and were never saved.
+
+    Ray snapshots the experiment every few seconds; a trial started after the last snapshot is
+    unknown to the restored search, which samples a replacement under a new trial id. Its
+    MLflow run would be a duplicate, left RUNNING forever, so it is tagged and deleted (MLflow
+    keeps deleted runs restorable: ``mlflow gc`` removes them for good).
+    """
+    known = {r.metrics.get("trial_id") for r in results if r.metrics}
+    for trial_id, run_id in list(s.logger.runs.items()):
+        if trial_id in known or not run_id:
+            continue
+        s.logger.trial_end(trial_id, names.LOST)
+        s.logger.writes.delete_run(run_id)
+        print(
+            f"[tune_m3] trial {trial_id} was lost with the killed driver and re-sampled; "
+            f"its partial MLflow run {run_id} was deleted"
+        )
+
+
+def summarise(args, space: SearchSpace, c, s: Session, results, intr: Interrupts) -> int:
+    """trials.parquet, the winner on the parent run, the closing lines; the exit code."""
+    from tune_m3.search_results import Counts, best_metrics, best_params, pick_best
+    from tune_m3.tracking.writes import metric, param
+
+    if c.resumed:
+        drop_lost_trial_runs(s, results)
+    statuses = trial_statuses(results, s, intr)
+    df = write_table(results, space, s, statuses, c.paths)
+    if intr.interrupted:
+        raise SearchInterrupted(intr.signum)
+    best = pick_best(df, space.metric, space.mode)
+    w = s.logger.writes
+    if best is None:
+        w.set_terminated(s.parent_id, "FAILED")
+        _set_status(c, FAILED)
+        s.logger.finish()
+        print(
+            f"\nsearch '{c.paths.name}': every trial failed ({Counts.of(df).text()}); see {c.paths.trials_table}"
+        )
+        return 1
+    w.log_batch(
+        s.parent_id,
+        metrics=[metric(k, v) for k, v in best_metrics(best).items()],
+        params=[param(f"best.{k}", v) for k, v in best_params(best, space).items()],
+    )
+    w.log_artifact(s.parent_id, c.paths.summary_csv)
+    w.log_artifact(s.parent_id, c.paths.trials_table)
+    w.set_terminated(s.parent_id, "FINISHED")
+    unlogged = s.logger.finish()
+    _set_status(c, FINISHED)
+    _shutdown_ray()
+    _print_summary(args, space, c, s, df, best, unlogged)
+    return 0
+
+
+def _set_status(c, status: str) -> None:
+    if c.paths.storage is not None:
+        write_state(c.paths, status=status)
+
+
+def _print_summary(args, space, c, s: Session, df, best, unlogged) -> None:
+    from tune_m3 import tracking
+    from tune_m3.search_results import HEADLINE_KEYS, Counts, best_params
+
+    tag = " [SYNTHETIC data]" if s.synthetic else ""
     print()
     print(
-        f"search '{name}' done in {wall:.0f} s: {len(df)} trials ({len(df) - n_failed - n_stopped} completed, "
-        f"{n_stopped} stopped early by the scheduler, {n_failed} failed){tag}"
+        f"search '{c.paths.name}' done in {time.time() - s.t0:.0f} s: {len(df)} trials "
+        f"({Counts.of(df).text()}){tag}"
     )
-    if best is not None:
-        shown = {
-            k: best_values[k]
-            for k in [*best.config.keys(), "pi_audio", "pi_vision"]
-            if k in best_values
-        }
-        print("best configuration: " + ", ".join(f"{k}={_fmt(v)}" for k, v in shown.items()))
-        keys = [
-            space.metric,
-            "best_val_loss",
-            "test_mae",
-            "test_corr",
-            "test_acc2",
-            "test_f1",
-            "test_acc7",
-            "diag_test_text_missing_30_corr_drop",
-            "diag_test_text_noisy_30_corr_drop",
-        ]
-        print(
-            "its metrics: "
-            + ", ".join(f"{k}={best.metrics[k]:.4g}" for k in keys if k in best.metrics)
-        )
-    print(f"trial results: {table_path}")
-    print(f"Ray results and checkpoints: {path}")
-    print(f"MLflow: experiment '{experiment_name}', parent run {parent_id} in {uri}")
-    print(f"open the UI: {tracking.ui_command(uri)}")
-    base = uri.rstrip("/") if uri.startswith(("http://", "https://")) else "http://127.0.0.1:5000"
-    # MLflow 3 opens on its GenAI overview; the runs (parent + nested trials) are here:
-    print(f"  runs of this search: {base}/#/experiments/{exp_id}/runs")
+    shown = {k: v for k, v in best_params(best, space).items() if k not in ("trial_id", "run_id")}
+    print("best configuration: " + ", ".join(f"{k}={_fmt(v)}" for k, v in shown.items()))
+    keys = [space.metric, *HEADLINE_KEYS]
+    print(
+        f"its metrics (best epoch {int(best['best_epoch_metric'])} of {int(best['epochs'])}): "
+        + ", ".join(f"{k}={best[k]:.4g}" for k in keys if k in best and best[k] == best[k])
+    )
+    print(f"trial results: {c.paths.trials_table}")
+    print(f"Ray results and checkpoints: {c.paths.ray_path}")
+    print(f"MLflow: experiment '{s.experiment}', parent run {s.parent_id} in {s.uri}")
+    print(f"open the UI: {tracking.ui_command(s.uri, args.ui_port)}")
+    print(f"  runs of this search: {tracking.runs_page_url(s.uri, s.exp_id, args.ui_port)}")
     if unlogged:
         print(
-            f"WARNING: {len(unlogged)} MLflow writes failed and are saved in {logger.unlogged_path}; "
-            f"replay them with: python -m tune_m3.tracking resync {logger.unlogged_path} --mlflow-uri {uri}"
+            f"WARNING: {len(unlogged)} MLflow writes failed and are saved in {c.paths.unlogged}; "
+            f"replay them with: python -m tune_m3.tracking resync {c.paths.unlogged} "
+            f"--tracking-uri {s.uri}"
         )
-    return 0 if best is not None else 1
+
+
+def resume_command(argv: list[str], name: str) -> str:
+    """The user's own command line, pointed at this search, with --resume."""
+    out, skip = [], False
+    for a in argv:
+        if skip:
+            skip = False
+            continue
+        if a in ("--name", "--resume"):
+            skip = a == "--name"
+            continue
+        if a.startswith("--name="):
+            continue
+        out.append(a)
+    return shlex.join(["python", "-m", "tune_m3.search", *out, "--name", name, "--resume"])
+
+
+def _shutdown_ray() -> None:
+    if "ray" in sys.modules:
+        import ray
+
+        if ray.is_initialized():
+            ray.shutdown()
+
+
+def _abandon(c) -> None:
+    """A new search that ends before its parent run exists leaves no folder behind."""
+    import shutil
+
+    if not c.resumed and c.paths.storage is not None:
+        c.release()
+        shutil.rmtree(c.paths.exp_dir, ignore_errors=True)
+        with contextlib.suppress(
+            OSError
+        ):  # the storage folder too, if this made it and it is empty
+            c.paths.storage.rmdir()
+
+
+def end_interrupted(c, s: Session | None, signum: int, argv: list[str]) -> int:
+    """Running trials and the parent run KILLED, no best.*, the resume command; 130 / 143."""
+    import signal as _signal
+
+    _shutdown_ray()
+    if s is None and not c.resumed:
+        _abandon(c)
+        print(f"\nsearch '{c.paths.name}' interrupted before it started; nothing was written")
+        return exit_code(signum)
+    if s is not None and s.logger is not None:
+        open_trials = [t for t in s.logger.runs if t not in s.callback.ended]
+        for tid in open_trials:
+            s.logger.trial_end(tid, names.KILLED)
+        s.logger.writes.set_terminated(s.parent_id, "KILLED")
+        s.logger.finish()
+    elif s is not None:
+        s.mlc.set_terminated(s.parent_id, "KILLED")
+    _set_status(c, INTERRUPTED)
+    sig = _signal.Signals(signum).name
+    print(
+        f"\nsearch '{c.paths.name}' interrupted by {sig}; nothing is lost. Resume it with: "
+        f"{resume_command(argv, c.paths.name)}",
+        flush=True,
+    )
+    return exit_code(signum)
+
+
+def end_failed(c, s: Session | None) -> None:
+    """After an error: no run of this search is left RUNNING (they become FAILED)."""
+    _shutdown_ray()
+    if s is None:
+        _abandon(c)
+        return
+    try:
+        if s.logger is not None:
+            for tid in [t for t in s.logger.runs if t not in s.callback.ended]:
+                s.logger.trial_end(tid, names.FAILED)
+            s.logger.writes.set_terminated(s.parent_id, "FAILED")
+            s.logger.finish()
+        else:
+            s.mlc.set_terminated(s.parent_id, "FAILED")
+    finally:
+        _set_status(c, FAILED)
+
+
+def run(args, argv: list[str], space: SearchSpace, c, uri: str) -> int:
+    """Data, Ray, MLflow, search, summary; interrupts and late failures end cleanly."""
+    s: Session | None = None
+    with Interrupts() as intr:
+        try:
+            meta, ds = load_data(space, args)
+            print(describe(space))
+            s = open_parent(args, space, c, uri, meta)
+            results = fit(args, space, c, s, ds, intr)
+            del ds
+            return summarise(args, space, c, s, results, intr)
+        except SearchInterrupted as stop:
+            return end_interrupted(c, s, stop.signum, argv)
+        except BaseException:
+            end_failed(c, s)
+            raise
+
+
+@cli_main
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    args = build_parser().parse_args(argv)
+    space, storage, storage_uri = plan(args)
+    if args.dry_run:
+        return dry_run(args, space)
+    ray_environment(args.verbose)
+    from tune_m3 import tracking
+
+    uri = args.tracking_uri or tracking.default_tracking_uri()
+    tracking.check_uri(uri)  # an unreachable server fails here, before Ray starts
+    if args.address:
+        check_address(args.address)  # and an unreachable cluster, before a dataset is built
+        tighten_token()
+    if space.dataset.synthetic is None:
+        check_dataset(space, args.data_dir, build=False)  # missing data: before anything exists
+    c = claim(args, space, storage, storage_uri)
+    try:
+        if c.resumed and c.state.get("status") == FINISHED:
+            print(
+                f"search '{c.paths.name}' has already finished (MLflow parent run "
+                f"{c.state.get('parent_run_id')}); nothing to resume, nothing changed"
+            )
+            return 0
+        return run(args, argv, space, c, uri)
+    finally:
+        c.release()
 
 
 def _fmt(v: Any) -> str:

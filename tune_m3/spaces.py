@@ -43,6 +43,7 @@ trials would bias the means.
 from __future__ import annotations
 
 import itertools
+import typing
 from pathlib import Path
 from typing import Any, Literal
 
@@ -51,6 +52,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from tune_m3.config import TrialConfig, did_you_mean, format_validation_error, make_config
 from tune_m3.errors import UserError
+from tune_m3.names import epoch_metrics, is_epoch_metric
 
 SPACES_DIR = Path(__file__).resolve().parent / "search_spaces"
 PROBABILITY_KEYS = {
@@ -282,15 +284,68 @@ def _check_semantics(space: SearchSpace) -> None:
             raise UserError(
                 f"{where}: search: an optuna space needs at least one searched parameter"
             )
-    if space.metric.startswith(("test_", "diag_")):
-        raise UserError(
-            f"{where}: metric: '{space.metric}' is only known at the end; use a per-epoch metric such as val_mae or val_acc2"
-        )
-    if not space.metric.startswith(("val_", "train_")):
-        raise UserError(
-            f"{where}: metric: '{space.metric}' is not a per-epoch metric; use val_<mae|corr|acc2|f1|acc7|...>"
-        )
+    _check_metric(space.metric, where)
+    _check_types(space, where)
     space.example_configs()  # every corner must make a valid TrialConfig (pi sum, p_missing + p_noise, ...)
+
+
+def _check_metric(metric: str, where: str, key: str = "metric") -> None:
+    """The metric must be one a trial reports every epoch (train.py), with a did-you-mean."""
+    if is_epoch_metric(metric):
+        return
+    if metric.startswith(("test_", "diag_test_")):
+        raise UserError(
+            f"{where}: {key}: '{metric}' is only known at the end of a trial; use a per-epoch "
+            f"metric such as val_mae or val_acc2 (or diag_val_... for validation diagnostics)"
+        )
+    known = list(epoch_metrics())
+    raise UserError(
+        f"{where}: {key}: '{metric}' is not a metric trials report{did_you_mean(metric, known)}; "
+        f"per-epoch metrics: {', '.join(known)}, and diag_val_<modality>_<kind>_<pct>_<metric>[_drop]"
+    )
+
+
+def field_kind(name: str) -> str:
+    """'int', 'float', 'bool' or 'other' for a TrialConfig field (audio_share: 'float')."""
+    if name == "audio_share":
+        return "float"
+    field = TrialConfig.model_fields.get(name)
+    ann = getattr(field, "annotation", None)
+    args = [a for a in typing.get_args(ann) if a is not type(None)] or [ann]
+    if args[0] is bool:
+        return "bool"
+    if args[0] is int:
+        return "int"
+    if args[0] is float:
+        return "float"
+    return "other"
+
+
+def _check_types(space: SearchSpace, where: str) -> None:
+    """Each searched field gets a distribution of its type (an integer field integers only)."""
+    for k, d in space.search.items():
+        kind = field_kind(k)
+        if kind in ("bool", "other") and d.kind in ("uniform", "loguniform", "quniform"):
+            raise UserError(
+                f"{where}: search.{k}: {k} takes named values, not numbers from a range; "
+                f"use choice: [...]"
+            )
+        if kind != "int":
+            continue
+        if d.kind in ("uniform", "loguniform"):
+            raise UserError(
+                f"{where}: search.{k}: {k} is an integer; {d.kind} draws fractions. Use "
+                f"quniform: [low, high, 1] (or another integer step) or choice: [...]"
+            )
+        if d.kind == "quniform" and not all(float(x).is_integer() for x in d.args):
+            raise UserError(
+                f"{where}: search.{k}: {k} is an integer; quniform needs integer low, high and "
+                f"step (got {list(d.args)})"
+            )
+        if d.kind in ("choice", "grid"):
+            bad = [v for v in d.args if not isinstance(v, int) or isinstance(v, bool)]
+            if bad:
+                raise UserError(f"{where}: search.{k}: {k} is an integer; {bad[0]!r} is not")
 
 
 def available_spaces() -> list[str]:

@@ -37,10 +37,10 @@ def run_trial(
     torch.set_num_threads(cfg.threads)
 
     with tempfile.TemporaryDirectory(prefix="tune_m3_trial_") as tmp:
-        _train_and_report(cfg, data, Path(tmp))
+        _train_and_report(cfg, data, Path(tmp), space.metric)
 
 
-def _train_and_report(cfg, data, work: Path) -> None:
+def _train_and_report(cfg, data, work: Path, metric: str) -> None:
     from ray import tune
 
     from tune_m3.train import resolve_device, train
@@ -66,9 +66,17 @@ def _train_and_report(cfg, data, work: Path) -> None:
                 {**metrics, **node}, checkpoint=tune.Checkpoint.from_directory(str(ck_path))
             )
 
-    result = train(
-        cfg, data, on_epoch=on_epoch, checkpoint_dir=work / "ckpt", resume_from=resume_from
-    )
+    from tune_m3.train import TrainingDiverged
+
+    try:
+        result = train(
+            cfg, data, on_epoch=on_epoch, checkpoint_dir=work / "ckpt", resume_from=resume_from
+        )
+    except TrainingDiverged as err:
+        # deterministic: a retry from the last checkpoint diverges again, so the trial ends
+        # here (Ray does not retry a trial that returns) and the driver marks it failed
+        tune.report({"diverged": 1, "error_message": str(err), metric: float("nan"), **node})
+        return
     if not result.final_reported:  # resumed from a checkpoint taken after the last epoch
         last = result.history[-1] if result.history else {}
         tune.report(

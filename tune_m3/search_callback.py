@@ -1,0 +1,154 @@
+"""The Ray Tune callback of a search: MLflow child runs, readable names, statuses, progress.
+
+Runs in the driver. Each trial event goes to :class:`~tune_m3.tracking.MlflowTrialLogger`;
+each trial gets a run name that shows what was searched (``t03 pM=0.27 πT=0.45``) and, once it
+ends, its result (``... → val_mae 0.2841``), so the MLflow runs page shows the searched settings
+and the metric without choosing columns. A trial's end is classified once, here
+(:func:`trial_status`), with the statuses of ``tune_m3/names.py``.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from tune_m3.config import make_config
+from tune_m3.names import (
+    COMPLETED,
+    EARLY_STOPPED,
+    FAILED,
+    KILLED,
+    SCHEDULER_STOPPED,
+    STAGE_SEARCH,
+    SYMBOLS,
+    TAG_STAGE,
+)
+from tune_m3.spaces import SearchSpace
+
+
+def fmt(v: Any) -> str:
+    return f"{v:.3g}" if isinstance(v, float) else str(v)
+
+
+def run_name(index: int, config: Mapping[str, Any], searched: list[str]) -> str:
+    """``t03 pM=0.27 πT=0.45`` from the trial's searched values (1-based index)."""
+    shown = " ".join(f"{SYMBOLS.get(k, k)}={fmt(config[k])}" for k in searched if k in config)
+    return f"t{index + 1:02d} {shown}".strip()
+
+
+def with_result(name: str, metric: str, value: Any) -> str:
+    if isinstance(value, int | float) and math.isfinite(value):
+        return f"{name} → {metric} {value:.4g}"
+    return name
+
+
+def trial_status(last: Mapping[str, Any], interrupted: bool, errored: bool = False) -> str:
+    """How a trial ended, from its last report (``trial_done``, ``stopped_early``, ``diverged``)."""
+    if errored or last.get("diverged"):
+        return FAILED
+    if last.get("trial_done"):
+        return EARLY_STOPPED if last.get("stopped_early") else COMPLETED
+    return KILLED if interrupted else SCHEDULER_STOPPED
+
+
+def searched_keys(space: SearchSpace) -> list[str]:
+    keys = list(space.search)
+    if space.algorithm.type == "grid":
+        keys = (
+            (["variant"] if space.variants else [])
+            + keys
+            + (["seed"] if len(space.seeds) > 1 else [])
+        )
+    return keys
+
+
+class Progress:
+    """Short progress lines of our own (trial started / finished / stopped / failed)."""
+
+    def __init__(self, total: int):
+        self.total = total
+        self.done = 0
+        self.t0 = time.time()
+
+    def line(self, msg: str) -> None:
+        print(f"[tune_m3 {time.time() - self.t0:6.0f}s] {msg}", flush=True)
+
+
+def make_callback(
+    logger, space: SearchSpace, progress: Progress, interrupts, stage: str = STAGE_SEARCH
+):
+    """Wrap the MLflow logger (and our progress lines) as a Ray Tune callback."""
+    from ray.tune import Callback
+
+    metric, searched = space.metric, searched_keys(space)
+
+    class TuneM3Callback(Callback):
+        def __init__(self):
+            self.names: dict[str, str] = {}
+            self.ended: dict[str, str] = {}  # trial id -> status, for trials ended in this session
+            self.last_status = 0.0
+
+        def on_step_end(self, iteration, trials, **info):
+            if time.time() - self.last_status < 30:
+                return
+            self.last_status = time.time()
+            running = [t for t in trials if t.status == "RUNNING"]
+            epochs = [str(logger.last_result.get(t.trial_id, {}).get("epoch", 0)) for t in running]
+            progress.line(
+                f"{progress.done}/{progress.total} trials done, {len(running)} running "
+                f"(at epochs {', '.join(epochs) or '-'})"
+            )
+
+        def on_trial_start(self, iteration, trials, trial, **info):
+            # every TrialConfig field (defaults too), plus the grid row's variant name
+            full = make_config(space.trial_values(trial.config)).params()
+            if "variant" in trial.config:
+                full["variant"] = trial.config["variant"]
+            # a resumed trial keeps its name; a new one is numbered in order of first start
+            name = logger.names.get(trial.trial_id) or run_name(
+                len(logger.runs), trial.config, searched
+            )
+            self.names[trial.trial_id] = name
+            logger.trial_start(trial.trial_id, name, full, tags={TAG_STAGE: stage})
+            progress.line(f"trial {name} started")
+
+        def on_trial_result(self, iteration, trials, trial, result, **info):
+            logger.trial_result(trial.trial_id, result)
+
+        def on_trial_complete(self, iteration, trials, trial, **info):
+            last = logger.last_result.get(trial.trial_id, {})
+            status = trial_status(last, interrupts.interrupted)
+            self._end(trial, status, last, error=last.get("error_message"))
+
+        def on_trial_error(self, iteration, trials, trial, **info):
+            err = ""
+            if trial.error_file and Path(trial.error_file).exists():
+                text = Path(trial.error_file).read_text().strip().splitlines()
+                err = text[-1] if text else ""
+            self._end(trial, FAILED, logger.last_result.get(trial.trial_id, {}), error=err)
+
+        def _end(self, trial, status: str, last: Mapping[str, Any], error: str | None) -> None:
+            name = self.names.get(trial.trial_id, str(trial))
+            value = last.get(f"best_{metric}", last.get(metric))
+            logger.trial_end(
+                trial.trial_id, status, error, run_name=with_result(name, metric, value)
+            )
+            self.ended[trial.trial_id] = status
+            progress.done += 1
+            what = {
+                COMPLETED: "finished",
+                EARLY_STOPPED: "finished (early stopping)",
+                SCHEDULER_STOPPED: "stopped by ASHA",
+                FAILED: "FAILED",
+                KILLED: "stopped (interrupted)",
+            }[status]
+            detail = f": {error}" if status == FAILED and error else ""
+            progress.line(
+                f"trial {name} {what} after {last.get('epoch', '?')} epochs, {metric}="
+                f"{fmt(last.get(metric, float('nan')))} ({progress.done}/{progress.total} done){detail}"
+            )
+
+    return TuneM3Callback()

@@ -1,0 +1,223 @@
+"""A write-behind queue for MLflow: every write goes through, later if the server is down.
+
+A search must not stall or die because its tracking server blinked. :class:`WriteBehind` runs
+each write at once when it can; when one fails it keeps it, and everything after it, in order,
+and tries again on a later write (at most every ``retry_every`` seconds, so a dead server does
+not stall Ray's event loop) and at :meth:`WriteBehind.finish`. What still cannot be written then
+is dumped to ``unlogged.json`` and replayed later with ``python -m tune_m3.tracking resync FILE``.
+
+A run created while the server is down has no id yet: :meth:`WriteBehind.create_run` returns a
+placeholder (``pending:<key>``) that later writes may use; the queued create binds it to the real
+id once it goes through (also in ``resync``). Nothing is silently lost.
+
+Writes are :class:`Write` records of one of a few kinds (not arbitrary client method names), so
+the queue can be saved as JSON and replayed exactly.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+PENDING = "pending:"  # prefix of a placeholder run id
+
+# kind -> how it is applied to an MlflowClient (run ids already resolved)
+_APPLY: dict[str, Callable[[Any, dict], Any]] = {
+    "create_run": lambda c, a: c.create_run(
+        a["experiment_id"], tags=a.get("tags"), run_name=a.get("run_name")
+    ),
+    "log_batch": lambda c, a: c.log_batch(
+        a["run_id"], metrics=_metrics(a.get("metrics")), params=_params(a.get("params"))
+    ),
+    "set_tag": lambda c, a: c.set_tag(a["run_id"], a["key"], a["value"]),
+    "set_terminated": lambda c, a: c.set_terminated(a["run_id"], a["status"]),
+    "update_run": lambda c, a: c.update_run(
+        a["run_id"], status=a.get("status"), name=a.get("name")
+    ),
+    "log_artifact": lambda c, a: c.log_artifact(a["run_id"], a["path"]),
+    "log_text": lambda c, a: c.log_text(a["run_id"], a["text"], a["artifact_file"]),
+    "delete_run": lambda c, a: c.delete_run(a["run_id"]),
+}
+KINDS = tuple(_APPLY)
+
+
+def _metrics(items: list[dict] | None) -> list:
+    from mlflow.entities import Metric
+
+    return [Metric(m["key"], m["value"], m["timestamp"], m["step"]) for m in items or []]
+
+
+def _params(items: list[dict] | None) -> list:
+    from mlflow.entities import Param
+
+    return [Param(p["key"], p["value"]) for p in items or []]
+
+
+@dataclass
+class Write:
+    """One MLflow write. ``args`` holds plain JSON values; ``bind`` names a placeholder run id."""
+
+    kind: str
+    args: dict[str, Any]
+    bind: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.kind not in _APPLY:
+            raise ValueError(f"unknown MLflow write {self.kind!r}; one of {KINDS}")
+
+
+def metric(key: str, value: float, step: int = 0, timestamp: int | None = None) -> dict:
+    ts = int(time.time() * 1000) if timestamp is None else timestamp
+    return {"key": key, "value": float(value), "timestamp": ts, "step": int(step)}
+
+
+def param(key: str, value: Any) -> dict:
+    s = ",".join(map(str, value)) if isinstance(value, list | tuple) else str(value)
+    return {"key": key, "value": s[:6000]}
+
+
+@dataclass
+class WriteBehind:
+    """Ordered MLflow writes against ``client``, buffered while they fail. See module doc."""
+
+    client: Any
+    retry_every: float = 10.0
+    pending: list[Write] = field(default_factory=list)
+    bound: dict[str, str] = field(default_factory=dict)  # placeholder -> real run id
+    on_bind: Callable[[str, str], None] | None = None
+    _next_try: float = 0.0
+    _last_warn: float = 0.0
+
+    # ------------------------------------------------------------------ the writes
+
+    def create_run(self, experiment_id: str, key: str, tags: dict, run_name: str) -> str:
+        """Create a run now or later; returns its id or a placeholder bound once it exists."""
+        placeholder = PENDING + key
+        w = Write(
+            "create_run",
+            {"experiment_id": experiment_id, "tags": tags, "run_name": run_name},
+            bind=placeholder,
+        )
+        out = self.submit(w)
+        return out.info.run_id if out is not None else placeholder
+
+    def log_batch(self, run_id: str, metrics=(), params=()) -> None:
+        metrics, params = list(metrics), list(params)
+        for i in range(0, max(len(metrics), len(params), 1), 100):
+            m, p = metrics[i : i + 100], params[i : i + 100]
+            if m or p:
+                self.submit(Write("log_batch", {"run_id": run_id, "metrics": m, "params": p}))
+
+    def set_tag(self, run_id: str, key: str, value: str) -> None:
+        self.submit(Write("set_tag", {"run_id": run_id, "key": key, "value": str(value)[:5000]}))
+
+    def set_terminated(self, run_id: str, status: str) -> None:
+        self.submit(Write("set_terminated", {"run_id": run_id, "status": status}))
+
+    def update_run(self, run_id: str, status: str | None = None, name: str | None = None) -> None:
+        self.submit(Write("update_run", {"run_id": run_id, "status": status, "name": name}))
+
+    def log_artifact(self, run_id: str, path: str | Path) -> None:
+        self.submit(Write("log_artifact", {"run_id": run_id, "path": str(path)}))
+
+    def log_text(self, run_id: str, text: str, artifact_file: str) -> None:
+        self.submit(
+            Write("log_text", {"run_id": run_id, "text": text, "artifact_file": artifact_file})
+        )
+
+    def delete_run(self, run_id: str) -> None:
+        self.submit(Write("delete_run", {"run_id": run_id}))
+
+    # ------------------------------------------------------------------ the queue
+
+    def submit(self, w: Write) -> Any:
+        """Apply ``w`` now (returns the client's answer) or queue it behind earlier failures."""
+        self.flush()
+        if self.pending:  # keep order: queue behind what is already waiting
+            self.pending.append(w)
+            return None
+        try:
+            return self._apply(w)
+        except Exception as err:  # noqa: BLE001 - any transport error: buffer and go on
+            self._failed(err)
+            self.pending.append(w)
+            return None
+
+    def flush(self, force: bool = False) -> bool:
+        """Try the queued writes in order; True when none is left."""
+        if self.pending and not force and time.monotonic() < self._next_try:
+            return False  # tried a moment ago: do not stall every event on a dead server
+        while self.pending:
+            try:
+                self._apply(self.pending[0])
+            except Exception as err:  # noqa: BLE001
+                self._failed(err)
+                return False
+            self.pending.pop(0)
+        return True
+
+    def resolve(self, run_id: str) -> str:
+        return self.bound.get(run_id, run_id)
+
+    def _apply(self, w: Write) -> Any:
+        args = dict(w.args)
+        if isinstance(args.get("run_id"), str):
+            args["run_id"] = self.resolve(args["run_id"])
+        out = _APPLY[w.kind](self.client, args)
+        if w.bind:
+            self.bound[w.bind] = out.info.run_id
+            if self.on_bind is not None:
+                self.on_bind(w.bind, out.info.run_id)
+        return out
+
+    def _failed(self, err: Exception) -> None:
+        self._next_try = time.monotonic() + self.retry_every
+        now = time.monotonic()
+        if now - self._last_warn > 30:
+            print(
+                f"[tune_m3] MLflow write failed ({type(err).__name__}: {str(err)[:120]}); "
+                f"buffering and retrying ({len(self.pending) + 1} pending)",
+                file=sys.stderr,
+                flush=True,
+            )
+            self._last_warn = now
+
+    def finish(self, unlogged_path: Path, retries: int = 5, wait: float = 2.0) -> list[Write]:
+        """Flush with retries; what still fails goes to ``unlogged_path`` and is returned."""
+        for i in range(retries):
+            if self.flush(force=True):
+                return []
+            if i < retries - 1:
+                time.sleep(wait * (i + 1))
+        dump(self.pending, unlogged_path, self.bound)
+        return list(self.pending)
+
+
+def dump(writes: list[Write], path: Path, bound: dict[str, str] | None = None) -> None:
+    """Save writes as JSON (placeholders already bound are replaced by their real ids)."""
+    bound = bound or {}
+    items = []
+    for w in writes:
+        d = asdict(w)
+        rid = d["args"].get("run_id")
+        if isinstance(rid, str):
+            d["args"]["run_id"] = bound.get(rid, rid)
+        items.append(d)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(items, indent=1))
+
+
+def load(path: Path) -> list[Write]:
+    """Writes saved by :func:`dump`; ValueError/OSError for anything else."""
+    items = json.loads(Path(path).read_text())
+    if not isinstance(items, list):
+        raise ValueError(f"expected a list of writes, got {type(items).__name__}")
+    try:
+        return [Write(**it) for it in items]
+    except TypeError as err:
+        raise ValueError(f"not a saved MLflow write ({err})") from None
