@@ -1,0 +1,246 @@
+"""How a search ends, with real processes: Ctrl-C, SIGTERM, resume, several searches at once.
+
+Contract (tune_m3/search.py, DESIGN.md): SIGINT / SIGTERM -> exit 130 / 143, running trials
+and the parent run KILLED, no ``best.*``, one line with the exact ``--resume`` command; the
+resume finishes the planned trials in the same parent run (one child run per trial) and only
+then logs ``best.*`` (= the best trial of ``trials.parquet``) and marks the parent FINISHED;
+a resume of a finished search changes nothing. Searches started at the same moment on a fresh
+results folder all succeed; a second search under a name in use is refused (exit 2) and the
+first one's results are intact.
+"""
+
+from __future__ import annotations
+
+import shlex
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from searchutil import (
+    TINY_FIXED,
+    kill_tree,
+    make_search_env,
+    mlflow_runs,
+    start_search,
+    write_space,
+)
+
+from tune_m3.names import COMPLETED, KILLED, TAG_STATUS, TAG_TRIAL
+
+pytestmark = pytest.mark.slow
+
+
+class Output:
+    """Collects a process's output lines in the background (so a test can wait for one)."""
+
+    def __init__(self, proc: subprocess.Popen):
+        self.proc, self.lines = proc, []
+        self.thread = threading.Thread(target=self._read, daemon=True)
+        self.thread.start()
+
+    def _read(self) -> None:
+        for line in self.proc.stdout:
+            self.lines.append(line)
+
+    @property
+    def text(self) -> str:
+        return "".join(self.lines)
+
+    def wait_for(self, needle: str, timeout: float = 180) -> None:
+        end = time.time() + timeout
+        while needle not in self.text:
+            if time.time() > end or self.proc.poll() is not None:
+                kill_tree(self.proc.pid)
+                pytest.fail(f"never saw {needle!r}:\n{self.text[-3000:]}")
+            time.sleep(0.2)
+
+    def finish(self, timeout: float = 300) -> int:
+        try:
+            rc = self.proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            kill_tree(self.proc.pid)
+            pytest.fail(f"did not end:\n{self.text[-3000:]}")
+        self.thread.join(10)
+        return rc
+
+
+@pytest.fixture
+def env(tmp_path):
+    return make_search_env(tmp_path)
+
+
+def _space(tmp_path: Path, name: str, epochs: int, n: int) -> Path:
+    return write_space(
+        tmp_path / f"{name}.yaml",
+        search={"p_mask": {"uniform": [0.05, 0.5]}, "pi_text": {"uniform": [0.2, 0.8]}},
+        fixed={**TINY_FIXED, "scheme": "m3", "max_epochs": epochs, "patience": 100},
+        scheduler={"type": "fifo"},
+        num_samples=n,
+        max_concurrent=2,
+    )
+
+
+def _parent(env, experiment):
+    c, parents, children = mlflow_runs(env, experiment)
+    assert len(parents) == 1
+    return c, parents[0], children
+
+
+def _interrupt(env, space: Path, experiment: str, name: str, sig: int) -> str:
+    """Start a search, signal it once two trials run, check the interrupted state; its output."""
+    proc = start_search(env, "--space", str(space), "--experiment", experiment, "--name", name)
+    out = Output(proc)
+    out.wait_for("started")
+    time.sleep(4)  # a few epochs in
+    proc.send_signal(sig)
+    rc = out.finish()
+    assert rc == 128 + sig, out.text[-3000:]
+    assert f"interrupted by {signal.Signals(sig).name}" in out.text
+    assert "Traceback" not in out.text, out.text[-3000:]
+    _, parent, children = _parent(env, experiment)
+    assert parent.info.status == "KILLED"
+    assert not [k for k in parent.data.params if k.startswith("best.")]
+    assert children, "no trial had started"
+    for r in children:  # finished before the signal, or killed by it: never RUNNING, never lying
+        assert (r.info.status, r.data.tags[TAG_STATUS]) in {
+            ("KILLED", KILLED),
+            ("FINISHED", COMPLETED),
+        }
+    assert any(r.data.tags[TAG_STATUS] == KILLED for r in children)
+    return out.text
+
+
+def test_sigint_then_resume_finishes_in_the_same_parent(env, tmp_path):
+    space = _space(tmp_path, "ctrlc", epochs=14, n=4)
+    text = _interrupt(env, space, "ctrlc", "ctrlc", signal.SIGINT)
+    line = next(ln for ln in text.splitlines() if "Resume it with: " in ln)
+    cmd = shlex.split(line.split("Resume it with: ", 1)[1])
+    assert cmd[:3] == ["python", "-m", "tune_m3.search"] and cmd[-3:] == [
+        "--name",
+        "ctrlc",
+        "--resume",
+    ]
+
+    done = subprocess.run(
+        [sys.executable, *cmd[1:]], env=env, capture_output=True, text=True, timeout=600
+    )
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    c, parent, children = _parent(env, "ctrlc")
+    assert parent.info.status == "FINISHED"
+    trial_ids = [r.data.tags[TAG_TRIAL] for r in children]
+    assert len(trial_ids) == len(set(trial_ids)) == 4  # one child run per planned trial
+    assert all(
+        r.info.status == "FINISHED" and r.data.tags[TAG_STATUS] == COMPLETED for r in children
+    )
+    df = pd.read_parquet(Path(env["TUNE_M3_RESULTS"]) / "ray" / "ctrlc" / "trials.parquet")
+    best = df.loc[df["val_mae"].idxmin()]
+    assert parent.data.params["best.trial_id"] == best["trial_id"]
+    assert float(parent.data.params["best.p_mask"]) == pytest.approx(best["param_p_mask"])
+    assert parent.data.metrics["best.val_mae"] == pytest.approx(best["val_mae"])
+    # the best epoch's value, not the last epoch's
+    hist = [m.value for m in c.get_metric_history(best["run_id"], "val_mae")]
+    assert len(hist) == 14 and best["val_mae"] == pytest.approx(min(hist))
+
+    # a resume of a finished search says so and changes nothing
+    again = subprocess.run(
+        [sys.executable, *cmd[1:]], env=env, capture_output=True, text=True, timeout=120
+    )
+    assert again.returncode == 0 and "already finished" in again.stdout, again.stdout + again.stderr
+    _, after, _ = _parent(env, "ctrlc")
+    assert (after.info.status, after.info.end_time) == (parent.info.status, parent.info.end_time)
+
+
+def test_sigterm_exits_143_and_kills_the_runs(env, tmp_path):
+    _interrupt(env, _space(tmp_path, "term", epochs=14, n=2), "term", "term", signal.SIGTERM)
+
+
+def test_three_searches_at_once_on_a_fresh_results_folder(env, tmp_path):
+    space = _space(tmp_path, "together", epochs=2, n=1)
+    procs = [start_search(env, "--space", str(space), "--max-concurrent", "1") for _ in range(3)]
+    outs = [Output(p) for p in procs]
+    rcs = [o.finish(timeout=600) for o in outs]
+    assert rcs == [0, 0, 0], "\n----\n".join(o.text[-2000:] for o in outs)
+    dirs = sorted(p.name for p in (Path(env["TUNE_M3_RESULTS"]) / "ray").iterdir())
+    assert len(dirs) == 3 and len(set(dirs)) == 3, dirs  # never one Ray folder for two searches
+    _, parents, children = mlflow_runs(env, "together")
+    assert len(parents) == 3 and len(children) == 3
+    assert {p.info.status for p in parents} == {"FINISHED"}
+    report = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "analysis.report",
+            "--experiment",
+            "together",
+            "--out",
+            str(tmp_path / "rep"),
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert report.returncode == 0, report.stdout[-2000:] + report.stderr[-2000:]
+
+
+def test_a_name_in_use_is_refused_and_the_first_search_is_intact(env, tmp_path):
+    space = _space(tmp_path, "named", epochs=6, n=2)
+    first = Output(start_search(env, "--space", str(space), "--name", "taken"))
+    first.wait_for("started")
+    second = subprocess.run(
+        [sys.executable, "-m", "tune_m3.search", "--space", str(space), "--name", "taken"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert second.returncode == 2, second.stdout + second.stderr
+    err = second.stderr
+    assert err.startswith("error: ") and "'taken' is in use" in err and "running" in err
+    assert "--name" in err and "--resume" in err and "Traceback" not in err
+    # --resume of a running search is refused too
+    busy = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "tune_m3.search",
+            "--space",
+            str(space),
+            "--name",
+            "taken",
+            "--resume",
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert busy.returncode == 2 and "running in another process" in busy.stderr, busy.stderr
+    assert first.finish() == 0, first.text[-3000:]
+    df = pd.read_parquet(Path(env["TUNE_M3_RESULTS"]) / "ray" / "taken" / "trials.parquet")
+    assert len(df) == 2 and (df["status"] == COMPLETED).all()
+    _, parents, children = mlflow_runs(env, "named")
+    assert len(parents) == 1 and len(children) == 2
+    # after it finished, the name is still taken (a finished search), and said so
+    late = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "tune_m3.search",
+            "--space",
+            str(space),
+            "--name",
+            "taken",
+            "--dry-run",
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert late.returncode == 2 and "finished" in late.stderr, late.stderr
