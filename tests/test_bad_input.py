@@ -318,6 +318,23 @@ CASES = [
     ),
     Case("synth-scale-0", [D, "synth", "--scale", "0"], ["scale"]),
     Case("info-missing", [D, "info", "nosuch"], ["'nosuch'"]),
+    # --data-dir after the subcommand is taken (it was refused by argparse), and used
+    Case(
+        "import-data-dir-after",
+        [D, "import", "{missing}", "--dataset", "x", "--data-dir", "{bad_meta}"],
+        ["{missing}"],
+        store="bad_meta",
+    ),
+    Case(
+        "info-data-dir-after",
+        [D, "info", "nosuch", "--data-dir", "{store}"],
+        ["'nosuch'", "{store}"],
+    ),
+    Case(
+        "synth-data-dir-after",
+        [D, "synth", "--scale", "0", "--data-dir", "{store}"],
+        ["scale"],
+    ),
     # ---------------------------------------------------------------- analysis, resync
     Case("report-no-store", ["analysis.report", "--experiment", "e"], ["mlflow.db"]),
     Case(

@@ -196,3 +196,35 @@ def test_cli_import_info_and_errors(tmp_path, mult_file):
         assert bad.stderr.startswith("error: ") and "Traceback" not in bad.stderr
     assert not (tmp_path / "pwned").exists()
     assert sorted(p.name for p in root.iterdir()) == ["mosei"]
+
+
+@pytest.mark.parametrize("where", ["before", "after"])
+def test_data_dir_before_or_after_the_subcommand(tmp_path, monkeypatch, mult_file, capsys, where):
+    """`--data-dir D import F` and `import F --data-dir D` (and synth, info) mean the same."""
+    from tune_m3.data.__main__ import main
+
+    monkeypatch.setenv("TUNE_M3_DATA_DIR", str(tmp_path / "env_store"))  # must not be used
+    root = tmp_path / "store"
+
+    def run(*args: str) -> int:
+        dd = ["--data-dir", str(root)]
+        return main([*dd, *args] if where == "before" else [*args, *dd])
+
+    assert run("import", str(mult_file), "--dataset", "mosei") == 0
+    assert run("synth", "--dataset", "mosi", "--scale", "0.001", "--name", "s") == 0
+    capsys.readouterr()
+    assert run("info") == 0
+    out = capsys.readouterr().out
+    assert "mosei  [imported" in out and "s  [SYNTHETIC" in out
+    assert run("info", "s") == 0 and "s  [SYNTHETIC" in capsys.readouterr().out
+    assert sorted(p.name for p in root.iterdir()) == ["mosei", "s"]
+    assert not (tmp_path / "env_store").exists()
+
+
+def test_data_dir_after_the_subcommand_wins(tmp_path, mult_file):
+    from tune_m3.data.__main__ import _parser
+
+    args = _parser().parse_args(["--data-dir", "A", "info", "--data-dir", "B"])
+    assert args.data_dir == "B"
+    assert _parser().parse_args(["--data-dir", "A", "info"]).data_dir == "A"
+    assert _parser().parse_args(["info"]).data_dir is None

@@ -17,10 +17,7 @@ def _parser() -> argparse.ArgumentParser:
         prog="python -m tune_m3.data",
         description="Manage tune_m3's dataset store (Parquet per split; see docs/data.md).",
     )
-    p.add_argument(
-        "--data-dir",
-        help="store directory (default: $TUNE_M3_DATA_DIR or ~/.cache/tune_m3/data)",
-    )
+    _add_data_dir(p, default=None)
     sub = p.add_subparsers(dest="cmd", required=True)
 
     imp = sub.add_parser("import", help="convert a published feature pickle into the store")
@@ -35,6 +32,7 @@ def _parser() -> argparse.ArgumentParser:
         help="mult: MulT/MultiBench layout (default); mmsa: MMSA aligned_50.pkl",
     )
     imp.add_argument("--overwrite", action="store_true", help="replace an existing dataset")
+    _add_data_dir(imp)
 
     syn = sub.add_parser("synth", help="build the synthetic MOSEI/MOSI-shaped benchmark")
     syn.add_argument("--dataset", default="mosei", choices=sorted(SHAPES), help="shape to imitate")
@@ -44,10 +42,25 @@ def _parser() -> argparse.ArgumentParser:
     syn.add_argument("--text-strength", type=float, help="weight of the text-borne signal")
     syn.add_argument("--redundancy", type=float, help="how strongly audio/vision echo it")
     syn.add_argument("--overwrite", action="store_true", help="replace an existing dataset")
+    _add_data_dir(syn)
 
     info = sub.add_parser("info", help="what is in the store")
     info.add_argument("name", nargs="?", help="one dataset (default: all)")
+    _add_data_dir(info)
     return p
+
+
+def _add_data_dir(p: argparse.ArgumentParser, default: object = argparse.SUPPRESS) -> None:
+    """``--data-dir`` before or after the subcommand (``import F --data-dir D`` like every CLI).
+
+    The subcommand's copy has no default (SUPPRESS), so it only overrides the top-level value
+    when it is given; given in both places, the one after the subcommand wins.
+    """
+    p.add_argument(
+        "--data-dir",
+        default=default,
+        help="store directory (default: $TUNE_M3_DATA_DIR or ~/.cache/tune_m3/data)",
+    )
 
 
 def _describe(meta) -> str:
