@@ -122,6 +122,8 @@ def world(tmp_path_factory) -> dict:
     feat("no_test", lambda o: o.pop("test") and None)
     feat("empty_split", n=(9, 4, 0))
     feat("mmsa", fmt="mmsa")
+    feat("zero_steps", lambda o: o["train"].__setitem__("text", o["train"]["text"][:, :0]))
+    feat("str_labels", lambda o: o["valid"].__setitem__("labels", np.full((4, 1, 1), "pos")))
     w["pkl_list"] = str(write_pickle([1, 2, 3], files / "list.pkl"))
     data = Path(w["pkl_ok"]).read_bytes()
     (files / "truncated.pkl").write_bytes(data[: len(data) // 2])
@@ -317,6 +319,18 @@ CASES = [
         argparse=True,
     ),
     Case("synth-scale-0", [D, "synth", "--scale", "0"], ["scale"]),
+    Case("synth-nan-knob", [D, "synth", "--text-strength", "nan"], ["text_strength", "nan"]),
+    Case("synth-inf-knob", [D, "synth", "--redundancy", "inf"], ["redundancy", "inf"]),
+    Case(
+        "import-zero-steps",
+        [D, "import", "{pkl_zero_steps}", "--dataset", "x"],
+        ["split 'train', key 'text'", "0 time steps"],
+    ),
+    Case(
+        "import-string-labels",
+        [D, "import", "{pkl_str_labels}", "--dataset", "x"],
+        ["split 'valid', key 'labels'", "must be numbers", "'pos'"],
+    ),
     Case("info-missing", [D, "info", "nosuch"], ["'nosuch'"]),
     # --data-dir after the subcommand is taken (it was refused by argparse), and used
     Case(

@@ -73,6 +73,47 @@ def test_nonfinite_features_replaced_and_counted(tmp_path, store):
     assert np.isfinite(audio).all() and audio[0, -1, 0] == 0 and (audio[1, -1, :3] == 0).all()
 
 
+@pytest.mark.parametrize(
+    "kind,fill", [("all zeros", 0.0), ("all non-finite", np.nan), ("all non-finite", -np.inf)]
+)
+def test_empty_modality_warns_and_info_shows_it(tmp_path, store, capsys, kind, fill):
+    """A modality with nothing in it in one split imports (as zeros), loudly."""
+    from tune_m3.data import DataWarning
+    from tune_m3.data.__main__ import main
+
+    obj = make_feature_obj("mult")
+    obj["valid"]["vision"] = np.full_like(obj["valid"]["vision"], fill)
+    path = write_pickle(obj, tmp_path / "f.pkl")
+    with pytest.warns(DataWarning, match=f"split 'valid', modality 'vision' is {kind.upper()}"):
+        meta = import_file(path, "mosei", "mult")
+    assert meta.empty_modalities == {"valid": {"vision": kind}}
+    assert not load_dataset("mosei").splits["valid"].features["vision"].any()
+    # the CLI: one loud line on stderr at import, and `info` shows it for as long as it is stored
+    assert main(["import", str(path), "--dataset", "again"]) == 0
+    err = capsys.readouterr().err
+    assert err.count("warning: ") == 1 and "'vision' is " + kind.upper() in err
+    assert main(["info", "again"]) == 0
+    assert f"WARNING: split 'valid', modality 'vision' is {kind.upper()}" in capsys.readouterr().out
+
+
+def test_clean_import_has_no_warning(tmp_path, store, mult_file, recwarn):
+    meta = import_file(mult_file, "mosei")
+    assert meta.empty_modalities == {} and meta.warnings() == []
+    assert not [w for w in recwarn if "modality" in str(w.message)]
+
+
+def test_old_meta_without_new_fields_still_loads(store, mult_file):
+    import json
+
+    import_file(mult_file, "mosei")
+    path = store / "mosei" / "meta.json"
+    d = json.loads(path.read_text())
+    del d["empty_modalities"]
+    path.write_text(json.dumps(d))
+    ds = load_dataset("mosei")
+    assert ds.meta.empty_modalities == {} and ds.splits["train"].size == 9
+
+
 def _mutations():
     """(id, mutate(obj), expected message fragment) for the bad-input table."""
 
@@ -136,6 +177,21 @@ def _mutations():
             "feature sizes differ",
         ),
         ("top-level-list", lambda o: o.clear() or None, "missing split(s)"),
+        (
+            "zero-steps",
+            set_("valid", "audio", lambda x: x[:, :0]),
+            "split 'valid', key 'audio': shape (4, 0, 74) has 0 time steps (L = 0)",
+        ),
+        (
+            "string-labels",
+            set_("test", "labels", lambda x: np.full(x.shape, "positive")),
+            "split 'test', key 'labels': labels must be numbers",
+        ),
+        (
+            "word-in-labels",
+            set_("train", "labels", lambda x: np.array([*x.reshape(-1)[:-1], "n/a"], dtype=object)),
+            "'labels': labels must be numbers, got dtype object (e.g. 'n/a' at index 8)",
+        ),
     ]
 
 

@@ -5,9 +5,10 @@ from __future__ import annotations
 import argparse
 import sys
 import time
+import warnings
 
-from tune_m3.data.api import build_synthetic, import_file
-from tune_m3.data.store import list_datasets, read_meta, resolve_data_dir
+from tune_m3.data.api import DataWarning, build_synthetic, import_file
+from tune_m3.data.store import DatasetMeta, list_datasets, read_meta, resolve_data_dir
 from tune_m3.data.synthetic import SHAPES
 from tune_m3.errors import cli_main
 
@@ -69,12 +70,27 @@ def _describe(meta) -> str:
     dims = " ".join(f"{m}={d}" for m, d in meta.dims.items())
     sizes = " ".join(f"{s}={n}" for s, n in meta.sizes.items())
     bad = sum(sum(v.values()) for v in meta.nonfinite_replaced.values())
-    return (
-        f"{meta.name}  [{kind}{', like ' + meta.like if meta.synthetic and meta.like else ''}]\n"
-        f"  splits: {sizes}   L={meta.seq_len}   dims: {dims}\n"
-        f"  source: {src}   fingerprint {meta.fingerprint}\n"
-        f"  non-finite feature values replaced by 0: {bad}"
-    )
+    lines = [
+        f"{meta.name}  [{kind}{', like ' + meta.like if meta.synthetic and meta.like else ''}]",
+        f"  splits: {sizes}   L={meta.seq_len}   dims: {dims}",
+        f"  source: {src}   fingerprint {meta.fingerprint}",
+        f"  non-finite feature values replaced by 0: {bad}",
+    ]
+    lines += [f"  WARNING: {w}" for w in meta.warnings()]
+    return "\n".join(lines)
+
+
+def _import(args, root) -> DatasetMeta:
+    """Import, printing the importer's data warnings as loud ``warning:`` lines on stderr."""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", DataWarning)
+        meta = import_file(args.file, args.dataset, args.format, root, args.overwrite)
+    for w in caught:
+        if issubclass(w.category, DataWarning):
+            print(f"warning: {w.message}", file=sys.stderr)
+        else:
+            warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
+    return meta
 
 
 @cli_main
@@ -84,8 +100,7 @@ def main(argv: list[str] | None = None) -> int:
     t0 = time.perf_counter()
     if args.cmd == "import":
         print(f"importing {args.file} ({args.format} layout) as '{args.dataset}' into {root}")
-        meta = import_file(args.file, args.dataset, args.format, root, args.overwrite)
-        print(_describe(meta))
+        print(_describe(_import(args, root)))
     elif args.cmd == "synth":
         knobs = {
             k: v

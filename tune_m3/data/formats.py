@@ -49,6 +49,7 @@ class CanonicalSplit:
     ids: np.ndarray  # (N,) str
     lengths: np.ndarray  # (N,) int32, valid (non-padded) steps, 1..L
     nonfinite_replaced: dict[str, int] = field(default_factory=dict)  # modality -> count
+    empty_modalities: dict[str, str] = field(default_factory=dict)  # modality -> "all zeros" | ...
 
     @property
     def size(self) -> int:
@@ -99,6 +100,91 @@ def _ids_to_str(raw: Any, n: int, split: str, where: str) -> np.ndarray:
     return np.array([one(v) for v in arr])
 
 
+def _read_modality(raw: Mapping[str, Any], m: str, where: str) -> tuple[np.ndarray, int, str]:
+    """One modality's (N, L, d) float32 array, sanitized. Returns (x, non-finite count, empty).
+
+    ``empty`` is "" normally, "all non-finite" when every value was NaN/inf (now all 0), or
+    "all zeros" when the modality holds no non-zero value at all: either way it carries no
+    information in this split, which the importer reports loudly.
+    """
+    try:
+        x = np.asarray(raw[m])
+    except Exception as err:  # ragged lists and the like
+        raise UserError(f"{where}, key '{m}': not an array ({err})") from None
+    if x.ndim != 3:
+        raise UserError(f"{where}, key '{m}': expected rank 3 (N, L, d), got shape {x.shape}")
+    if not np.issubdtype(x.dtype, np.number):
+        raise UserError(f"{where}, key '{m}': expected numbers, got dtype {x.dtype}")
+    if x.shape[1] == 0 and x.shape[0] > 0:
+        raise UserError(
+            f"{where}, key '{m}': shape {x.shape} has 0 time steps (L = 0); every sample needs "
+            "at least one step (pad with zeros at the front)"
+        )
+    if x.shape[2] == 0:
+        raise UserError(f"{where}, key '{m}': feature size 0")
+    x, count = sanitize_features(x)
+    empty = ""
+    if x.size and count == x.size:
+        empty = "all non-finite"
+    elif x.size and not x.any():
+        empty = "all zeros"
+    return x, count, empty
+
+
+def _read_labels(raw: Mapping[str, Any], key: str, n: int, where: str) -> np.ndarray:
+    """(N,) float32 labels on [-3, 3]; anything non-numeric, non-finite or out of range refused."""
+    labels = np.asarray(raw[key])
+    if labels.size != n or labels.shape[:1] != (n,):
+        raise UserError(
+            f"{where}, key '{key}': shape {labels.shape} does not give one label per sample ({n})"
+        )
+    labels = labels.reshape(n)
+    numeric = np.issubdtype(labels.dtype, np.number) and not np.issubdtype(
+        labels.dtype, np.complexfloating
+    )
+    if labels.dtype == object:  # a list of Python numbers with a None or a string in it
+        try:
+            labels = labels.astype(np.float64)
+            numeric = True
+        except (TypeError, ValueError):
+            numeric = False
+    if not numeric:
+        bad = next(
+            (i for i, v in enumerate(labels) if not isinstance(v, int | float | np.number)), 0
+        )
+        raise UserError(
+            f"{where}, key '{key}': labels must be numbers, got dtype {labels.dtype} "
+            f"(e.g. {labels[bad]!r} at index {bad}); store sentiment scores as floats"
+        )
+    labels = labels.astype(np.float32)
+    bad = ~np.isfinite(labels)
+    if bad.any():
+        raise UserError(
+            f"{where}, key '{key}': {int(bad.sum())} non-finite label(s), first at index "
+            f"{int(np.flatnonzero(bad)[0])}; fix or drop those samples"
+        )
+    lo, hi = LABEL_RANGE
+    out = (labels < lo - 1e-4) | (labels > hi + 1e-4)
+    if out.any():
+        i = int(np.flatnonzero(out)[0])
+        raise UserError(
+            f"{where}, key '{key}': {int(out.sum())} label(s) outside [{lo:g}, {hi:g}] "
+            f"(e.g. {labels[i]:g} at index {i}); sentiment labels must be on the [-3, 3] scale"
+        )
+    return np.clip(labels, lo, hi)
+
+
+def empty_modality_warning(split: str, modality: str, kind: str) -> str:
+    """The one wording of the 'this modality carries nothing' warning (import and ``info``)."""
+    what = (
+        "every value was NaN/inf and is now 0" if kind == "all non-finite" else "every value is 0"
+    )
+    return (
+        f"split '{split}', modality '{modality}' is {kind.upper()} ({what}): it carries no "
+        "information there; check the source file"
+    )
+
+
 def canonical_split(raw: Mapping[str, Any], split: str, fmt: str, source: str) -> CanonicalSplit:
     """Validate one split of a loaded feature file and convert it to the canonical form."""
     where = f"{source}: split '{split}'"
@@ -115,16 +201,11 @@ def canonical_split(raw: Mapping[str, Any], split: str, fmt: str, source: str) -
 
     features: dict[str, np.ndarray] = {}
     replaced: dict[str, int] = {}
+    empty: dict[str, str] = {}
     for m in MODALITIES:
-        try:
-            x = np.asarray(raw[m])
-        except Exception as err:  # ragged lists and the like
-            raise UserError(f"{where}, key '{m}': not an array ({err})") from None
-        if x.ndim != 3:
-            raise UserError(f"{where}, key '{m}': expected rank 3 (N, L, d), got shape {x.shape}")
-        if not np.issubdtype(x.dtype, np.number):
-            raise UserError(f"{where}, key '{m}': expected numbers, got dtype {x.dtype}")
-        features[m], replaced[m] = sanitize_features(x)
+        features[m], replaced[m], kind = _read_modality(raw, m, where)
+        if kind:
+            empty[m] = kind
 
     n = features["text"].shape[0]
     seq_len = features["text"].shape[1]
@@ -134,33 +215,10 @@ def canonical_split(raw: Mapping[str, Any], split: str, fmt: str, source: str) -
                 f"{where}, key '{m}': shape {x.shape} does not match text {features['text'].shape} "
                 "in samples (N) or steps (L); modalities must be word-aligned"
             )
-        if x.shape[2] == 0:
-            raise UserError(f"{where}, key '{m}': feature size 0")
     if n == 0:
         raise UserError(f"{where} is empty (0 samples)")
 
-    labels = np.asarray(raw[label_key])
-    if labels.size != n or labels.shape[0] != n:
-        raise UserError(
-            f"{where}, key '{label_key}': shape {labels.shape} does not give one label per sample ({n})"
-        )
-    labels = labels.reshape(n).astype(np.float32)
-    bad = ~np.isfinite(labels)
-    if bad.any():
-        raise UserError(
-            f"{where}, key '{label_key}': {int(bad.sum())} non-finite label(s), first at index "
-            f"{int(np.flatnonzero(bad)[0])}; fix or drop those samples"
-        )
-    lo, hi = LABEL_RANGE
-    out = (labels < lo - 1e-4) | (labels > hi + 1e-4)
-    if out.any():
-        i = int(np.flatnonzero(out)[0])
-        raise UserError(
-            f"{where}, key '{label_key}': {int(out.sum())} label(s) outside [{lo:g}, {hi:g}] "
-            f"(e.g. {labels[i]:g} at index {i}); sentiment labels must be on the [-3, 3] scale"
-        )
-    labels = np.clip(labels, lo, hi)
-
+    labels = _read_labels(raw, label_key, n, where)
     ids = _ids_to_str(raw.get("id"), n, split, where)
     return CanonicalSplit(
         features=features,
@@ -168,6 +226,7 @@ def canonical_split(raw: Mapping[str, Any], split: str, fmt: str, source: str) -
         ids=ids,
         lengths=valid_lengths(features),
         nonfinite_replaced=replaced,
+        empty_modalities=empty,
     )
 
 

@@ -40,7 +40,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from tune_m3.data.formats import MODALITIES, SPLITS, CanonicalSplit
+from tune_m3.data.formats import MODALITIES, SPLITS, CanonicalSplit, empty_modality_warning
 from tune_m3.errors import UserError
 
 ENV_DATA_DIR = "TUNE_M3_DATA_DIR"
@@ -74,9 +74,19 @@ class DatasetMeta:
     nonfinite_replaced: dict[str, dict[str, int]] = field(
         default_factory=dict
     )  # split -> modality -> n
+    # split -> modality -> "all zeros" | "all non-finite": a modality with no information there
+    empty_modalities: dict[str, dict[str, str]] = field(default_factory=dict)
     like: str | None = None  # the real dataset a synthetic one imitates ("mosei", "mosi")
     created: str = ""
     format_version: int = STORE_FORMAT_VERSION
+
+    def warnings(self) -> list[str]:
+        """What a user must hear about this data (printed by import and ``data info``)."""
+        return [
+            empty_modality_warning(split, m, kind)
+            for split, mods in self.empty_modalities.items()
+            for m, kind in mods.items()
+        ]
 
     @property
     def fingerprint(self) -> str:
@@ -179,6 +189,9 @@ def write_dataset(
         sizes={s: splits[s].size for s in SPLITS},
         source=source,
         nonfinite_replaced={s: dict(splits[s].nonfinite_replaced) for s in SPLITS},
+        empty_modalities={
+            s: dict(splits[s].empty_modalities) for s in SPLITS if splits[s].empty_modalities
+        },
         like=like,
         created=time.strftime("%Y-%m-%dT%H:%M:%S%z"),
     )

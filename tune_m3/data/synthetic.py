@@ -38,7 +38,8 @@ from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import asdict, dataclass
+import math
+from dataclasses import asdict, dataclass, fields
 
 import numpy as np
 
@@ -76,6 +77,10 @@ class SynthConfig:
     nonfinite_rate: float = 2e-6  # fraction of audio values set to -inf/NaN (like real MOSEI)
 
     def __post_init__(self) -> None:
+        for f in fields(self):  # `--text-strength nan` must not write NaN labels
+            v = getattr(self, f.name)
+            if isinstance(v, float) and not math.isfinite(v):
+                raise ValueError(f"{f.name} must be a finite number, got {v}")
         if self.like not in SHAPES:
             raise ValueError(f"like must be one of {sorted(SHAPES)}, got {self.like!r}")
         if not 0 < self.scale <= 1:
