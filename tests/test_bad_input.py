@@ -122,6 +122,16 @@ def world(tmp_path_factory) -> dict:
     feat("no_test", lambda o: o.pop("test") and None)
     feat("empty_split", n=(9, 4, 0))
     feat("mmsa", fmt="mmsa")
+
+    def unaligned(o: dict) -> None:  # MMSA unaligned: audio with 10 steps, text 7; bad length
+        for sp in o.values():
+            for m in ("text", "audio", "vision"):  # MMSA pads at the end: valid steps first
+                x, lens = sp[m], sp["audio_lengths"]
+                sp[m] = np.stack([np.roll(x[b], lens[b], axis=0) for b in range(len(x))])
+            sp["audio"] = np.concatenate([sp["audio"], np.zeros_like(sp["audio"][:, :3])], 1)
+        o["valid"]["audio_lengths"] = [11, *o["valid"]["audio_lengths"][1:]]
+
+    feat("unaligned_len", unaligned, fmt="mmsa")
     feat("zero_steps", lambda o: o["train"].__setitem__("text", o["train"]["text"][:, :0]))
     feat("str_labels", lambda o: o["valid"].__setitem__("labels", np.full((4, 1, 1), "pos")))
     w["pkl_list"] = str(write_pickle([1, 2, 3], files / "list.pkl"))
@@ -321,6 +331,11 @@ CASES = [
     Case("synth-scale-0", [D, "synth", "--scale", "0"], ["scale"]),
     Case("synth-nan-knob", [D, "synth", "--text-strength", "nan"], ["text_strength", "nan"]),
     Case("synth-inf-knob", [D, "synth", "--redundancy", "inf"], ["redundancy", "inf"]),
+    Case(
+        "import-unaligned-length-too-long",
+        [D, "import", "{pkl_unaligned_len}", "--dataset", "x", "--format", "mmsa"],
+        ["split 'valid', key 'audio_lengths'", "longer than the 10 steps"],
+    ),
     Case(
         "import-zero-steps",
         [D, "import", "{pkl_zero_steps}", "--dataset", "x"],

@@ -155,7 +155,11 @@ def _mutations():
             set_("train", "vision", lambda x: x[:-1]),
             "key 'vision': shape (8, 7, 35) does not match",
         ),
-        ("misaligned-steps", set_("valid", "audio", lambda x: x[:, :-1]), "word-aligned"),
+        (  # one split unaligned, the others not: steps must agree across splits
+            "steps-differ-between-splits",
+            set_("valid", "audio", lambda x: x[:, :-1]),
+            "split 'valid', key 'audio': 6 steps, but 7 in split 'train'",
+        ),
         ("label-count", set_("train", "labels", lambda x: x[:-2]), "one label per sample"),
         ("nan-label", labels_bad(np.nan), "split 'valid', key 'labels': 1 non-finite label"),
         ("inf-label", labels_bad(np.inf), "non-finite label"),

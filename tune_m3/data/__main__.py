@@ -42,6 +42,11 @@ def _parser() -> argparse.ArgumentParser:
     syn.add_argument("--name", help="store name (default synth_<dataset>[_x<scale>])")
     syn.add_argument("--text-strength", type=float, help="weight of the text-borne signal")
     syn.add_argument("--redundancy", type=float, help="how strongly audio/vision echo it")
+    syn.add_argument(
+        "--unaligned",
+        action="store_true",
+        help="audio/vision get 3x/2x as many steps as text (default name synth_<dataset>_unaligned)",
+    )
     syn.add_argument("--overwrite", action="store_true", help="replace an existing dataset")
     _add_data_dir(syn)
 
@@ -67,12 +72,17 @@ def _add_data_dir(p: argparse.ArgumentParser, default: object = argparse.SUPPRES
 def _describe(meta) -> str:
     kind = "SYNTHETIC" if meta.synthetic else "imported"
     src = meta.source.get("path") or f"generator seed {meta.source.get('config', {}).get('seed')}"
-    dims = " ".join(f"{m}={d}" for m, d in meta.dims.items())
+    dims = " ".join(f"{m}={meta.dims[m]}" for m in meta.modalities)
     sizes = " ".join(f"{s}={n}" for s, n in meta.sizes.items())
     bad = sum(sum(v.values()) for v in meta.nonfinite_replaced.values())
+    steps = " ".join(f"{m}={meta.seq_lens[m]}" for m in meta.modalities)
+    mean = " ".join(
+        f"{m}={meta.mean_lengths[m]:.1f}" for m in meta.modalities if m in meta.mean_lengths
+    )
     lines = [
         f"{meta.name}  [{kind}{', like ' + meta.like if meta.synthetic and meta.like else ''}]",
-        f"  splits: {sizes}   L={meta.seq_len}   dims: {dims}",
+        f"  splits: {sizes}   dims: {dims}",
+        f"  steps L: {steps}   {'aligned' if meta.aligned else 'UNALIGNED'}   mean valid: {mean or 'n/a (older store)'}",
         f"  source: {src}   fingerprint {meta.fingerprint}",
         f"  non-finite feature values replaced by 0: {bad}",
     ]
@@ -107,8 +117,10 @@ def main(argv: list[str] | None = None) -> int:
             for k, v in {"text_strength": args.text_strength, "redundancy": args.redundancy}.items()
             if v is not None
         }
+        kind = "unaligned " if args.unaligned else ""
         print(
-            f"building the SYNTHETIC {args.dataset}-shaped benchmark (scale {args.scale:g}) in {root}"
+            f"building the SYNTHETIC {kind}{args.dataset}-shaped benchmark (scale {args.scale:g}) "
+            f"in {root}"
         )
         meta = build_synthetic(
             args.dataset,
@@ -118,6 +130,7 @@ def main(argv: list[str] | None = None) -> int:
             root,
             args.overwrite,
             progress=True,
+            unaligned=args.unaligned,
             **knobs,
         )
         print(_describe(meta))

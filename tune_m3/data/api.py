@@ -68,11 +68,15 @@ def build_synthetic(
     data_dir: str | Path | None = None,
     overwrite: bool = False,
     progress: bool = False,
+    unaligned: bool = False,
     **knobs: float,
 ) -> DatasetMeta:
-    """Generate the synthetic benchmark (see :mod:`tune_m3.data.synthetic`) and store it."""
+    """Generate the synthetic benchmark (see :mod:`tune_m3.data.synthetic`) and store it.
+
+    ``unaligned=True`` gives audio and vision more steps than text (``synth_<like>_unaligned``).
+    """
     try:
-        cfg = SynthConfig(like=like, scale=scale, seed=seed, **knobs)
+        cfg = SynthConfig(like=like, scale=scale, seed=seed, unaligned=unaligned, **knobs)
     except (TypeError, ValueError) as err:
         raise UserError(f"synthetic benchmark: {err}") from None
     splits = generate(cfg, progress=progress)
@@ -95,11 +99,17 @@ def ensure_synthetic(
     seed: int = 0,
     data_dir: str | Path | None = None,
     progress: bool = True,
+    unaligned: bool = False,
 ) -> DatasetMeta:
     """Return the stored synthetic dataset ``name``, building it first if it is missing."""
     root = resolve_data_dir(data_dir)
     if (root / name / "meta.json").is_file():
         return read_meta(name, root)
     if progress:
-        print(f"building synthetic dataset '{name}' ({like}-shaped, scale {scale:g}) in {root}")
-    return build_synthetic(like, scale, seed, name=name, data_dir=root, progress=progress)
+        kind = ", unaligned" if unaligned else ""
+        print(
+            f"building synthetic dataset '{name}' ({like}-shaped{kind}, scale {scale:g}) in {root}"
+        )
+    return build_synthetic(
+        like, scale, seed, name=name, data_dir=root, progress=progress, unaligned=unaligned
+    )
