@@ -366,3 +366,20 @@ def test_cli_synth_unaligned(tmp_path, capsys):
     )
     out = capsys.readouterr().out
     assert "synth_mosi_unaligned_x0.01  [SYNTHETIC" in out and "UNALIGNED" in out
+
+
+def test_space_file_builds_the_unaligned_synthetic_set_on_first_use(tmp_path, store):
+    """`dataset.synthetic.unaligned: true` in a space file (spaces.SynthSpec, search.check_dataset)."""
+    import yaml
+
+    from tune_m3.search import check_dataset
+    from tune_m3.spaces import load_space
+
+    path = tmp_path / "u.yaml"
+    spec = {"name": "synth_u", "synthetic": {"like": "mosi", "scale": 0.01, "unaligned": True}}
+    path.write_text(yaml.safe_dump({"dataset": spec, "search": {"p_mask": {"uniform": [0, 0.3]}}}))
+    space = load_space(str(path))
+    assert check_dataset(space, None, build=False) is None  # --dry-run builds nothing
+    meta = check_dataset(space, None, build=True)
+    assert meta.name == "synth_u" and meta.aligned is False
+    assert meta.seq_lens == {"text": 50, "audio": 150, "vision": 100}

@@ -11,6 +11,7 @@ from tune_m3.data.api import DataWarning, build_synthetic, import_file
 from tune_m3.data.store import DatasetMeta, list_datasets, read_meta, resolve_data_dir
 from tune_m3.data.synthetic import SHAPES
 from tune_m3.errors import cli_main
+from tune_m3.names import SPLITS
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -73,7 +74,7 @@ def _describe(meta) -> str:
     kind = "SYNTHETIC" if meta.synthetic else "imported"
     src = meta.source.get("path") or f"generator seed {meta.source.get('config', {}).get('seed')}"
     dims = " ".join(f"{m}={meta.dims[m]}" for m in meta.modalities)
-    sizes = " ".join(f"{s}={n}" for s, n in meta.sizes.items())
+    sizes = " ".join(f"{s}={meta.sizes[s]}" for s in SPLITS if s in meta.sizes)
     bad = sum(sum(v.values()) for v in meta.nonfinite_replaced.values())
     steps = " ".join(f"{m}={meta.seq_lens[m]}" for m in meta.modalities)
     mean = " ".join(

@@ -1,24 +1,33 @@
 """The published feature-file layouts, validated and turned into one canonical form.
 
-Two layouts of word-aligned CMU-MOSEI/MOSI features are in common use:
+Two layouts of CMU-MOSEI/MOSI features are in common use, each word-aligned or unaligned:
 
-``mult`` (MulT / MultiBench: ``mosei_senti_data.pkl``, ``mosi_data.pkl``)
-    ``{"train"|"valid"|"test": {"text": (N, L, 300), "audio": (N, L, d_a), "vision": (N, L, d_v),
-    "labels": (N, 1, 1), "id": (N, ...)}}``; d_a/d_v are 74/35 for MOSEI and 5/20 for MOSI.
+``mult`` (MulT / MultiBench: ``mosei_senti_data.pkl``, ``mosi_data.pkl``, ``*_noalign.pkl``)
+    ``{"train"|"valid"|"test": {"text": (N, L_t, 300), "audio": (N, L_a, d_a), "vision":
+    (N, L_v, d_v), "labels": (N, 1, 1), "id": (N, ...)}}``; d_a/d_v are 74/35 for MOSEI and
+    5/20 for MOSI. Aligned: L_t = L_a = L_v = 50. ``*_noalign.pkl``: e.g. 50/500/500 (MOSEI).
+    FRONT-padded (zero steps first) in both.
 
-``mmsa`` (MMSA / Self-MM: ``aligned_50.pkl``)
+``mmsa`` (MMSA / Self-MM: ``aligned_50.pkl``, ``unaligned_50.pkl``)
     same splits, keys ``text``, ``audio``, ``vision``, ``regression_labels`` (N,), ``id``, and
-    optional ``raw_text``, ``audio_lengths``, ``vision_lengths``, ``text_bert`` (ignored here).
+    ``raw_text``, ``audio_lengths``, ``vision_lengths``, ``text_bert`` (N, 3, L_t) (token ids,
+    attention mask, segment ids). The unaligned file is END-padded (valid steps first; see
+    :func:`_mmsa_unaligned` for the evidence) and is converted to front padding here.
 
-Both become a :class:`CanonicalSplit` per split: float32 features ``(N, L, d)`` keyed by
-modality, labels ``(N,)``, string ids ``(N,)`` and valid lengths ``(N,)``. Dims and L are read
-from the file, never assumed. Real-data quirks are handled here, once:
+The layout is unaligned when the three step counts differ; nothing else needs saying. Both
+become a :class:`CanonicalSplit` per split: float32 features ``(N, L_m, d_m)`` keyed by
+modality, labels ``(N,)``, string ids ``(N,)``, valid lengths ``(N,)`` per modality. Dims and
+steps are read from the file, never assumed. Real-data quirks are handled here, once:
 
-- non-finite feature values (MOSEI audio has -inf and NaN) are replaced by 0 and counted;
-- labels must be finite and inside [-3, 3] (the annotation scale); anything else is an error;
-- sequences are front-padded with all-zero steps; the valid length of a sample is L minus its
-  number of leading steps that are zero in every modality (at least 1, so an all-zero sample
-  still has one step to read).
+- non-finite feature values (MOSEI audio has -inf and NaN) are replaced by 0 and counted; a
+  modality that is all zeros or all non-finite in a split is kept but reported loudly;
+- labels must be numbers, finite and inside [-3, 3] (the annotation scale); anything else is an
+  error, and so is a modality with 0 steps;
+- sequences are stored front-padded with all-zero steps. Aligned: a sample's valid length is L
+  minus its leading steps that are zero in every modality (at least 1, so an all-zero sample
+  still has one step to read), the same for every modality. Unaligned: one length per modality,
+  from that modality's leading zero steps (mult) or the file's length arrays (mmsa; text from
+  ``text_bert``'s mask, else its trailing zero steps), again at least 1.
 """
 
 from __future__ import annotations

@@ -4,13 +4,18 @@ Layout (decided here; ``docs/data.md`` explains it to users)::
 
     <data dir>/                       $TUNE_M3_DATA_DIR, --data-dir, or ~/.cache/tune_m3/data
       <name>/
-        meta.json                     DatasetMeta: dims, L, sizes, source fingerprint, synthetic flag
+        meta.json                     DatasetMeta: dims, steps per modality, aligned flag, sizes,
+                                      source fingerprint, synthetic flag, data warnings
         train.parquet valid.parquet test.parquet
 
 Each split file has one row per sample and the columns ``id`` (string), ``label`` (float32),
-``length`` (int32, valid steps of the front-padded sequence) and one column per modality of type
-``fixed_size_binary[L * d * 4]`` holding the sample's (L, d) features as little-endian float32,
-row-major (dims and L are in ``meta.json``).
+``lengths_text``, ``lengths_audio``, ``lengths_vision`` (int32: valid steps of each modality's
+front-padded sequence; ``names.length_key``), ``length`` (int32, = ``lengths_text``: what stores
+before per-modality lengths had, kept so that older readers work) and one column per modality of
+type ``fixed_size_binary[L_m * d_m * 4]`` holding the sample's (L_m, d_m) features as
+little-endian float32, row-major (dims and steps are in ``meta.json``). A store written before
+per-modality lengths (no ``seq_lens`` in ``meta.json``, no ``lengths_<m>`` columns) loads as
+aligned, every modality with the ``length`` column.
 
 Why this shape: a fixed-size binary column is one contiguous buffer, so reading a split gives
 the whole (N, L, d) array as a zero-copy numpy *view* of the Arrow buffer, with no per-sample

@@ -17,6 +17,11 @@ Generative model (per sample b; ``docs/data.md`` has the same with the knobs' ef
     vision step i: z = [w_b + step_noise n_i, r^V_b + step_noise n'_i, nuisance]   x_V = z P_V + iso
     r^l_b = rho s_b + sqrt(1 - rho^2) eta^l_b,  eta ~ N(0, 1)   (a per-sample noisy copy of s)
 
+``unaligned=True`` (``synth --unaligned``): audio and vision get UNALIGNED_STEPS (3x, 2x) as many
+steps as text, L = 50/150/100, and a clip's valid length scales the same way (the same clip,
+sampled faster). Each of their steps carries the same latents as above, so the signal is spread
+over more steps; labels, text lengths and per-clip latents equal the aligned set's (same seed).
+
 P_l are fixed random (k_l, d_l) projections, ``iso`` small isotropic noise on every feature, and
 the per-step noise averages out over a sequence, so the model must integrate over time.
 
