@@ -128,6 +128,18 @@ def world(tmp_path_factory) -> dict:
     feat("no_test", lambda o: o.pop("test") and None)
     feat("empty_split", n=(9, 4, 0))
     feat("mmsa", fmt="mmsa")
+
+    def unaligned(o: dict) -> None:  # MMSA unaligned: audio with 10 steps, text 7; bad length
+        for sp in o.values():
+            for m in ("text", "audio", "vision"):  # MMSA pads at the end: valid steps first
+                x, lens = sp[m], sp["audio_lengths"]
+                sp[m] = np.stack([np.roll(x[b], lens[b], axis=0) for b in range(len(x))])
+            sp["audio"] = np.concatenate([sp["audio"], np.zeros_like(sp["audio"][:, :3])], 1)
+        o["valid"]["audio_lengths"] = [11, *o["valid"]["audio_lengths"][1:]]
+
+    feat("unaligned_len", unaligned, fmt="mmsa")
+    feat("zero_steps", lambda o: o["train"].__setitem__("text", o["train"]["text"][:, :0]))
+    feat("str_labels", lambda o: o["valid"].__setitem__("labels", np.full((4, 1, 1), "pos")))
     w["pkl_list"] = str(write_pickle([1, 2, 3], files / "list.pkl"))
     data = Path(w["pkl_ok"]).read_bytes()
     (files / "truncated.pkl").write_bytes(data[: len(data) // 2])
@@ -345,7 +357,41 @@ CASES = [
         argparse=True,
     ),
     Case("synth-scale-0", [D, "synth", "--scale", "0"], ["scale"]),
+    Case("synth-nan-knob", [D, "synth", "--text-strength", "nan"], ["text_strength", "nan"]),
+    Case("synth-inf-knob", [D, "synth", "--redundancy", "inf"], ["redundancy", "inf"]),
+    Case(
+        "import-unaligned-length-too-long",
+        [D, "import", "{pkl_unaligned_len}", "--dataset", "x", "--format", "mmsa"],
+        ["split 'valid', key 'audio_lengths'", "longer than the 10 steps"],
+    ),
+    Case(
+        "import-zero-steps",
+        [D, "import", "{pkl_zero_steps}", "--dataset", "x"],
+        ["split 'train', key 'text'", "0 time steps"],
+    ),
+    Case(
+        "import-string-labels",
+        [D, "import", "{pkl_str_labels}", "--dataset", "x"],
+        ["split 'valid', key 'labels'", "must be numbers", "'pos'"],
+    ),
     Case("info-missing", [D, "info", "nosuch"], ["'nosuch'"]),
+    # --data-dir after the subcommand is taken (it was refused by argparse), and used
+    Case(
+        "import-data-dir-after",
+        [D, "import", "{missing}", "--dataset", "x", "--data-dir", "{bad_meta}"],
+        ["{missing}"],
+        store="bad_meta",
+    ),
+    Case(
+        "info-data-dir-after",
+        [D, "info", "nosuch", "--data-dir", "{store}"],
+        ["'nosuch'", "{store}"],
+    ),
+    Case(
+        "synth-data-dir-after",
+        [D, "synth", "--scale", "0", "--data-dir", "{store}"],
+        ["scale"],
+    ),
     # ---------------------------------------------------------------- analysis, resync
     Case("report-no-store", ["analysis.report", "--experiment", "e"], ["mlflow.db"]),
     Case(

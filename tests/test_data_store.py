@@ -73,6 +73,47 @@ def test_nonfinite_features_replaced_and_counted(tmp_path, store):
     assert np.isfinite(audio).all() and audio[0, -1, 0] == 0 and (audio[1, -1, :3] == 0).all()
 
 
+@pytest.mark.parametrize(
+    "kind,fill", [("all zeros", 0.0), ("all non-finite", np.nan), ("all non-finite", -np.inf)]
+)
+def test_empty_modality_warns_and_info_shows_it(tmp_path, store, capsys, kind, fill):
+    """A modality with nothing in it in one split imports (as zeros), loudly."""
+    from tune_m3.data import DataWarning
+    from tune_m3.data.__main__ import main
+
+    obj = make_feature_obj("mult")
+    obj["valid"]["vision"] = np.full_like(obj["valid"]["vision"], fill)
+    path = write_pickle(obj, tmp_path / "f.pkl")
+    with pytest.warns(DataWarning, match=f"split 'valid', modality 'vision' is {kind.upper()}"):
+        meta = import_file(path, "mosei", "mult")
+    assert meta.empty_modalities == {"valid": {"vision": kind}}
+    assert not load_dataset("mosei").splits["valid"].features["vision"].any()
+    # the CLI: one loud line on stderr at import, and `info` shows it for as long as it is stored
+    assert main(["import", str(path), "--dataset", "again"]) == 0
+    err = capsys.readouterr().err
+    assert err.count("warning: ") == 1 and "'vision' is " + kind.upper() in err
+    assert main(["info", "again"]) == 0
+    assert f"WARNING: split 'valid', modality 'vision' is {kind.upper()}" in capsys.readouterr().out
+
+
+def test_clean_import_has_no_warning(tmp_path, store, mult_file, recwarn):
+    meta = import_file(mult_file, "mosei")
+    assert meta.empty_modalities == {} and meta.warnings() == []
+    assert not [w for w in recwarn if "modality" in str(w.message)]
+
+
+def test_old_meta_without_new_fields_still_loads(store, mult_file):
+    import json
+
+    import_file(mult_file, "mosei")
+    path = store / "mosei" / "meta.json"
+    d = json.loads(path.read_text())
+    del d["empty_modalities"]
+    path.write_text(json.dumps(d))
+    ds = load_dataset("mosei")
+    assert ds.meta.empty_modalities == {} and ds.splits["train"].size == 9
+
+
 def _mutations():
     """(id, mutate(obj), expected message fragment) for the bad-input table."""
 
@@ -114,7 +155,11 @@ def _mutations():
             set_("train", "vision", lambda x: x[:-1]),
             "key 'vision': shape (8, 7, 35) does not match",
         ),
-        ("misaligned-steps", set_("valid", "audio", lambda x: x[:, :-1]), "word-aligned"),
+        (  # one split unaligned, the others not: steps must agree across splits
+            "steps-differ-between-splits",
+            set_("valid", "audio", lambda x: x[:, :-1]),
+            "split 'valid', key 'audio': 6 steps, but 7 in split 'train'",
+        ),
         ("label-count", set_("train", "labels", lambda x: x[:-2]), "one label per sample"),
         ("nan-label", labels_bad(np.nan), "split 'valid', key 'labels': 1 non-finite label"),
         ("inf-label", labels_bad(np.inf), "non-finite label"),
@@ -136,6 +181,21 @@ def _mutations():
             "feature sizes differ",
         ),
         ("top-level-list", lambda o: o.clear() or None, "missing split(s)"),
+        (
+            "zero-steps",
+            set_("valid", "audio", lambda x: x[:, :0]),
+            "split 'valid', key 'audio': shape (4, 0, 74) has 0 time steps (L = 0)",
+        ),
+        (
+            "string-labels",
+            set_("test", "labels", lambda x: np.full(x.shape, "positive")),
+            "split 'test', key 'labels': labels must be numbers",
+        ),
+        (
+            "word-in-labels",
+            set_("train", "labels", lambda x: np.array([*x.reshape(-1)[:-1], "n/a"], dtype=object)),
+            "'labels': labels must be numbers, got dtype object (e.g. 'n/a' at index 8)",
+        ),
     ]
 
 
@@ -196,3 +256,35 @@ def test_cli_import_info_and_errors(tmp_path, mult_file):
         assert bad.stderr.startswith("error: ") and "Traceback" not in bad.stderr
     assert not (tmp_path / "pwned").exists()
     assert sorted(p.name for p in root.iterdir()) == ["mosei"]
+
+
+@pytest.mark.parametrize("where", ["before", "after"])
+def test_data_dir_before_or_after_the_subcommand(tmp_path, monkeypatch, mult_file, capsys, where):
+    """`--data-dir D import F` and `import F --data-dir D` (and synth, info) mean the same."""
+    from tune_m3.data.__main__ import main
+
+    monkeypatch.setenv("TUNE_M3_DATA_DIR", str(tmp_path / "env_store"))  # must not be used
+    root = tmp_path / "store"
+
+    def run(*args: str) -> int:
+        dd = ["--data-dir", str(root)]
+        return main([*dd, *args] if where == "before" else [*args, *dd])
+
+    assert run("import", str(mult_file), "--dataset", "mosei") == 0
+    assert run("synth", "--dataset", "mosi", "--scale", "0.001", "--name", "s") == 0
+    capsys.readouterr()
+    assert run("info") == 0
+    out = capsys.readouterr().out
+    assert "mosei  [imported" in out and "s  [SYNTHETIC" in out
+    assert run("info", "s") == 0 and "s  [SYNTHETIC" in capsys.readouterr().out
+    assert sorted(p.name for p in root.iterdir()) == ["mosei", "s"]
+    assert not (tmp_path / "env_store").exists()
+
+
+def test_data_dir_after_the_subcommand_wins(tmp_path, mult_file):
+    from tune_m3.data.__main__ import _parser
+
+    args = _parser().parse_args(["--data-dir", "A", "info", "--data-dir", "B"])
+    assert args.data_dir == "B"
+    assert _parser().parse_args(["--data-dir", "A", "info"]).data_dir == "A"
+    assert _parser().parse_args(["info"]).data_dir is None

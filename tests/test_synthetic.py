@@ -73,3 +73,11 @@ def test_bad_knobs_are_user_errors(store):
         build_synthetic("mosei", scale=0)
     with pytest.raises(UserError, match="like"):
         build_synthetic("iemocap")
+
+
+@pytest.mark.parametrize("knob", ["text_strength", "redundancy", "step_noise"])
+@pytest.mark.parametrize("value", [float("nan"), float("inf"), -float("inf")])
+def test_non_finite_knobs_are_refused(store, knob, value):
+    with pytest.raises(UserError, match=f"{knob} must be a finite number"):
+        build_synthetic("mosi", scale=0.01, **{knob: value})
+    assert not store.exists() or not any(store.iterdir())

@@ -171,7 +171,7 @@ def check_dataset(space: SearchSpace, data_dir: str | None, build: bool) -> Any:
         if not build:
             return None
         s = ds.synthetic
-        return ensure_synthetic(ds.name, s.like, s.scale, s.seed, root)
+        return ensure_synthetic(ds.name, s.like, s.scale, s.seed, root, unaligned=s.unaligned)
     return read_meta(ds.name, root)  # UserError with the import / synth instructions
 
 

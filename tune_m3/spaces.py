@@ -11,6 +11,7 @@ validated; unknown keys get a did-you-mean)::
         like: mosei                  #     shape to imitate: mosei | mosi
         scale: 0.04                  #     fraction of the real split sizes
         seed: 0
+        unaligned: false             #     true: audio/vision have more steps than text
     fixed:                           # TrialConfig fields held fixed (see tune_m3/config.py)
       max_epochs: 30
     search:                          # TrialConfig fields (or audio_share) searched
@@ -77,6 +78,7 @@ class SynthSpec(_Strict):
     like: Literal["mosei", "mosi"] = "mosei"
     scale: float = Field(1.0, gt=0, le=1)
     seed: int = 0
+    unaligned: bool = False  # audio/vision with more steps than text (docs/data.md)
 
 
 class DatasetSpec(_Strict):

@@ -8,7 +8,7 @@
     ds.splits["train"].features["text"].shape       # (N, L, 300)
 """
 
-from tune_m3.data.api import build_synthetic, ensure_synthetic, import_file
+from tune_m3.data.api import DataWarning, build_synthetic, ensure_synthetic, import_file
 from tune_m3.data.formats import MODALITIES, SPLITS
 from tune_m3.data.store import (
     Dataset,
@@ -21,6 +21,7 @@ from tune_m3.data.store import (
 )
 
 __all__ = [
+    "DataWarning",
     "MODALITIES",
     "SPLITS",
     "Dataset",

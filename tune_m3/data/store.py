@@ -4,13 +4,18 @@ Layout (decided here; ``docs/data.md`` explains it to users)::
 
     <data dir>/                       $TUNE_M3_DATA_DIR, --data-dir, or ~/.cache/tune_m3/data
       <name>/
-        meta.json                     DatasetMeta: dims, L, sizes, source fingerprint, synthetic flag
+        meta.json                     DatasetMeta: dims, steps per modality, aligned flag, sizes,
+                                      source fingerprint, synthetic flag, data warnings
         train.parquet valid.parquet test.parquet
 
 Each split file has one row per sample and the columns ``id`` (string), ``label`` (float32),
-``length`` (int32, valid steps of the front-padded sequence) and one column per modality of type
-``fixed_size_binary[L * d * 4]`` holding the sample's (L, d) features as little-endian float32,
-row-major (dims and L are in ``meta.json``).
+``lengths_text``, ``lengths_audio``, ``lengths_vision`` (int32: valid steps of each modality's
+front-padded sequence; ``names.length_key``), ``length`` (int32, = ``lengths_text``: what stores
+before per-modality lengths had, kept so that older readers work) and one column per modality of
+type ``fixed_size_binary[L_m * d_m * 4]`` holding the sample's (L_m, d_m) features as
+little-endian float32, row-major (dims and steps are in ``meta.json``). A store written before
+per-modality lengths (no ``seq_lens`` in ``meta.json``, no ``lengths_<m>`` columns) loads as
+aligned, every modality with the ``length`` column.
 
 Why this shape: a fixed-size binary column is one contiguous buffer, so reading a split gives
 the whole (N, L, d) array as a zero-copy numpy *view* of the Arrow buffer, with no per-sample
@@ -40,8 +45,15 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from tune_m3.data.formats import MODALITIES, SPLITS, CanonicalSplit
+from tune_m3.data.formats import (
+    MODALITIES,
+    SPLITS,
+    CanonicalSplit,
+    empty_modality_warning,
+    padding_dropped_warning,
+)
 from tune_m3.errors import UserError
+from tune_m3.names import LENGTHS, length_key
 
 ENV_DATA_DIR = "TUNE_M3_DATA_DIR"
 STORE_FORMAT_VERSION = 1
@@ -68,15 +80,41 @@ class DatasetMeta:
     synthetic: bool
     modalities: tuple[str, ...]
     dims: dict[str, int]  # modality -> feature size d
-    seq_len: int  # L
+    seq_len: int  # L of text (all modalities when aligned; kept for older readers)
     sizes: dict[str, int]  # split -> N
     source: dict  # {"kind": "import", "path", "sha256", "format"} or {"kind": "synthetic", ...}
     nonfinite_replaced: dict[str, dict[str, int]] = field(
         default_factory=dict
     )  # split -> modality -> n
+    # split -> modality -> "all zeros" | "all non-finite": a modality with no information there
+    empty_modalities: dict[str, dict[str, str]] = field(default_factory=dict)
     like: str | None = None  # the real dataset a synthetic one imitates ("mosei", "mosi")
     created: str = ""
     format_version: int = STORE_FORMAT_VERSION
+    # modality -> L_m (steps); older stores lack it: every modality has seq_len steps
+    seq_lens: dict[str, int] = field(default_factory=dict)
+    aligned: bool = True  # False: steps differ per modality (MulT *_noalign, MMSA unaligned_*)
+    mean_lengths: dict[str, float] = field(default_factory=dict)  # modality -> mean valid steps
+    # split -> modality -> samples whose steps past their stated length were dropped (MMSA)
+    padding_dropped: dict[str, dict[str, int]] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if not self.seq_lens:  # a store written before per-modality lengths: aligned
+            self.seq_lens = {m: self.seq_len for m in self.modalities}
+
+    def warnings(self) -> list[str]:
+        """What a user must hear about this data (printed by import and ``data info``)."""
+        out = [
+            empty_modality_warning(split, m, kind)
+            for split, mods in self.empty_modalities.items()
+            for m, kind in mods.items()
+        ]
+        out += [
+            padding_dropped_warning(split, m, count)
+            for split, mods in self.padding_dropped.items()
+            for m, count in mods.items()
+        ]
+        return out
 
     @property
     def fingerprint(self) -> str:
@@ -99,18 +137,29 @@ class DatasetMeta:
 class Split:
     """One split in memory. Arrays are read-only views of the store's buffers (no copies)."""
 
-    features: dict[str, np.ndarray]  # modality -> (N, L, d) float32
+    features: dict[str, np.ndarray]  # modality -> (N, L_m, d_m) float32
     labels: np.ndarray  # (N,) float32
-    lengths: np.ndarray  # (N,) int32
+    lengths: np.ndarray  # (N,) int32: text's valid steps (aligned data: every modality's)
     ids: np.ndarray  # (N,) str
+    # modality -> (N,) int32 valid steps of that modality; empty means "all equal ``lengths``"
+    modality_lengths: dict[str, np.ndarray] = field(default_factory=dict)
 
     @property
     def size(self) -> int:
         return int(self.labels.shape[0])
 
+    def lengths_of(self, modality: str) -> np.ndarray:
+        return self.modality_lengths.get(modality, self.lengths)
+
     def arrays(self) -> dict[str, np.ndarray]:
-        """Flat dict of arrays (for the Ray object store or a torch batch)."""
-        return {**self.features, "labels": self.labels, "lengths": self.lengths}
+        """Flat dict of arrays (for the Ray object store or a torch batch).
+
+        Keys: each modality's ``(N, L_m, d_m)`` features, ``labels`` ``(N,)``, one ``(N,)`` int32
+        valid-length column per modality under ``names.length_key(m)`` (``lengths_text``, ...)
+        and ``lengths`` (= ``lengths_text``; on aligned data every modality's), for older readers.
+        """
+        lens = {length_key(m): self.lengths_of(m) for m in self.features}
+        return {**self.features, "labels": self.labels, LENGTHS: self.lengths, **lens}
 
 
 @dataclass(frozen=True)
@@ -138,8 +187,10 @@ def _split_table(split: CanonicalSplit) -> pa.Table:
     columns: dict[str, pa.Array] = {
         "id": pa.array(split.ids.astype(str), type=pa.string()),
         "label": pa.array(split.labels.astype(np.float32)),
-        "length": pa.array(split.lengths.astype(np.int32)),
+        "length": pa.array(split.lengths.astype(np.int32)),  # text's; what older readers read
     }
+    for m in MODALITIES:
+        columns[length_key(m)] = pa.array(split.lengths_of(m).astype(np.int32))
     for m in MODALITIES:
         x = np.ascontiguousarray(split.features[m], dtype="<f4")  # (N, L, d)
         width = int(x.shape[1] * x.shape[2] * 4)
@@ -170,6 +221,12 @@ def write_dataset(
             f"or --name to store it under another name"
         )
     first = splits[SPLITS[0]]
+    seq_lens = first.seq_lens
+    total = sum(splits[s].size for s in SPLITS)
+    mean_lengths = {
+        m: round(float(sum(splits[s].lengths_of(m).sum() for s in SPLITS)) / total, 2)
+        for m in MODALITIES
+    }
     meta = DatasetMeta(
         name=name,
         synthetic=synthetic,
@@ -179,8 +236,17 @@ def write_dataset(
         sizes={s: splits[s].size for s in SPLITS},
         source=source,
         nonfinite_replaced={s: dict(splits[s].nonfinite_replaced) for s in SPLITS},
+        empty_modalities={
+            s: dict(splits[s].empty_modalities) for s in SPLITS if splits[s].empty_modalities
+        },
         like=like,
         created=time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        seq_lens={m: seq_lens[m] for m in MODALITIES},
+        aligned=len(set(seq_lens.values())) == 1,
+        mean_lengths=mean_lengths,
+        padding_dropped={
+            s: dict(splits[s].padding_dropped) for s in SPLITS if splits[s].padding_dropped
+        },
     )
     data_dir.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{name}.", suffix=".tmp", dir=data_dir))
@@ -255,6 +321,8 @@ def _load_meta(path: Path) -> DatasetMeta:
 
 def missing_dataset_message(name: str, root: Path, have: list[str]) -> str:
     like = name.removeprefix("synth_").split("_x")[0]
+    unaligned = like.endswith("_unaligned")
+    like = like.removesuffix("_unaligned")
     lines = [
         f"dataset '{name}' is not in the store {root}"
         + (f" (it holds: {', '.join(have)})" if have else " (it is empty)")
@@ -264,8 +332,9 @@ def missing_dataset_message(name: str, root: Path, have: list[str]) -> str:
     ]
     if like in ("mosei", "mosi"):
         lines.append(
-            f"  - or run on synthetic data instead: python -m tune_m3.data synth --dataset {like} "
-            f"--data-dir {root}, then search with --dataset synth_{like} (results are labelled synthetic)"
+            f"  - or run on synthetic data instead: python -m tune_m3.data synth --dataset {like}"
+            f"{' --unaligned' if unaligned else ''} --data-dir {root}, then use --dataset "
+            f"synth_{like}{'_unaligned' if unaligned else ''} (results are labelled synthetic)"
         )
     return "\n".join(lines)
 
@@ -311,11 +380,19 @@ def load_dataset(
             raise UserError(
                 f"{path}: cannot read ({err}); re-create the dataset (import or synth with --overwrite)"
             ) from None
-        feats = {m: _column_array(table, m, (meta.seq_len, meta.dims[m])) for m in meta.modalities}
+        feats = {
+            m: _column_array(table, m, (meta.seq_lens[m], meta.dims[m])) for m in meta.modalities
+        }
+        names = set(table.column_names)  # stores before per-modality lengths have "length" only
         out[s] = Split(
             features=feats,
             labels=_column_array(table, "label", ()),
             lengths=_column_array(table, "length", ()),
             ids=np.asarray(table.column("id").to_pylist()),
+            modality_lengths={
+                m: _column_array(table, length_key(m), ())
+                for m in meta.modalities
+                if length_key(m) in names
+            },
         )
     return Dataset(meta=meta, splits=out)

@@ -17,6 +17,11 @@ Generative model (per sample b; ``docs/data.md`` has the same with the knobs' ef
     vision step i: z = [w_b + step_noise n_i, r^V_b + step_noise n'_i, nuisance]   x_V = z P_V + iso
     r^l_b = rho s_b + sqrt(1 - rho^2) eta^l_b,  eta ~ N(0, 1)   (a per-sample noisy copy of s)
 
+``unaligned=True`` (``synth --unaligned``): audio and vision get UNALIGNED_STEPS (3x, 2x) as many
+steps as text, L = 50/150/100, and a clip's valid length scales the same way (the same clip,
+sampled faster). Each of their steps carries the same latents as above, so the signal is spread
+over more steps; labels, text lengths and per-clip latents equal the aligned set's (same seed).
+
 P_l are fixed random (k_l, d_l) projections, ``iso`` small isotropic noise on every feature, and
 the per-step noise averages out over a sequence, so the model must integrate over time.
 
@@ -38,7 +43,8 @@ from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import asdict, dataclass
+import math
+from dataclasses import asdict, dataclass, fields
 
 import numpy as np
 
@@ -74,8 +80,13 @@ class SynthConfig:
     label_bias: float = 0.15  # MOSEI skews slightly positive
     feature_noise: float = 0.05  # iso: isotropic noise on every feature
     nonfinite_rate: float = 2e-6  # fraction of audio values set to -inf/NaN (like real MOSEI)
+    unaligned: bool = False  # audio/vision get UNALIGNED_STEPS x as many steps as text
 
     def __post_init__(self) -> None:
+        for f in fields(self):  # `--text-strength nan` must not write NaN labels
+            v = getattr(self, f.name)
+            if isinstance(v, float) and not math.isfinite(v):
+                raise ValueError(f"{f.name} must be a finite number, got {v}")
         if self.like not in SHAPES:
             raise ValueError(f"like must be one of {sorted(SHAPES)}, got {self.like!r}")
         if not 0 < self.scale <= 1:
@@ -89,17 +100,28 @@ class SynthConfig:
 
     @property
     def default_name(self) -> str:
-        return f"synth_{self.like}" if self.scale == 1 else f"synth_{self.like}_x{self.scale:g}"
+        base = f"synth_{self.like}" + ("_unaligned" if self.unaligned else "")
+        return base if self.scale == 1 else f"{base}_x{self.scale:g}"
+
+    def seq_lens(self) -> dict[str, int]:
+        """Steps per modality: ``seq_len`` for all, or times UNALIGNED_STEPS when unaligned."""
+        return {m: self.seq_len * (UNALIGNED_STEPS[m] if self.unaligned else 1) for m in MODALITIES}
 
     def sizes(self) -> dict[str, int]:
         return {s: max(16, round(n * self.scale)) for s, n in SHAPES[self.like]["sizes"].items()}
 
     def fingerprint(self) -> str:
-        blob = json.dumps({"v": GENERATOR_VERSION, **asdict(self)}, sort_keys=True)
+        d = asdict(self)
+        if not d["unaligned"]:  # aligned datasets keep the fingerprint they had before the option
+            del d["unaligned"]
+        blob = json.dumps({"v": GENERATOR_VERSION, **d}, sort_keys=True)
         return hashlib.sha256(blob.encode()).hexdigest()
 
 
 _LATENT = {"text": 12, "audio": 8, "vision": 8}  # k_l: latent dims per step before projection
+# --unaligned: steps per text step (MOSEI scale: text 50, audio 150, vision 100). MulT's noalign
+# MOSEI has 50/500/500; 3x/2x keeps tests and the demo fast while the rates still differ.
+UNALIGNED_STEPS = {"text": 1, "audio": 3, "vision": 2}
 _CHUNK = 2048  # samples generated at once (bounds temporary memory)
 
 
@@ -114,8 +136,11 @@ def _projections(cfg: SynthConfig, dims: tuple[int, ...]) -> dict[str, np.ndarra
 
 
 def _split(cfg: SynthConfig, split: str, n: int, proj: dict[str, np.ndarray]) -> CanonicalSplit:
+    """One split. Unaligned: modality m has ``UNALIGNED_STEPS[m]`` steps per text step, and a
+    sample's valid length scales the same way (the same clip, sampled at a higher rate); audio
+    and vision carry the same latent per step, so their time average is just less noisy."""
     rng = np.random.default_rng([cfg.seed, SPLITS.index(split)])
-    L = cfg.seq_len
+    steps = cfg.seq_lens()
     # per-sample latents and label
     s, u, w, e, eta_a, eta_v = rng.standard_normal((6, n)).astype(np.float32)
     rho = cfg.redundancy
@@ -126,16 +151,18 @@ def _split(cfg: SynthConfig, split: str, n: int, proj: dict[str, np.ndarray]) ->
     y = cfg.label_bias + cfg.text_strength * s + cfg.audio_strength * u + cfg.vision_strength * w
     y = np.clip(y + cfg.label_noise * e, -3, 3)
     y = (np.round(y * 3) / 3).astype(np.float32)
-    lengths = rng.integers(cfg.min_len, L + 1, size=n).astype(np.int32)
+    lengths = rng.integers(cfg.min_len, cfg.seq_len + 1, size=n).astype(np.int32)
+    lens = {m: lengths * (steps[m] // cfg.seq_len) for m in MODALITIES}  # (n,) per modality
 
-    feats = {m: np.empty((n, L, p.shape[1]), np.float32) for m, p in proj.items()}
+    feats = {m: np.empty((n, steps[m], p.shape[1]), np.float32) for m, p in proj.items()}
     for lo in range(0, n, _CHUNK):
         hi = min(n, lo + _CHUNK)
         b = hi - lo
-        valid = valid_mask(lengths[lo:hi], L).astype(np.float32)  # (b, L)
         own = {"text": s[lo:hi], "audio": u[lo:hi], "vision": w[lo:hi]}
         for m, p in proj.items():
             k, d = p.shape
+            L = steps[m]
+            valid = valid_mask(lens[m][lo:hi], L).astype(np.float32)  # (b, L)
             z = rng.standard_normal((b, L, k), dtype=np.float32)  # nuisance + step noise
             if m == "text":
                 words = rng.random((b, L), dtype=np.float32) < cfg.text_sparsity  # (b, L)
@@ -162,6 +189,7 @@ def _split(cfg: SynthConfig, split: str, n: int, proj: dict[str, np.ndarray]) ->
         ids=np.array([f"synth_{split}_{i}" for i in range(n)]),
         lengths=lengths,
         nonfinite_replaced=replaced,
+        modality_lengths=lens if cfg.unaligned else {},
     )
 
 
@@ -172,6 +200,7 @@ def generate(cfg: SynthConfig, progress: bool = False) -> dict[str, CanonicalSpl
     out = {}
     for split, n in cfg.sizes().items():
         if progress:
-            print(f"  generating {split}: {n} samples x {cfg.seq_len} steps", flush=True)
+            shape = "/".join(str(v) for v in cfg.seq_lens().values())
+            print(f"  generating {split}: {n} samples x {shape} steps", flush=True)
         out[split] = _split(cfg, split, n, proj)
     return out
