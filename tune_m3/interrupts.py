@@ -53,6 +53,12 @@ class Interrupts:
             self._old[s] = signal.signal(s, self._handle)
         return self
 
+    def reinstall(self) -> None:
+        """Take the signals back: ``ray.init`` installs its own C-level SIGTERM handler in the
+        driver (it aborts the process), so call this once Ray has started."""
+        for s in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(s, self._handle)
+
     def __exit__(self, *exc) -> None:
         for s, h in self._old.items():
             signal.signal(s, h)  # type: ignore[arg-type]

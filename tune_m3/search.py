@@ -547,7 +547,8 @@ def fit(args, space: SearchSpace, c, s: Session, ds, intr: Interrupts):
     if not args.verbose:  # Ray's "Resume experiment with: Tuner.restore(...)": we print ours
         import logging
 
-        logging.getLogger("ray.tune.tune").setLevel(logging.ERROR)
+        for name in ("ray.tune.tune", "ray.tune.analysis.experiment_analysis"):
+            logging.getLogger(name).setLevel(logging.ERROR)
     intr.in_fit = True
     try:
         return tuner.fit()
@@ -766,6 +767,7 @@ def run(args, argv: list[str], space: SearchSpace, c, uri: str) -> int:
             meta, ds = load_data(space, args)
             print(describe(space))
             s = open_parent(args, space, c, uri, meta)
+            intr.reinstall()  # after ray.init, which took SIGTERM
             results = fit(args, space, c, s, ds, intr)
             del ds
             return summarise(args, space, c, s, results, intr)
