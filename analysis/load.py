@@ -24,6 +24,7 @@ store that does not exist, an experiment without finished trial runs.
 from __future__ import annotations
 
 import difflib
+import json
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -32,13 +33,26 @@ from typing import Any
 import pandas as pd
 
 from tune_m3.errors import UserError
-from tune_m3.tracking import TAG_PARENT, TAG_SEARCH, TAG_STATUS, TAG_TRIAL
+from tune_m3.names import (
+    STAGE_SEARCH,
+    TAG_CONFIRM_OF,
+    TAG_DATASET,
+    TAG_PARENT,
+    TAG_PARETO,
+    TAG_RUN_NAME,
+    TAG_SEARCH,
+    TAG_SPACE,
+    TAG_STAGE,
+    TAG_STATUS,
+    TAG_STATUS_LEGACY,
+    TAG_SYNTHETIC,
+    TAG_TRIAL,
+)
 
-__all__ = ["RUN_COLUMNS", "RunsInfo", "SearchInfo", "load_history", "load_runs"]
+__all__ = ["DEFAULT_MODEL", "RUN_COLUMNS", "RunsInfo", "SearchInfo", "load_history", "load_runs"]
 
-TAG_SPACE = "tune_m3.space"
-TAG_DATASET = "tune_m3.dataset"
-TAG_SYNTHETIC = "tune_m3.synthetic"
+#: the model of a run without a ``model`` param (every run logged before models were pluggable)
+DEFAULT_MODEL = "m3_baseline"
 
 # columns of load_runs() that are neither params nor metrics
 RUN_COLUMNS: tuple[str, ...] = (
@@ -49,6 +63,9 @@ RUN_COLUMNS: tuple[str, ...] = (
     "trial_id",
     "trial_status",
     "status",
+    "stage",
+    "confirm_of",
+    "pareto",
     "space",
     "dataset_tag",
     "synthetic",
@@ -75,6 +92,24 @@ class SearchInfo:
     @property
     def mode(self) -> str | None:
         return self.params.get("mode")
+
+    @property
+    def algorithm(self) -> str:
+        """``grid`` or ``optuna`` (parent param ``algorithm``); ``""`` when not logged."""
+        return self.params.get("algorithm", "")
+
+    @property
+    def objectives(self) -> list[tuple[str, str]]:
+        """``[(metric, mode), ...]`` of a multi-objective search (parent param ``objectives``, a
+        JSON list of ``{"metric": ..., "mode": ...}``); ``[]`` for a single-objective one."""
+        raw = self.params.get("objectives")
+        if not raw:
+            return []
+        try:
+            objs = json.loads(raw)
+            return [(str(o["metric"]), str(o.get("mode", "min"))) for o in objs]
+        except (ValueError, TypeError, KeyError):
+            return []
 
 
 @dataclass
@@ -108,6 +143,17 @@ class RunsInfo:
     def mode(self) -> str:
         s = self.latest_search
         return (s.mode if s else None) or "min"
+
+    @property
+    def algorithm(self) -> str:
+        """The latest search's algorithm (``grid``, ``optuna``; ``""`` when unknown)."""
+        s = self.latest_search
+        return s.algorithm if s else ""
+
+    @property
+    def objectives(self) -> list[tuple[str, str]]:
+        s = self.latest_search
+        return s.objectives if s else []
 
     def describe_left_out(self) -> str:
         if not self.left_out:
@@ -303,14 +349,18 @@ def load_runs(
     renamed = {m: (f"last_{m}" if m in params else m) for m in metric_names}
     for r in kept:
         t = r.data.tags
+        status = t.get(TAG_STATUS) or t.get(TAG_STATUS_LEGACY)
         row: dict[str, Any] = {
             "run_id": r.info.run_id,
-            "run_name": r.info.run_name or t.get("mlflow.runName", ""),
+            "run_name": r.info.run_name or t.get(TAG_RUN_NAME, ""),
             "parent_id": t.get(TAG_PARENT),
             "search_id": t.get(TAG_SEARCH, ""),
             "trial_id": t.get(TAG_TRIAL, ""),
-            "trial_status": t.get(TAG_STATUS, "running" if r.info.status == "RUNNING" else ""),
+            "trial_status": status or ("running" if r.info.status == "RUNNING" else ""),
             "status": r.info.status,
+            "stage": t.get(TAG_STAGE) or STAGE_SEARCH,
+            "confirm_of": t.get(TAG_CONFIRM_OF, ""),
+            "pareto": t.get(TAG_PARETO, "").lower() == "true",
             "space": t.get(TAG_SPACE, ""),
             "dataset_tag": t.get(TAG_DATASET, r.data.params.get("dataset", "")),
             "synthetic": t.get(TAG_SYNTHETIC, "").lower() == "true",
@@ -324,6 +374,9 @@ def load_runs(
         rows.append(row)
 
     raw = pd.DataFrame(rows)
+    if "model" not in raw:
+        params.add("model")
+    raw["model"] = raw["model"].fillna(DEFAULT_MODEL) if "model" in raw else DEFAULT_MODEL
     param_cols = sorted(params)
     metric_cols = sorted(renamed.values())
     # built in one go: column-by-column assignment of ~300 columns fragments the frame
