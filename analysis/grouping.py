@@ -267,12 +267,14 @@ def regime_label(row: pd.Series | dict) -> str:
 
 
 def regime_sort_key(row: pd.Series | dict) -> tuple:
-    """baseline, then masking schemes (paper order, by pM, πT), then perturbation by amount."""
+    """baseline, masking schemes (paper order, by pM, πT), perturbation by amount, both."""
     get = row.get  # a dict and a Series both have it
     scheme = str(get("scheme", "none") or "none")
     s = SCHEME_ORDER.index(scheme) if scheme in SCHEME_ORDER else 99
     pert = _num(get("p_missing", 0.0)) + _num(get("p_noise", 0.0))
-    return (s, _num(get("p_mask", 0.0)), _num(get("pi_text", 0.0)), pert)
+    masked = scheme not in ("none", "baseline")
+    group = (1 if masked else 0) if pert == 0 else (3 if masked else 2)
+    return (group, s, _num(get("p_mask", 0.0)), _num(get("pi_text", 0.0)), pert)
 
 
 def train_sort(label: str) -> tuple:

@@ -393,12 +393,11 @@ def _robust_published(
         else [done["dataset_tag"].iloc[0]] * len(table)
     )
     fams = [dataset_family(str(d)) or "mosei" for d in datasets]
-    training = done.groupby("regime", sort=False)["training"].first()
     ref_idx = ref.set_index(["dataset", "training", "diagnostic", "fraction_pct"])
     want = list(
         zip(
             fams,
-            table["regime"].map(training),
+            table["training"],
             table["diagnostic"],
             table["fraction_pct"].astype(int),
             strict=True,
@@ -466,6 +465,8 @@ def _robust_table(
     long = _robust_long(done, modality, fractions)
     table = aggregate(long, [*keys, "diagnostic", "fraction_pct"], ["corr", "f1"])
     table = _robust_order(table, done, keys, table1)
+    # the paper's row name ('none', '15+15'; '' for a masking regime): CSV readers match on it
+    table["training"] = table["regime"].map(done.groupby("regime", sort=False)["training"].first())
     table["diagnostic_label"] = [
         DIAG_LABELS[d] + ("" if d == "clean" else f" {float(p):g}%")
         for d, p in zip(table["diagnostic"], table["fraction_pct"], strict=True)

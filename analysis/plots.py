@@ -525,8 +525,8 @@ def pareto_scatter(
         drawstyle="steps-post",
         label=f"Pareto front ({int(front.sum())})",
     )
-    ax.set_xlabel(f"{x} (clean; lower is better)")
-    ax.set_ylabel(f"{y}\n(lower = more robust)")
+    ax.set_xlabel(f"{_label(x)} (clean; lower is better)")
+    ax.set_ylabel(f"{_label(y)}\n(lower = more robust)")
     ax.grid(alpha=0.3)
     ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1))
     ax.set_title(
