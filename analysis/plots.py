@@ -591,8 +591,8 @@ def pareto_objectives(df: pd.DataFrame, path: str | Path, objectives: Sequence[t
         ms=8,
         label=f"Pareto front ({int(front.sum())}, {how})",
     )
-    ax.set_xlabel(f"{x} ({'lower' if xm == 'min' else 'higher'} is better)")
-    ax.set_ylabel(f"{y}\n({'lower' if ym == 'min' else 'higher'} is better)")
+    ax.set_xlabel(f"{_label(x)} ({'lower' if xm == 'min' else 'higher'} is better)")
+    ax.set_ylabel(f"{_label(y)}\n({'lower' if ym == 'min' else 'higher'} is better)")
     for axis in (ax.xaxis, ax.yaxis):
         axis.set_major_formatter(SIG3)
     ax.grid(alpha=0.3)
