@@ -14,8 +14,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from analysis.grouping import NotApplicable
 from analysis.load import RunsInfo, load_history, load_runs
-from analysis.tables import NotApplicable
 
 __all__ = ["NotApplicable", "RunsInfo", "build_report", "load_history", "load_runs", "write_report"]
 

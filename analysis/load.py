@@ -24,6 +24,7 @@ store that does not exist, an experiment without finished trial runs.
 from __future__ import annotations
 
 import difflib
+import json
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -32,13 +33,26 @@ from typing import Any
 import pandas as pd
 
 from tune_m3.errors import UserError
-from tune_m3.tracking import TAG_PARENT, TAG_SEARCH, TAG_STATUS, TAG_TRIAL
+from tune_m3.names import (
+    STAGE_SEARCH,
+    TAG_CONFIRM_OF,
+    TAG_DATASET,
+    TAG_PARENT,
+    TAG_PARETO,
+    TAG_RUN_NAME,
+    TAG_SEARCH,
+    TAG_SPACE,
+    TAG_STAGE,
+    TAG_STATUS,
+    TAG_STATUS_LEGACY,
+    TAG_SYNTHETIC,
+    TAG_TRIAL,
+)
 
-__all__ = ["RUN_COLUMNS", "RunsInfo", "SearchInfo", "load_history", "load_runs"]
+__all__ = ["DEFAULT_MODEL", "RUN_COLUMNS", "RunsInfo", "SearchInfo", "load_history", "load_runs"]
 
-TAG_SPACE = "tune_m3.space"
-TAG_DATASET = "tune_m3.dataset"
-TAG_SYNTHETIC = "tune_m3.synthetic"
+#: the model of a run without a ``model`` param (every run logged before models were pluggable)
+DEFAULT_MODEL = "m3_baseline"
 
 # columns of load_runs() that are neither params nor metrics
 RUN_COLUMNS: tuple[str, ...] = (
@@ -49,6 +63,9 @@ RUN_COLUMNS: tuple[str, ...] = (
     "trial_id",
     "trial_status",
     "status",
+    "stage",
+    "confirm_of",
+    "pareto",
     "space",
     "dataset_tag",
     "synthetic",
@@ -75,6 +92,24 @@ class SearchInfo:
     @property
     def mode(self) -> str | None:
         return self.params.get("mode")
+
+    @property
+    def algorithm(self) -> str:
+        """``grid`` or ``optuna`` (parent param ``algorithm``); ``""`` when not logged."""
+        return self.params.get("algorithm", "")
+
+    @property
+    def objectives(self) -> list[tuple[str, str]]:
+        """``[(metric, mode), ...]`` of a multi-objective search (parent param ``objectives``, a
+        JSON list of ``{"metric": ..., "mode": ...}``); ``[]`` for a single-objective one."""
+        raw = self.params.get("objectives")
+        if not raw:
+            return []
+        try:
+            objs = json.loads(raw)
+            return [(str(o["metric"]), str(o.get("mode", "min"))) for o in objs]
+        except (ValueError, TypeError, KeyError):
+            return []
 
 
 @dataclass
@@ -108,6 +143,17 @@ class RunsInfo:
     def mode(self) -> str:
         s = self.latest_search
         return (s.mode if s else None) or "min"
+
+    @property
+    def algorithm(self) -> str:
+        """The latest search's algorithm (``grid``, ``optuna``; ``""`` when unknown)."""
+        s = self.latest_search
+        return s.algorithm if s else ""
+
+    @property
+    def objectives(self) -> list[tuple[str, str]]:
+        s = self.latest_search
+        return s.objectives if s else []
 
     def describe_left_out(self) -> str:
         if not self.left_out:
@@ -256,28 +302,56 @@ def load_runs(
     n_deleted = sum(TAG_PARENT in r.data.tags for r in deleted)
     if n_deleted:
         left_out["deleted"] = n_deleted
-
-    search_ids = {r.data.tags.get(TAG_SEARCH, "") for r in children}
     if search is not None:
-        wanted = search
-        if search == "latest":
-            latest = max(
-                (p for p in parents.values()),
-                key=lambda p: p.info.start_time or 0,
-                default=None,
-            )
-            wanted = latest.data.tags.get(TAG_SEARCH, "") if latest else ""
-        if wanted not in search_ids:
-            known = sorted(s for s in search_ids if s)
-            raise UserError(
-                f"experiment '{experiment}' has no search '{search}'"
-                f"{_did_you_mean(search, known)}; its searches: {', '.join(known) or 'none'}"
-            )
-        other = [r for r in children if r.data.tags.get(TAG_SEARCH, "") != wanted]
-        if other:
-            left_out["of other searches"] = len(other)
-        children = [r for r in children if r.data.tags.get(TAG_SEARCH, "") == wanted]
+        children = _of_search(children, parents, search, experiment, left_out)
+    kept = _finished(children, include_unfinished, left_out, experiment, uri)
+    df, param_cols, metric_cols = _frame(kept)
+    info = RunsInfo(
+        experiment=experiment,
+        experiment_id=exp.experiment_id,
+        tracking_uri=uri,
+        searches=_searches(df, parents),
+        n_loaded=len(df),
+        left_out=left_out,
+        synthetic=bool(df["synthetic"].any()),
+        datasets=sorted(str(d) for d in df["dataset_tag"].dropna().unique() if d),
+        param_columns=param_cols,
+        metric_columns=metric_cols,
+        warnings=_warnings(df, parents, param_cols),
+    )
+    return df, info
 
+
+def _of_search(
+    children: list, parents: dict, search: str, experiment: str, left_out: dict[str, int]
+) -> list:
+    """The child runs of one search (a search id or "latest"); counts the others as left out."""
+    search_ids = {r.data.tags.get(TAG_SEARCH, "") for r in children}
+    wanted = search
+    if search == "latest":
+        latest = max(
+            (p for p in parents.values()),
+            key=lambda p: p.info.start_time or 0,
+            default=None,
+        )
+        wanted = latest.data.tags.get(TAG_SEARCH, "") if latest else ""
+    if wanted not in search_ids:
+        known = sorted(s for s in search_ids if s)
+        raise UserError(
+            f"experiment '{experiment}' has no search '{search}'"
+            f"{_did_you_mean(search, known)}; its searches: {', '.join(known) or 'none'}"
+        )
+    other = [r for r in children if r.data.tags.get(TAG_SEARCH, "") != wanted]
+    if other:
+        left_out["of other searches"] = len(other)
+    children = [r for r in children if r.data.tags.get(TAG_SEARCH, "") == wanted]
+    return children
+
+
+def _finished(
+    children: list, include_unfinished: bool, left_out: dict[str, int], experiment: str, uri: str
+) -> list:
+    """FINISHED child runs (any status with ``include_unfinished``); a UserError when none."""
     kept = []
     for r in children:
         st = r.info.status
@@ -286,7 +360,6 @@ def load_runs(
         else:
             key = st.lower()
             left_out[key] = left_out.get(key, 0) + 1
-
     if not kept:
         what = describe_counts(left_out)
         raise UserError(
@@ -295,35 +368,49 @@ def load_runs(
             + ". Wait for the search to finish, resume it (python -m tune_m3.search --space "
             "NAME --resume), or pass include_unfinished=True / --include-unfinished"
         )
+    return kept
 
-    rows, params, metric_names = [], set(), set()
+
+def _row(r, renamed: dict[str, str]) -> dict[str, Any]:
+    """One child run as a row: the RUN_COLUMNS, its params (strings) and metrics."""
+    t = r.data.tags
+    status = t.get(TAG_STATUS) or t.get(TAG_STATUS_LEGACY)
+    row: dict[str, Any] = {
+        "run_id": r.info.run_id,
+        "run_name": r.info.run_name or t.get(TAG_RUN_NAME, ""),
+        "parent_id": t.get(TAG_PARENT),
+        "search_id": t.get(TAG_SEARCH, ""),
+        "trial_id": t.get(TAG_TRIAL, ""),
+        "trial_status": status or ("running" if r.info.status == "RUNNING" else ""),
+        "status": r.info.status,
+        "stage": t.get(TAG_STAGE) or STAGE_SEARCH,
+        "confirm_of": t.get(TAG_CONFIRM_OF, ""),
+        "pareto": t.get(TAG_PARETO, "").lower() == "true",
+        "space": t.get(TAG_SPACE, ""),
+        "dataset_tag": t.get(TAG_DATASET, r.data.params.get("dataset", "")),
+        "synthetic": t.get(TAG_SYNTHETIC, "").lower() == "true",
+        "start_time": _ms(r.info.start_time),
+        "duration_s": (r.info.end_time - r.info.start_time) / 1000
+        if r.info.end_time and r.info.start_time
+        else math.nan,
+    }
+    row.update(r.data.params)
+    row.update({renamed[k]: v for k, v in r.data.metrics.items()})
+    return row
+
+
+def _frame(kept: list) -> tuple[pd.DataFrame, list[str], list[str]]:
+    """The frame of the kept runs, params typed, in start-time order; its param and metric
+    columns. A per-epoch metric named like a param gets ``last_`` in front."""
+    params, metric_names = set(), set()
     for r in kept:
         params.update(r.data.params)
         metric_names.update(r.data.metrics)
     renamed = {m: (f"last_{m}" if m in params else m) for m in metric_names}
-    for r in kept:
-        t = r.data.tags
-        row: dict[str, Any] = {
-            "run_id": r.info.run_id,
-            "run_name": r.info.run_name or t.get("mlflow.runName", ""),
-            "parent_id": t.get(TAG_PARENT),
-            "search_id": t.get(TAG_SEARCH, ""),
-            "trial_id": t.get(TAG_TRIAL, ""),
-            "trial_status": t.get(TAG_STATUS, "running" if r.info.status == "RUNNING" else ""),
-            "status": r.info.status,
-            "space": t.get(TAG_SPACE, ""),
-            "dataset_tag": t.get(TAG_DATASET, r.data.params.get("dataset", "")),
-            "synthetic": t.get(TAG_SYNTHETIC, "").lower() == "true",
-            "start_time": _ms(r.info.start_time),
-            "duration_s": (r.info.end_time - r.info.start_time) / 1000
-            if r.info.end_time and r.info.start_time
-            else math.nan,
-        }
-        row.update(r.data.params)
-        row.update({renamed[k]: v for k, v in r.data.metrics.items()})
-        rows.append(row)
-
-    raw = pd.DataFrame(rows)
+    raw = pd.DataFrame([_row(r, renamed) for r in kept])
+    if "model" not in raw:
+        params.add("model")
+    raw["model"] = raw["model"].fillna(DEFAULT_MODEL) if "model" in raw else DEFAULT_MODEL
     param_cols = sorted(params)
     metric_cols = sorted(renamed.values())
     # built in one go: column-by-column assignment of ~300 columns fragments the frame
@@ -336,9 +423,13 @@ def load_runs(
         axis=1,
     )
     df = df.sort_values("start_time", kind="stable").reset_index(drop=True)
+    return df, param_cols, metric_cols
 
+
+def _searches(df: pd.DataFrame, parents: dict) -> list[SearchInfo]:
+    """The parent runs of the loaded trials, oldest first."""
     used_parents = [parents[p] for p in df["parent_id"].unique() if p in parents]
-    searches = sorted(
+    return sorted(
         (
             SearchInfo(
                 parent_id=p.info.run_id,
@@ -351,6 +442,9 @@ def load_runs(
         ),
         key=lambda s: s.start_time or pd.Timestamp(0),
     )
+
+
+def _warnings(df: pd.DataFrame, parents: dict, param_cols: list[str]) -> list[str]:
     warnings = []
     orphans = int((~df["parent_id"].isin(parents)).sum())
     if orphans:
@@ -369,20 +463,7 @@ def load_runs(
             "this experiment mixes SYNTHETIC and real-data trials (tables label it all "
             "synthetic; the dataset param separates their rows); use --search to read one search"
         )
-    info = RunsInfo(
-        experiment=experiment,
-        experiment_id=exp.experiment_id,
-        tracking_uri=uri,
-        searches=searches,
-        n_loaded=len(df),
-        left_out=left_out,
-        synthetic=bool(df["synthetic"].any()),
-        datasets=sorted(str(d) for d in df["dataset_tag"].dropna().unique() if d),
-        param_columns=param_cols,
-        metric_columns=metric_cols,
-        warnings=warnings,
-    )
-    return df, info
+    return warnings
 
 
 def describe_counts(left_out: dict[str, int]) -> str:

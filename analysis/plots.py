@@ -24,30 +24,43 @@ Figures are drawn on ``matplotlib.figure.Figure`` objects (the Agg canvas), neve
 from __future__ import annotations
 
 import functools
+import math
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from textwrap import wrap
 
 import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
-from matplotlib.ticker import MaxNLocator
+from matplotlib.ticker import FormatStrFormatter, FuncFormatter, MaxNLocator, NullFormatter
 
-from analysis.tables import (
+from analysis.grouping import (
     KINDS,
     METRIC_LABELS,
     NotApplicable,
-    _determined_by,
-    _drop_dependent,
-    _nunique,
-    _sort_key,
     completed,
     config_columns,
+    determined_by,
     diag_fractions,
+    drop_dependent,
+    fmt_num,
     group_label,
+    nunique,
+    run_scores,
+    sort_key,
 )
 from tune_m3.metrics import LOWER_IS_BETTER
+from tune_m3.names import (
+    COMPLETED,
+    EARLY_STOPPED,
+    FAILED,
+    KILLED,
+    SCHEDULER_STOPPED,
+    diag_key,
+    parse_diag_key,
+)
 
 __all__ = [
     "PlotResult",
@@ -60,9 +73,11 @@ __all__ = [
 ]
 
 STATUS_STYLE = {  # trial outcome -> (colour, line style, legend label)
-    "completed": ("#1f77b4", "-", "completed"),
-    "stopped_by_scheduler": ("#d62728", "--", "stopped by ASHA"),
-    "failed": ("#7f7f7f", ":", "failed"),
+    COMPLETED: ("#1f77b4", "-", "completed"),
+    EARLY_STOPPED: ("#2ca02c", "-", "early stopped (patience)"),
+    SCHEDULER_STOPPED: ("#d62728", "--", "stopped by ASHA"),
+    FAILED: ("#7f7f7f", ":", "failed"),
+    KILLED: ("#8c564b", ":", "killed"),
 }
 MAX_LINES = 8
 DPI = 110
@@ -107,6 +122,10 @@ def _save(fig: Figure, path: str | Path) -> Path:
 
 
 def _label(metric: str) -> str:
+    d = parse_diag_key(metric)
+    if d is not None:
+        what = f"{d.modality} {d.kind} on {d.pct}% of {d.split}"
+        return f"{METRIC_LABELS.get(d.metric, d.metric)}{' drop' if d.drop else ''}, {what}"
     base = re.sub(r"^(test_|val_|train_)", "", metric)
     lab = METRIC_LABELS.get(base, base)
     prefix = metric[: len(metric) - len(base)].rstrip("_")
@@ -121,15 +140,15 @@ def _groups(done: pd.DataFrame) -> tuple[list[str], pd.Series]:
     """Configuration keys and a per-run label (variant first; seed never)."""
     keys = config_columns(done)
     if "variant" in keys:
-        keys = _drop_dependent(done, "variant", keys)
+        keys = drop_dependent(done, "variant", keys)
         keys = ["variant", *[k for k in keys if k != "variant"]]
     elif "scheme" in keys:
-        keys = _drop_dependent(done, "scheme", keys)
+        keys = drop_dependent(done, "scheme", keys)
         keys = ["scheme", *[k for k in keys if k != "scheme"]]
     if not keys:
         return keys, pd.Series("all runs", index=done.index)
     labels = done.apply(lambda r: group_label(r, keys), axis=1)
-    order = sorted(range(len(done)), key=lambda i: _sort_key(done.iloc[i], keys))
+    order = sorted(range(len(done)), key=lambda i: sort_key(done.iloc[i], keys))
     ranked = list(dict.fromkeys(labels.iloc[order]))  # lines/legends in a natural order
     return keys, pd.Series(pd.Categorical(labels, categories=ranked), index=done.index)
 
@@ -137,51 +156,96 @@ def _groups(done: pd.DataFrame) -> tuple[list[str], pd.Series]:
 # --------------------------------------------------------------------------- heatmap
 
 
-@_plot("heatmap", "Metric over the M3 grid (pM × πT)")
-def heatmap(df: pd.DataFrame, path: str | Path, metric: str = "test_mae"):
-    """Mean of ``metric`` over seeds in each (pi_text, p_mask) cell of the M3 trials.
+def _sig3(v: float, _pos: object = None) -> str:
+    """A tick label with 3 significant digits (0.000312, 0.25, 1.2e+03), never "-0"."""
+    if not np.isfinite(v):
+        return ""
+    s = f"{v:.3g}"
+    return "0" if float(s) == 0 else s
 
-    Uses completed trials with ``scheme == "m3"`` when several schemes are present. Cells show
-    the mean, the std and n; the colour scale is the mean (its colour bar says which way is
-    better). Skipped unless the trials span at least two cells.
-    """
-    done = completed(df, metric)
-    if "scheme" in done and _nunique(done["scheme"]) > 1:
-        done = done[done["scheme"] == "m3"]
-    if done.empty or "p_mask" not in done or "pi_text" not in done:
-        raise NotApplicable(f"no completed M3 trials with {metric}, p_mask and pi_text")
+
+SIG3 = FuncFormatter(_sig3)
+
+
+def _grid_cells(done: pd.DataFrame, metric: str):
+    """Mean, std and n of ``metric`` per (pi_text, p_mask) cell, as (πT rows, pM columns)."""
     g = done.groupby(["pi_text", "p_mask"])[metric]
     if g.ngroups < 2:
         raise NotApplicable("the M3 trials span one (pi_text, p_mask) cell only")
-    mean = g.mean().unstack("p_mask")
-    std = g.std(ddof=1).unstack("p_mask")
-    n = g.count().unstack("p_mask")
-    base = re.sub(r"^test_", "", metric)
-    lower = base in LOWER_IS_BETTER or metric.endswith("_drop")
-    fig = Figure(figsize=(1.6 + 1.5 * mean.shape[1], 1.4 + 1.1 * mean.shape[0]))
+    return g.mean().unstack("p_mask"), g.std(ddof=1).unstack("p_mask"), g.count().unstack("p_mask")
+
+
+def _colour_range(vals: np.ndarray, std: np.ndarray) -> tuple[float, float, str]:
+    """(vmin, vmax, note): the colour range spans the cell means, and at least 4 pooled seed-stds
+    around their middle, so that differences within seed noise look pale, not black and white."""
+    lo, hi = float(np.nanmin(vals)), float(np.nanmax(vals))
+    spread = hi - lo
+    pooled = float(np.sqrt(np.nanmean(std**2))) if np.isfinite(std).any() else math.nan
+    if not np.isfinite(pooled):
+        return (
+            lo,
+            hi,
+            (
+                f"spread of cell means {_sig3(spread)}; one seed per cell: no noise estimate, "
+                "differences may be seed noise"
+            ),
+        )
+    half = max(spread, 4 * pooled) / 2
+    mid = (lo + hi) / 2
+    note = (
+        f"spread of cell means {_sig3(spread)} = {spread / pooled:.1f} seed-stds" if pooled else ""
+    )
+    return mid - half, mid + half, note
+
+
+@_plot("heatmap", "Metric over the M3 grid (pM × πT)")
+def heatmap(df: pd.DataFrame, path: str | Path, metric: str = "test_mae"):
+    """Mean of ``metric`` over seeds in each (pi_text, p_mask) cell of the M3 trials (grids).
+
+    Uses completed trials with ``scheme == "m3"`` when several schemes are present. Cells show
+    the mean, the std and n; the colour scale is the mean (its colour bar says which way is
+    better). The colour range spans at least 4 pooled seed-stds, and the title gives the spread
+    of the cell means, so a spread within seed noise is not drawn as full contrast. Skipped
+    unless the trials span at least two cells.
+    """
+    done = completed(df, metric)
+    if "scheme" in done and nunique(done["scheme"]) > 1:
+        done = done[done["scheme"] == "m3"]
+    if done.empty or "p_mask" not in done or "pi_text" not in done:
+        raise NotApplicable(f"no completed M3 trials with {metric}, p_mask and pi_text")
+    mean, std, n = _grid_cells(done, metric)
+    lower = re.sub(r"^test_", "", metric) in LOWER_IS_BETTER or metric.endswith("_drop")
+    vals = mean.to_numpy()
+    vmin, vmax, note = _colour_range(vals, std.to_numpy(dtype=float))
+    # enough decimals that the colour bar's ticks and the cells tell the values apart
+    dec = max(3, 1 - math.floor(math.log10(max(vmax - vmin, 1e-12))))
+    fig = Figure(figsize=(max(5.5, 2.4 + 1.5 * mean.shape[1]), 1.8 + 1.1 * mean.shape[0]))
     ax = fig.subplots()
-    im = ax.imshow(mean.to_numpy(), cmap="viridis_r" if lower else "viridis", aspect="auto")
-    ax.set_xticks(range(mean.shape[1]), [f"{v:g}" for v in mean.columns])
-    ax.set_yticks(range(mean.shape[0]), [f"{v:.2f}" for v in mean.index])
+    cmap = "viridis_r" if lower else "viridis"
+    im = ax.imshow(vals, cmap=cmap, aspect="auto", vmin=vmin, vmax=vmax)
+    ax.set_xticks(range(mean.shape[1]), [_sig3(v) for v in mean.columns])
+    ax.set_yticks(range(mean.shape[0]), [_sig3(v) for v in mean.index])
     ax.set_xlabel("pM (p_mask)")
     ax.set_ylabel("πT (pi_text)")
-    vals = mean.to_numpy()
-    lo, hi = np.nanmin(vals), np.nanmax(vals)
     for i in range(vals.shape[0]):
         for j in range(vals.shape[1]):
             if np.isnan(vals[i, j]):
                 continue
             sd = std.iat[i, j]
-            txt = f"{vals[i, j]:.3f}" + ("" if np.isnan(sd) else f"\n± {sd:.3f}")
+            txt = fmt_num(vals[i, j], dec) + ("" if np.isnan(sd) else f"\n± {fmt_num(sd, dec)}")
             txt += f"\nn={int(n.iat[i, j])}"
-            dark = (vals[i, j] - lo) / (hi - lo + 1e-12)
+            dark = (vals[i, j] - vmin) / (vmax - vmin + 1e-12)
             dark = dark > 0.5 if lower else dark < 0.5
             ax.text(j, i, txt, ha="center", va="center", fontsize=8, color="w" if dark else "k")
-    cb = fig.colorbar(im, ax=ax)
-    cb.set_label(f"{_label(metric)} ({'lower' if lower else 'higher'} is better)")
-    ax.set_title(f"{_label(metric)} over pM × πT{_synthetic_suffix(df)}", fontsize=10)
+    cb = fig.colorbar(im, ax=ax, format=FormatStrFormatter(f"%.{dec}f"))
+    cb.set_label(f"{'lower' if lower else 'higher'} is better")
+    ax.set_title(
+        f"{_label(metric)} over pM × πT{_synthetic_suffix(df)}\n" + "\n".join(wrap(note, 60)),
+        fontsize=9,
+    )
     return _save(fig, path), (
-        f"Mean {metric} over seeds per (πT, pM) cell of the M3 trials (± sample std, n runs)."
+        f"Mean {metric} over seeds per (πT, pM) cell of the M3 trials (± sample std, n runs); "
+        f"{note}."
     )
 
 
@@ -225,7 +289,7 @@ def robustness_curves(
             ax = axes[r, c]
             for gi, g in enumerate(groups):
                 sub = done[done["_group"] == g]
-                cols = [f"test_{met}", *[f"diag_test_{modality}_{kind}_{p}_{met}" for p in pcts]]
+                cols = [f"test_{met}", *[diag_key(modality, kind, p, met) for p in pcts]]
                 if any(col not in sub for col in cols):
                     continue
                 vals = sub[cols].to_numpy(dtype=float)  # (seeds, points)
@@ -239,7 +303,8 @@ def robustness_curves(
             ax.grid(alpha=0.3)
             if r == len(metrics) - 1:
                 ax.set_xlabel(f"% of test samples with {modality} {kind}")
-    axes[0, 0].legend(fontsize=7, loc="best")
+    handles, labels = axes[0, 0].get_legend_handles_labels()
+    fig.legend(handles, labels, fontsize=8, loc="upper center", bbox_to_anchor=(0.5, 0.0), ncol=2)
     fig.suptitle(
         f"Robustness to {modality} missing / noisy at test time{note}{_synthetic_suffix(df)}",
         fontsize=11,
@@ -394,7 +459,7 @@ def param_importance(
 def _has_variant_params(t: pd.DataFrame) -> bool:
     """True when the params a variant sets also differ (then the variant name is redundant)."""
     others = [c for c in config_columns(t) if c != "variant"]
-    return bool(others) and any(_determined_by(t, c, ["variant"]) for c in others)
+    return bool(others) and any(determined_by(t, c, ["variant"]) for c in others)
 
 
 # --------------------------------------------------------------------------- pareto
@@ -429,7 +494,7 @@ def pareto_scatter(
         if not pcts:
             raise NotApplicable(f"no diagnostics of the {modality} modality (mae drops)")
         pct = "30" if "30" in pcts else pcts[-1]
-        y = f"diag_test_{modality}_{kind}_{pct}_mae_drop"
+        y = diag_key(modality, kind, pct, "mae", drop=True)
     if y not in done:
         raise NotApplicable(f"the trials have no metric '{y}'")
     done = done[done[y].notna()]
@@ -460,10 +525,10 @@ def pareto_scatter(
         drawstyle="steps-post",
         label=f"Pareto front ({int(front.sum())})",
     )
-    ax.set_xlabel(f"{x} (clean; lower is better)")
-    ax.set_ylabel(f"{y}\n(lower = more robust)")
+    ax.set_xlabel(f"{_label(x)} (clean; lower is better)")
+    ax.set_ylabel(f"{_label(y)}\n(lower = more robust)")
     ax.grid(alpha=0.3)
-    ax.legend(fontsize=7)
+    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1))
     ax.set_title(
         f"Clean error versus {modality} {kind} robustness{_synthetic_suffix(df)}", fontsize=10
     )
@@ -471,3 +536,158 @@ def pareto_scatter(
         f"Each completed trial: clean {x} against the {y} drop; circled points are the Pareto "
         "front (no other trial is better on both)."
     )
+
+
+def non_dominated(values: np.ndarray, modes: Sequence[str]) -> np.ndarray:
+    """Boolean mask of the rows of ``values`` (N, k) that no other row dominates, objective j
+    minimised when ``modes[j] == "min"`` and maximised when ``"max"``."""
+    v = np.asarray(values, float) * np.array([1.0 if m == "min" else -1.0 for m in modes])
+    keep = np.ones(len(v), dtype=bool)
+    for i in range(len(v)):
+        dominated = (v <= v[i]).all(axis=1) & (v < v[i]).any(axis=1)
+        keep[i] = not dominated.any()
+    return keep
+
+
+@_plot("pareto_objectives", "The search's objectives and its Pareto front")
+def pareto_objectives(df: pd.DataFrame, path: str | Path, objectives: Sequence[tuple[str, str]]):
+    """Every trial of a multi-objective search on its first two ``objectives`` ((metric, mode)
+    pairs, the parent run's ``objectives`` param), the Pareto front circled.
+
+    The front is the trials tagged ``pareto = true`` by the search when any is; else the
+    non-dominated set of the plotted trials computed here (:func:`non_dominated`, over all the
+    objectives). A trial's value is its last reported one (what the searcher saw).
+    """
+    if len(objectives) < 2:
+        raise NotApplicable("not a multi-objective search (fewer than 2 objectives)")
+    (x, xm), (y, ym) = objectives[0], objectives[1]
+    cols = [m for m, _ in objectives]
+    missing = [m for m in cols if m not in df]
+    if missing:
+        raise NotApplicable(f"the trials have no metric {', '.join(missing)}")
+    t = df.dropna(subset=cols)
+    if len(t) < 2:
+        raise NotApplicable(f"{len(t)} trial(s) with every objective; need >= 2")
+    tagged = "pareto" in t and bool(t["pareto"].any())
+    front = (
+        t["pareto"].to_numpy(bool)
+        if tagged
+        else non_dominated(t[cols].to_numpy(float), [m for _, m in objectives])
+    )
+    xs, ys = t[x].to_numpy(float), t[y].to_numpy(float)
+    fig = Figure(figsize=(7, 5))
+    ax = fig.subplots()
+    ax.scatter(xs[~front], ys[~front], s=22, color="C0", alpha=0.7, label="trials")
+    order = np.argsort(xs[front])
+    how = "tagged by the search" if tagged else "computed from these trials"
+    ax.plot(
+        xs[front][order],
+        ys[front][order],
+        color="k",
+        lw=1,
+        ls="--",
+        marker="o",
+        mfc="C1",
+        ms=8,
+        label=f"Pareto front ({int(front.sum())}, {how})",
+    )
+    ax.set_xlabel(f"{_label(x)} ({'lower' if xm == 'min' else 'higher'} is better)")
+    ax.set_ylabel(f"{_label(y)}\n({'lower' if ym == 'min' else 'higher'} is better)")
+    for axis in (ax.xaxis, ax.yaxis):
+        axis.set_major_formatter(SIG3)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1))
+    more = f" (of {len(objectives)} objectives)" if len(objectives) > 2 else ""
+    ax.set_title(
+        f"The search's objectives{more}, {len(t)} trials{_synthetic_suffix(df)}", fontsize=10
+    )
+    return _save(fig, path), (
+        f"Each trial's last reported {x} against {y}; the Pareto front ({how}) is the set of "
+        "trials no other trial beats on every objective."
+    )
+
+
+# --------------------------------------------------------------------------- optuna searches
+
+
+def _x_values(values: pd.Series) -> tuple[np.ndarray, list[str] | None, bool]:
+    """(x positions, category labels or None, log scale) of one searched param."""
+    vals = values
+    if vals.map(lambda v: isinstance(v, bool | np.bool_ | str)).any() or not (
+        pd.api.types.is_numeric_dtype(vals)
+    ):
+        cats = sorted({str(v) for v in vals.dropna()})
+        pos = vals.map(lambda v: cats.index(str(v)) if pd.notna(v) else np.nan)
+        return pos.to_numpy(float), cats, False
+    x = vals.to_numpy(float)
+    lo, hi = np.nanmin(x), np.nanmax(x)
+    return x, None, bool(lo > 0 and hi / lo >= 100)  # learning rates: log scale
+
+
+@_plot("param_scatter", "Searched parameters versus the search metric")
+def param_scatter(
+    df: pd.DataFrame,
+    path: str | Path,
+    metric: str = "val_mae",
+    mode: str = "min",
+    history: pd.DataFrame | None = None,
+):
+    """One panel per searched param (those that differ between trials): each trial's score on
+    ``metric`` (:func:`analysis.grouping.run_scores`: best over epochs when ``history`` has it)
+    against the param's value, coloured by the trial's outcome, the best trial starred.
+
+    What an Optuna search needs instead of a grid's heatmap: its samples are continuous, so a
+    (pM, πT) grid would be mostly empty cells. Tick labels have 3 significant digits; a param
+    spanning >= 100x (a learning rate) is drawn on a log axis.
+    """
+    score, how = run_scores(df, metric, mode, history)
+    params = [p for p in config_columns(df[score.notna()]) if p not in ("variant", "model")]
+    t = df.assign(_score=score).dropna(subset=["_score"])
+    if len(t) < 2 or not params:
+        raise NotApplicable(f"{len(t)} trial(s) with {metric} and {len(params)} searched params")
+    best = t["_score"].idxmin() if mode == "min" else t["_score"].idxmax()
+    ncol = min(3, len(params))
+    nrow = math.ceil(len(params) / ncol)
+    fig = Figure(figsize=(4.2 * ncol, 3.4 * nrow))
+    axes = fig.subplots(nrow, ncol, squeeze=False).ravel()
+    for ax, p in zip(axes, params, strict=False):
+        _scatter_panel(ax, t, p, best)
+    for ax in axes[len(params) :]:
+        ax.set_visible(False)
+    axes[0].set_ylabel(f"{metric} ({how})")
+    axes[0].legend(fontsize=7, loc="best")
+    spread = float(t["_score"].max() - t["_score"].min())
+    fig.suptitle(
+        f"{metric} ({mode}) of {len(t)} trials versus each searched parameter "
+        f"(spread {_sig3(spread)}){_synthetic_suffix(df)}",
+        fontsize=10,
+    )
+    return _save(fig, path), (
+        f"Each trial's {metric} ({how}) against the value of each searched parameter; the star "
+        "is the best trial, colours are the trials' outcomes."
+    )
+
+
+def _scatter_panel(ax, t: pd.DataFrame, param: str, best) -> None:
+    x, cats, log = _x_values(t[param])
+    y = t["_score"].to_numpy(float)
+    status = t["trial_status"].fillna("").astype(str).to_numpy()
+    for st in dict.fromkeys(status):
+        colour, _, lab = STATUS_STYLE.get(st, ("#9467bd", "-", st or "unknown"))
+        m = status == st
+        ax.scatter(x[m], y[m], s=24, color=colour, alpha=0.8, label=lab)
+    i = t.index.get_loc(best)
+    ax.scatter(
+        [x[i]], [y[i]], marker="*", s=160, color="gold", edgecolor="k", zorder=3, label="best"
+    )
+    if log:
+        ax.set_xscale("log")
+        ax.xaxis.set_minor_formatter(NullFormatter())
+    if cats is not None:
+        ax.set_xticks(range(len(cats)), cats)
+    else:
+        ax.xaxis.set_major_formatter(SIG3)
+        ax.xaxis.set_major_locator(MaxNLocator(5) if not log else ax.xaxis.get_major_locator())
+    ax.yaxis.set_major_formatter(SIG3)
+    ax.set_xlabel(param)
+    ax.grid(alpha=0.3)

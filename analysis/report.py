@@ -36,8 +36,9 @@ from analysis import plots as P
 from analysis import tables as T
 from analysis.load import RunsInfo, load_history, load_runs
 from tune_m3.errors import cli_main
+from tune_m3.names import STAGE_CONFIRM, diag_key
 
-__all__ = ["Report", "build_report", "main", "write_report"]
+__all__ = ["Report", "build_report", "is_grid", "main", "write_report"]
 
 OURS = ("tables", "plots", "report.md", "report.html")  # what a report owns inside <out>
 
@@ -73,43 +74,99 @@ def default_out(experiment: str) -> Path:
 # ------------------------------------------------------------------------------- building
 
 
+def is_grid(info: RunsInfo, df: pd.DataFrame) -> bool:
+    """A grid search (parent param ``algorithm = grid``). Runs logged without the param count as
+    a grid when some configuration was repeated over seeds (an Optuna sample never is)."""
+    if info.algorithm:
+        return info.algorithm == "grid"
+    cfg = T.config_columns(df)
+    return bool(cfg) and bool(df.duplicated(subset=cfg).any())
+
+
 def _table_jobs(df: pd.DataFrame, info: RunsInfo, history: pd.DataFrame, top_k: int):
-    algos = {s.params.get("algorithm", "") for s in info.searches}
+    """(name, builder) of every table that may apply; grid tables for grids only."""
+    search = T.stage(df)
+    grid = is_grid(info, search)
     jobs: list[tuple[str, Callable[[], pd.DataFrame]]] = [
-        ("m3_table1", lambda: T.m3_table1(df)),
-        ("m3_table3", lambda: T.m3_table3(df)),
-        ("robustness_table1", lambda: T.robustness_table1(df)),
-        ("robustness_tables3to7", lambda: T.robustness_table(df)),
-        ("summary", lambda: _summary_if_repeated(df)),
+        ("m3_table1", lambda: T.m3_table1(search))
     ]
-    if algos - {"grid"}:  # an Optuna search (or unknown): its best trials
+    if grid:
+        jobs.append(("m3_table3", lambda: T.m3_table3(search)))
+    ms = T.models(T.completed(search))
+    for model in ms:
+        sfx = "" if len(ms) == 1 else f"_{_safe(model)}"
+        jobs += [
+            (f"robustness_table1{sfx}", lambda m=model: T.robustness_table1(search, model=m)),
+            (f"robustness_tables3to7{sfx}", lambda m=model: T.robustness_table(search, model=m)),
+        ]
+    jobs.append(("summary", lambda: _summary_if_repeated(search)))
+    if not grid:  # an Optuna search: its best trials
         jobs.append(
-            ("best_trials", lambda: T.best_trials(df, info.metric, info.mode, top_k, history))
+            ("best_trials", lambda: T.best_trials(search, info.metric, info.mode, top_k, history))
+        )
+    if not T.stage(df, STAGE_CONFIRM).empty:
+        jobs.append(
+            (
+                "confirmed_ranking",
+                lambda: T.confirmed_ranking(df, info.metric, info.mode, history),
+            )
         )
     return jobs
+
+
+def _safe(name: str) -> str:
+    return re.sub(r"[^A-Za-z0-9_.+-]+", "_", name).strip("._") or "model"
 
 
 def _summary_if_repeated(df: pd.DataFrame) -> pd.DataFrame:
     t = T.summary_table(df)
     if (t["n"] < 2).all():
-        raise T.NotApplicable("no configuration was repeated over seeds (see the best trials)")
+        raise T.NotApplicable("no configuration was repeated over seeds")
     return t
 
 
 def _plot_jobs(df: pd.DataFrame, info: RunsInfo, history: pd.DataFrame, plots_dir: Path):
-    drop = "diag_test_text_missing_30_corr_drop"
-    curves = [m for m in dict.fromkeys((info.metric, "train_loss"))]
-    return [
-        lambda: P.heatmap(df, plots_dir / "heatmap_test_mae.png", "test_mae"),
-        lambda: _renamed(
-            P.heatmap(df, plots_dir / "heatmap_text_missing_30_corr_drop.png", drop),
-            "heatmap_robustness",
+    """Plot calls that may apply: heatmaps for grids, the param scatter for Optuna searches, the
+    search's own objectives when it had several."""
+    search = T.stage(df)
+    curves = list(dict.fromkeys((info.metric, "train_loss")))
+    jobs = []
+    if is_grid(info, search):
+        drop = diag_key("text", "missing", 0.3, "corr", drop=True)
+        jobs += [
+            lambda: P.heatmap(search, plots_dir / "heatmap_test_mae.png", "test_mae"),
+            lambda: _renamed(
+                P.heatmap(search, plots_dir / "heatmap_text_missing_30_corr_drop.png", drop),
+                "heatmap_robustness",
+            ),
+        ]
+    else:
+        jobs.append(
+            lambda: P.param_scatter(
+                search, plots_dir / "param_scatter.png", info.metric, info.mode, history
+            )
+        )
+    jobs += [
+        lambda: P.robustness_curves(search, plots_dir / "robustness_curves_text.png", "text"),
+        lambda: P.learning_curves(
+            history[history["run_id"].isin(search["run_id"])],
+            plots_dir / "learning_curves.png",
+            curves,
+            search,
         ),
-        lambda: P.robustness_curves(df, plots_dir / "robustness_curves_text.png", "text"),
-        lambda: P.learning_curves(history, plots_dir / "learning_curves.png", curves, df),
-        lambda: P.param_importance(df, plots_dir / "param_importance.png", info.metric, info.mode),
-        lambda: P.pareto_scatter(df, plots_dir / "pareto_mae_vs_text_missing.png"),
+        lambda: P.param_importance(
+            search, plots_dir / "param_importance.png", info.metric, info.mode
+        ),
     ]
+    if len(info.objectives) >= 2:
+        jobs.append(
+            lambda: P.pareto_objectives(
+                search, plots_dir / "pareto_objectives.png", info.objectives
+            )
+        )
+    else:
+        jobs.append(lambda: P.pareto_scatter(search, plots_dir / "pareto_mae_vs_text_missing.png"))
+    return jobs
 
 
 def _renamed(r: P.PlotResult, name: str) -> P.PlotResult:
@@ -227,6 +284,11 @@ def _header_facts(rep: Report, df: pd.DataFrame) -> list[str]:
             f"`{p.get('space', '?')}`, {p.get('algorithm', '?')} + {p.get('scheduler', '?')}, "
             f"metric {p.get('metric', '?')} ({p.get('mode', '?')})"
         )
+    models = T.models(df)
+    facts.append(f"model{'s' if len(models) > 1 else ''}: {', '.join(models)}")
+    n_confirm = len(T.stage(df, STAGE_CONFIRM))
+    if n_confirm:
+        facts.append(f"confirm stage: {n_confirm} runs (not in the search's tables and plots)")
     facts += [f"warning: {w}" for w in info.warnings]
     facts.append(f"generated {time.strftime('%Y-%m-%d %H:%M:%S')} by `python -m analysis.report`")
     return facts
