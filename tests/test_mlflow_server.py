@@ -76,6 +76,8 @@ def test_search_runs_show_nested_in_the_mlflow_ui(server, tmp_path):
         *("--experiment", "ui_check", "--name", "ui-search"),
     )
     assert f"open {server.uri} in a browser" in out.stdout
+    assert f"runs of this search: {server.uri}/#/experiments/" in out.stdout
+    assert "View run" not in out.stdout + out.stderr  # MLflow's own per-run lines stay out
     # everything went over HTTP: no local store was created beside the results
     assert not (Path(env["TUNE_M3_RESULTS"]) / "mlflow.db").exists()
 
@@ -87,6 +89,9 @@ def test_search_runs_show_nested_in_the_mlflow_ui(server, tmp_path):
     (parent,) = [r for r in runs if r.info.run_name == "ui-search"]
     children = [r for r in runs if r.data.tags.get("mlflow.parentRunId") == parent.info.run_id]
     assert len(children) == 2
+    for r in children:  # the searched value and the metric are in the name: the table shows them
+        assert r.info.run_name.startswith(("t01 pM=", "t02 pM=")), r.info.run_name
+        assert " → val_mae " in r.info.run_name, r.info.run_name
     child = children[0]
     base = f"{server.uri}/#/experiments/{exp.experiment_id}"
 

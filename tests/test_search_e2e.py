@@ -21,6 +21,8 @@ from searchutil import (
     write_space,
 )
 
+from tune_m3.names import TAG_STATUS
+
 pytestmark = pytest.mark.slow
 
 
@@ -47,13 +49,13 @@ def test_optuna_asha_search_logs_nested_runs_and_stops_bad_trials(search_env, tm
     assert len(children) == 6
     assert {r.data.tags["mlflow.parentRunId"] for r in children} == {parent.info.run_id}
     assert all(r.info.status == "FINISHED" for r in children)
-    statuses = [r.data.tags["tune_m3.trial_status"] for r in children]
+    statuses = [r.data.tags[TAG_STATUS] for r in children]
     assert "stopped_by_scheduler" in statuses  # the designed case: lr 1e-7 cannot keep up
     for r in children:
         steps = [m.step for m in c.get_metric_history(r.info.run_id, "val_mae")]
         assert steps == list(range(1, len(steps) + 1))  # one value per epoch, step = epoch
         assert r.data.params["dataset"] == "tiny" and "pi_audio" in r.data.params
-        if r.data.tags["tune_m3.trial_status"] == "completed":
+        if r.data.tags[TAG_STATUS] == "completed":
             assert (
                 "test_mae" in r.data.metrics
                 and "diag_test_text_missing_30_corr_drop" in r.data.metrics
@@ -76,7 +78,7 @@ def test_grid_with_seeds_expands_exactly(search_env, tmp_path):
     _, parents, children = mlflow_runs(search_env, "e2e_grid")
     got = sorted((float(r.data.params["p_mask"]), int(r.data.params["seed"])) for r in children)
     assert got == [(0.1, 0), (0.1, 1), (0.3, 0), (0.3, 1)]
-    assert all(r.data.tags["tune_m3.trial_status"] == "completed" for r in children)
+    assert all(r.data.tags[TAG_STATUS] == "completed" for r in children)
 
 
 def test_resume_after_driver_kill_finishes_without_duplicates(search_env, tmp_path):
