@@ -418,6 +418,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--experiment", required=True, help="MLflow experiment (the space's name)")
     p.add_argument(
         "--tracking-uri",
+        "--mlflow-uri",
+        dest="tracking_uri",
         help="MLflow tracking URI (default: sqlite:///$TUNE_M3_RESULTS/mlflow.db, "
         "TUNE_M3_RESULTS defaulting to ./tune_m3_results)",
     )

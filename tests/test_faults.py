@@ -325,7 +325,7 @@ def test_diverging_trial_is_failed_and_the_search_goes_on(search_env, tmp_path):
     out = proc.stdout + proc.stderr
     assert proc.returncode == 0, out[-4000:]  # some trials finished: the search succeeded
     assert "1 completed" in out and "1 failed" in out, out[-3000:]
-    assert "FAILED: " in out and "loss became nan at epoch 1" in out
+    assert " FAILED after " in out and "loss became nan at epoch 1" in out
     c, parents, children = mlflow_runs(search_env, "fault_nan")
     assert parents[0].info.status == "FINISHED"
     by_lr = {float(r.data.params["lr"]): r for r in children}

@@ -98,6 +98,12 @@ def build_parser() -> argparse.ArgumentParser:
         "--mlflow-uri is an alias",
     )
     p.add_argument(
+        "--optuna-storage",
+        metavar="URL",
+        help="Optuna RDB storage for the study (one study per search name); default "
+        "sqlite:///<results dir>/optuna.db. Read it with optuna.load_study or optuna-dashboard",
+    )
+    p.add_argument(
         "--ui-port",
         type=int,
         default=5000,
@@ -111,6 +117,12 @@ def build_parser() -> argparse.ArgumentParser:
         "--resume",
         action="store_true",
         help="continue the latest interrupted search of this space (or the one named by --name)",
+    )
+    p.add_argument(
+        "--confirm-only",
+        action="store_true",
+        help="run the space's confirm stage on a finished search (--name, or the latest one); "
+        "nothing is re-searched",
     )
     p.add_argument(
         "--dry-run",
@@ -200,14 +212,21 @@ def ray_param_space(space: SearchSpace) -> dict[str, Any]:
     return out
 
 
-def make_searcher(space: SearchSpace):
+def make_searcher(space: SearchSpace, storage_url: str, study_name: str):
+    """Optuna's seeded TPE, its study persisted in ``storage_url`` (see ``optuna_store.py``)."""
     if space.algorithm.type == "grid":
         return None
     import optuna
     from ray.tune.search.optuna import OptunaSearch
 
+    from tune_m3 import optuna_store
+
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    return OptunaSearch(sampler=optuna.samplers.TPESampler(seed=space.algorithm.seed))
+    return OptunaSearch(
+        sampler=optuna.samplers.TPESampler(seed=space.algorithm.seed),
+        storage=optuna_store.storage(storage_url),
+        study_name=study_name,
+    )
 
 
 def make_scheduler(space: SearchSpace, max_epochs: int):
@@ -350,9 +369,18 @@ def tighten_token() -> None:
 def plan(args: argparse.Namespace) -> tuple[SearchSpace, Path | None, str | None]:
     """The space and every check that needs neither Ray nor MLflow (also run by --dry-run)."""
     space = resolve_space(args)
+    if args.confirm_only and space.confirm is None:
+        raise UserError(
+            f"--confirm-only: space '{space.name}' has no confirm block; add e.g. "
+            "confirm: {top_k: 3, seeds: [1, 2, 3]} to it"
+        )
     storage, storage_uri = storage_from_arg(args.storage, results_dir() / "ray")
     check_storage(storage)
     check_local_gpus(space, args.address)
+    if space.algorithm.type == "optuna":
+        from tune_m3 import optuna_store
+
+        optuna_store.check_url(optuna_url(args))
     if args.name and not args.resume and storage is not None:
         paths = SearchPaths(args.name, storage)
         if paths.exp_dir.exists():
@@ -361,6 +389,12 @@ def plan(args: argparse.Namespace) -> tuple[SearchSpace, Path | None, str | None
                 "--name, or add --resume to continue that search"
             )
     return space, storage, storage_uri
+
+
+def optuna_url(args: argparse.Namespace) -> str:
+    from tune_m3 import optuna_store
+
+    return args.optuna_storage or optuna_store.default_url()
 
 
 def dry_run(args: argparse.Namespace, space: SearchSpace) -> int:
@@ -389,9 +423,16 @@ def dry_run(args: argparse.Namespace, space: SearchSpace) -> int:
 
 def claim(args, space: SearchSpace, storage: Path | None, storage_uri: str | None):
     """This process's search folder: a new one, or the one ``--resume`` continues."""
-    if args.resume:
+    if args.resume or args.confirm_only:
         paths = find_existing(storage, storage_uri, args.name, space.name)
-        return take(paths, resumed=True)
+        c = take(paths, resumed=True)
+        if args.confirm_only and c.state.get("status") not in (FINISHED, None):
+            c.release()
+            raise UserError(
+                f"--confirm-only: {describe_search(paths)} has not finished its search; "
+                "finish it with --resume first"
+            )
+        return c
     paths = claim_new(storage, args.name, space.name)
     paths.storage_uri = storage_uri
     paths.exp_dir.mkdir(parents=True, exist_ok=True)
@@ -418,7 +459,9 @@ class Session:
     search_tags: dict[str, str]
     synthetic: bool
     logger: Any = None
-    callback: Any = None
+    trainable: Any = None
+    callbacks: list = field(default_factory=list)
+    ended: dict[str, str] = field(default_factory=dict)  # trial id -> status, this session
     t0: float = field(default_factory=time.time)
 
 
@@ -445,7 +488,7 @@ def open_parent(args, space: SearchSpace, c, uri: str, meta) -> Session:
         mlc.update_run(parent_id, status="RUNNING")
         print(f"resuming {describe_search(c.paths)}")
     else:
-        parent_id = _create_parent(mlc, exp_id, space, c.paths.name, tags, meta)
+        parent_id = _create_parent(args, mlc, exp_id, space, c.paths.name, tags, meta)
     if c.paths.storage is not None:
         write_state(
             c.paths,
@@ -459,7 +502,7 @@ def open_parent(args, space: SearchSpace, c, uri: str, meta) -> Session:
     return Session(uri, mlc, experiment, exp_id, parent_id, tags, synthetic)
 
 
-def _create_parent(mlc, exp_id: str, space: SearchSpace, name: str, tags: dict, meta) -> str:
+def _create_parent(args, mlc, exp_id: str, space: SearchSpace, name: str, tags: dict, meta) -> str:
     import mlflow
     import optuna
     import ray
@@ -500,55 +543,50 @@ def _create_parent(mlc, exp_id: str, space: SearchSpace, name: str, tags: dict, 
         "dataset": meta.name,
         "synthetic": bool(meta.synthetic),
     }
+    if space.algorithm.type == "optuna":
+        params["optuna_study"] = name
+        params["optuna_storage"] = optuna_url(args)
     mlc.log_batch(parent.info.run_id, params=[Param(k, str(v)[:6000]) for k, v in params.items()])
     mlc.log_artifact(parent.info.run_id, space.path)
     return parent.info.run_id
 
 
-def fit(args, space: SearchSpace, c, s: Session, ds, intr: Interrupts):
-    """Ray Tune over the space (or the restored search); returns Ray's ResultGrid."""
-    from ray import tune
-
-    from tune_m3.search_callback import Progress, make_callback
+def prepare_trials(space: SearchSpace, c, s: Session, ds) -> None:
+    """The trainable (data into Ray's object store, once for both stages) and the logger."""
     from tune_m3.tracking import MlflowTrialLogger
     from tune_m3.trainable import make_trainable
 
     data = {sp_name: sp.arrays() for sp_name, sp in ds.splits.items()}
-    trainable = make_trainable(space, data)
+    s.trainable = make_trainable(space, data)
     del data  # the object store holds the one shared copy now
     s.logger = MlflowTrialLogger(s.uri, s.exp_id, s.parent_id, s.search_tags, c.paths.unlogged)
-    s.callback = make_callback(s.logger, space, Progress(space.num_trials()), intr)
+
+
+def _run_tuner(args, s: Session, intr: Interrupts, path: str, new_tuner, callback):
+    """``new_tuner(run_config)``, or Ray's experiment at ``path`` restored; fit it."""
+    from ray import tune
+
+    s.callbacks.append(callback)
+    name = path.rstrip("/").rsplit("/", 1)[-1]
     run_config = tune.RunConfig(
-        name=c.paths.name,
-        storage_path=c.paths.ray_storage,
-        callbacks=[s.callback],
+        name=name,
+        storage_path=path.rstrip("/").rsplit("/", 1)[0],
+        callbacks=[callback],
         failure_config=tune.FailureConfig(max_failures=2),
         checkpoint_config=tune.CheckpointConfig(num_to_keep=1),
         verbose=1 if args.verbose else 0,
     )
-    if c.resumed:
-        tuner = tune.Tuner.restore(c.paths.ray_path, trainable=trainable, resume_errored=True)
+    if tune.Tuner.can_restore(path):
+        tuner = tune.Tuner.restore(path, trainable=s.trainable, resume_errored=True)
         # callbacks are not pickled with the experiment: hand ours to the restored tuner
-        tuner._local_tuner._run_config.callbacks = [s.callback]
+        tuner._local_tuner._run_config.callbacks = [callback]
     else:
-        tuner = tune.Tuner(
-            trainable,
-            param_space=ray_param_space(space),
-            tune_config=tune.TuneConfig(
-                metric=space.metric,
-                mode=space.mode,
-                search_alg=make_searcher(space),
-                scheduler=make_scheduler(space, space.example_configs()[0].max_epochs),
-                num_samples=1 if space.algorithm.type == "grid" else space.num_samples,
-                max_concurrent_trials=space.max_concurrent,
-            ),
-            run_config=run_config,
-        )
+        tuner = new_tuner(run_config)
     if not args.verbose:  # Ray's "Resume experiment with: Tuner.restore(...)": we print ours
         import logging
 
-        for name in ("ray.tune.tune", "ray.tune.analysis.experiment_analysis"):
-            logging.getLogger(name).setLevel(logging.ERROR)
+        for logger_name in ("ray.tune.tune", "ray.tune.analysis.experiment_analysis"):
+            logging.getLogger(logger_name).setLevel(logging.ERROR)
     intr.in_fit = True
     try:
         return tuner.fit()
@@ -556,34 +594,108 @@ def fit(args, space: SearchSpace, c, s: Session, ds, intr: Interrupts):
         intr.in_fit = False
 
 
+def search_stage(args, space: SearchSpace, c, s: Session, intr: Interrupts):
+    """Ray Tune over the space (or the restored search); returns Ray's ResultGrid."""
+    from ray import tune
+
+    from tune_m3.search_callback import Progress, make_callback
+
+    callback = make_callback(s.logger, space, Progress(space.num_trials()), intr, s.ended)
+
+    def new_tuner(run_config):
+        return tune.Tuner(
+            s.trainable,
+            param_space=ray_param_space(space),
+            tune_config=tune.TuneConfig(
+                metric=space.metric,
+                mode=space.mode,
+                search_alg=make_searcher(space, optuna_url(args), c.paths.name),
+                scheduler=make_scheduler(space, space.example_configs()[0].max_epochs),
+                num_samples=1 if space.algorithm.type == "grid" else space.num_samples,
+                max_concurrent_trials=space.max_concurrent,
+            ),
+            run_config=run_config,
+        )
+
+    return _run_tuner(args, s, intr, c.paths.ray_path, new_tuner, callback)
+
+
+def confirm_stage(args, space: SearchSpace, c, s: Session, search_df, intr: Interrupts):
+    """Re-train the top-k search configurations once per confirm seed (see ``confirm.py``)."""
+    from ray import tune
+    from ray.tune.schedulers import FIFOScheduler
+
+    from tune_m3 import confirm
+    from tune_m3.search_callback import Progress, make_callback
+
+    pts = confirm.points(confirm.candidates(search_df, space), space)
+    if not pts:
+        return None
+    _set_status(c, RUNNING, stage=names.STAGE_CONFIRM)
+    print(
+        f"\nconfirm stage: the top {space.confirm.top_k} configurations x seeds "
+        f"{space.confirm.seeds} = {len(pts)} trainings (no ASHA)",
+        flush=True,
+    )
+    callback = make_callback(
+        s.logger, space, Progress(len(pts)), intr, s.ended, stage=names.STAGE_CONFIRM
+    )
+
+    def new_tuner(run_config):
+        return tune.Tuner(
+            s.trainable,
+            param_space=confirm.param_space(pts),
+            tune_config=tune.TuneConfig(
+                metric=space.metric,
+                mode=space.mode,
+                scheduler=FIFOScheduler(),
+                num_samples=1,
+                max_concurrent_trials=space.max_concurrent,
+            ),
+            run_config=run_config,
+        )
+
+    return _run_tuner(args, s, intr, c.paths.confirm_path, new_tuner, callback)
+
+
 def trial_statuses(results, s: Session, intr: Interrupts) -> dict[str, str]:
-    """trial id -> status: as the callback saw it end, else from Ray's record of it."""
+    """trial id -> status: as a callback saw it end, else from Ray's record of it."""
     from tune_m3.search_callback import trial_status
     from tune_m3.search_results import trial_id_from_path
 
     out = {}
     for r in results:
         tid = (r.metrics or {}).get("trial_id") or trial_id_from_path(r.path)
-        out[tid] = s.callback.ended.get(tid) or trial_status(
+        out[tid] = s.ended.get(tid) or trial_status(
             r.metrics or {}, intr.interrupted, errored=r.error is not None
         )
     return out
 
 
-def write_table(results, space: SearchSpace, s: Session, statuses: dict, paths: SearchPaths):
+def table(results, space: SearchSpace, s: Session, intr: Interrupts, stage: str):
+    """``trials.parquet`` rows of one stage's Ray results."""
     import pandas as pd
 
+    from tune_m3.confirm import CONFIRM_OF, CONFIRM_TRIAL
     from tune_m3.search_results import trial_id_from_path, trial_row
+    from tune_m3.spaces import POINT
 
+    statuses = trial_statuses(results, s, intr)
     rows = []
     for r in results:
         tid = (r.metrics or {}).get("trial_id") or trial_id_from_path(r.path)
-        rows.append(trial_row(r, space, statuses[tid], s.logger.run_id(tid)))
-    df = pd.DataFrame(rows)
+        row = trial_row(r, space, statuses[tid], s.logger.run_id(tid), stage=stage)
+        point = (r.config or {}).get(POINT) or {}
+        if point:
+            row["confirm_of"], row["confirm_trial"] = point[CONFIRM_OF], point[CONFIRM_TRIAL]
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def save_table(df, paths: SearchPaths) -> None:
     paths.exp_dir.mkdir(parents=True, exist_ok=True)
     df.to_parquet(paths.trials_table, index=False)
     df.to_csv(paths.summary_csv, index=False)
-    return df
 
 
 def drop_lost_trial_runs(s: Session, results) -> None:
@@ -596,7 +708,7 @@ def drop_lost_trial_runs(s: Session, results) -> None:
     """
     known = {r.metrics.get("trial_id") for r in results if r.metrics}
     for trial_id, run_id in list(s.logger.runs.items()):
-        if trial_id in known or not run_id:
+        if trial_id in known or not run_id or trial_id in s.ended:
             continue
         s.logger.trial_end(trial_id, names.LOST)
         s.logger.writes.delete_run(run_id)
@@ -606,18 +718,43 @@ def drop_lost_trial_runs(s: Session, results) -> None:
         )
 
 
-def summarise(args, space: SearchSpace, c, s: Session, results, intr: Interrupts) -> int:
-    """trials.parquet, the winner on the parent run, the closing lines; the exit code."""
-    from tune_m3.search_results import Counts, best_metrics, best_params, pick_best
-    from tune_m3.tracking.writes import metric, param
+def searched_table(args, space: SearchSpace, c, s: Session, intr: Interrupts):
+    """The search stage's table: run now, or read back when only the confirm stage is left."""
+    import pandas as pd
 
+    from tune_m3.names import STAGE_SEARCH
+
+    if c.state.get("stage") == names.STAGE_CONFIRM or args.confirm_only:
+        df = pd.read_parquet(c.paths.trials_table)
+        return df[df["stage"] == STAGE_SEARCH].reset_index(drop=True)
+    results = search_stage(args, space, c, s, intr)
     if c.resumed:
         drop_lost_trial_runs(s, results)
-    statuses = trial_statuses(results, s, intr)
-    df = write_table(results, space, s, statuses, c.paths)
+    df = table(results, space, s, intr, STAGE_SEARCH)
+    save_table(df, c.paths)
     if intr.interrupted:
         raise SearchInterrupted(intr.signum)
-    best = pick_best(df, space.metric, space.mode)
+    return df
+
+
+def summarise(args, space: SearchSpace, c, s: Session, intr: Interrupts) -> int:
+    """Both stages, the winner on the parent run, the closing lines; the exit code."""
+    import pandas as pd
+
+    from tune_m3.search_results import Counts, pick_best
+
+    df = searched_table(args, space, c, s, intr)
+    rank = None
+    if space.confirm is not None and (pick_best(df, space.metric, space.mode) is not None):
+        results = confirm_stage(args, space, c, s, df, intr)
+        if results is not None:
+            df = pd.concat([df, table(results, space, s, intr, names.STAGE_CONFIRM)])
+            df = df.reset_index(drop=True)
+            save_table(df, c.paths)
+            if intr.interrupted:
+                raise SearchInterrupted(intr.signum)
+            rank = log_confirmed(args, space, c, s, df)
+    best = pick_best(df[df["stage"] == names.STAGE_SEARCH], space.metric, space.mode)
     w = s.logger.writes
     if best is None:
         w.set_terminated(s.parent_id, "FAILED")
@@ -627,27 +764,77 @@ def summarise(args, space: SearchSpace, c, s: Session, results, intr: Interrupts
             f"\nsearch '{c.paths.name}': every trial failed ({Counts.of(df).text()}); see {c.paths.trials_table}"
         )
         return 1
-    w.log_batch(
-        s.parent_id,
-        metrics=[metric(k, v) for k, v in best_metrics(best).items()],
-        params=[param(f"best.{k}", v) for k, v in best_params(best, space).items()],
-    )
+    if not args.confirm_only:
+        log_best(space, s, best, confirmed=rank)
     w.log_artifact(s.parent_id, c.paths.summary_csv)
     w.log_artifact(s.parent_id, c.paths.trials_table)
     w.set_terminated(s.parent_id, "FINISHED")
     unlogged = s.logger.finish()
     _set_status(c, FINISHED)
     _shutdown_ray()
-    _print_summary(args, space, c, s, df, best, unlogged)
+    _print_summary(args, space, c, s, df, best, unlogged, rank)
     return 0
 
 
-def _set_status(c, status: str) -> None:
+def log_best(space: SearchSpace, s: Session, best, confirmed=None) -> None:
+    """Parent params ``best.*`` (the confirmed winner when there is a confirm stage) + metrics."""
+    from tune_m3.search_results import best_metrics, best_params
+    from tune_m3.tracking.writes import metric, param
+
+    params = best_params(best, space)
+    if confirmed is not None and len(confirmed):
+        top = confirmed.iloc[0]
+        keys = [k for k in params if k not in ("trial_id", "run_id")]
+        params = {k: top[f"param_{k}"] for k in keys if f"param_{k}" in top}
+        params.update(trial_id=top["trial_id"], run_id=top["confirm_of"], confirmed="true")
+    s.logger.writes.log_batch(
+        s.parent_id,
+        metrics=[metric(k, v) for k, v in best_metrics(best).items()],
+        params=[param(f"best.{k}", v) for k, v in params.items()],
+    )
+
+
+def log_confirmed(args, space: SearchSpace, c, s: Session, df):
+    """The confirmed ranking: printed, a CSV artifact, ``confirmed.*`` metrics on the parent."""
+    import math
+
+    from tune_m3 import confirm
+    from tune_m3.search_callback import searched_keys
+    from tune_m3.tracking.writes import metric, param
+
+    rank = confirm.ranking(df, space.metric, space.mode)
+    if rank.empty:
+        return None
+    rank.to_csv(c.paths.confirm_ranking, index=False)
+    w = s.logger.writes
+    w.log_artifact(s.parent_id, c.paths.confirm_ranking)
+    top = rank.iloc[0]
+    values = {
+        f"confirmed.{col}": float(top[col])
+        for col in rank.columns
+        if col.endswith(("_mean", "_std")) and not math.isnan(top[col])
+    }
+    gap = confirm.separation(rank, space.metric)
+    if not math.isnan(gap):
+        values["confirmed.gap_seed_stds"] = gap
+    w.log_batch(s.parent_id, metrics=[metric(k, v) for k, v in values.items()])
+    if args.confirm_only:  # best.* (the search's pick) is already logged and cannot change
+        keys = [k for k in searched_keys(space) if f"param_{k}" in top]
+        w.log_batch(
+            s.parent_id,
+            params=[param(f"confirmed.{k}", top[f"param_{k}"]) for k in keys]
+            + [param("confirmed.run_id", top["confirm_of"])],
+        )
+    print("\n" + confirm.format_ranking(rank, space.metric, searched_keys(space)), flush=True)
+    return rank
+
+
+def _set_status(c, status: str, **more) -> None:
     if c.paths.storage is not None:
-        write_state(c.paths, status=status)
+        write_state(c.paths, status=status, **more)
 
 
-def _print_summary(args, space, c, s: Session, df, best, unlogged) -> None:
+def _print_summary(args, space, c, s: Session, df, best, unlogged, rank=None) -> None:
     from tune_m3 import tracking
     from tune_m3.search_results import HEADLINE_KEYS, Counts, best_params
 
@@ -658,17 +845,35 @@ def _print_summary(args, space, c, s: Session, df, best, unlogged) -> None:
         f"({Counts.of(df).text()}){tag}"
     )
     shown = {k: v for k, v in best_params(best, space).items() if k not in ("trial_id", "run_id")}
-    print("best configuration: " + ", ".join(f"{k}={_fmt(v)}" for k, v in shown.items()))
+    what = "best configuration of the search" if rank is not None else "best configuration"
+    print(f"{what}: " + ", ".join(f"{k}={_fmt(v)}" for k, v in shown.items()))
     keys = [space.metric, *HEADLINE_KEYS]
     print(
         f"its metrics (best epoch {int(best['best_epoch_metric'])} of {int(best['epochs'])}): "
         + ", ".join(f"{k}={best[k]:.4g}" for k in keys if k in best and best[k] == best[k])
     )
+    if rank is not None:
+        top = rank.iloc[0]
+        from tune_m3.search_callback import searched_keys
+
+        conf = {k: top[f"param_{k}"] for k in searched_keys(space) if f"param_{k}" in top}
+        print(
+            "CONFIRMED winner (best mean over the confirm seeds): "
+            + ", ".join(f"{k}={_fmt(v)}" for k, v in conf.items())
+            + f"; {space.metric} {top[f'{space.metric}_mean']:.4f} ± "
+            f"{top[f'{space.metric}_std']:.4f} over {int(top['n'])} seeds"
+        )
     print(f"trial results: {c.paths.trials_table}")
     print(f"Ray results and checkpoints: {c.paths.ray_path}")
     print(f"MLflow: experiment '{s.experiment}', parent run {s.parent_id} in {s.uri}")
     print(f"open the UI: {tracking.ui_command(s.uri, args.ui_port)}")
     print(f"  runs of this search: {tracking.runs_page_url(s.uri, s.exp_id, args.ui_port)}")
+    if space.algorithm.type == "optuna":
+        from tune_m3 import optuna_store
+
+        url = optuna_url(args)
+        print(f"Optuna study '{c.paths.name}' in {url}")
+        print(f"  open it: {optuna_store.dashboard_command(url)}")
     if unlogged:
         print(
             f"WARNING: {len(unlogged)} MLflow writes failed and are saved in {c.paths.unlogged}; "
@@ -691,6 +896,11 @@ def resume_command(argv: list[str], name: str) -> str:
             continue
         out.append(a)
     return shlex.join(["python", "-m", "tune_m3.search", *out, "--name", name, "--resume"])
+
+
+def _closed(s: Session, trial_id: str) -> bool:
+    """A trial whose run ended in an earlier session of this search (before a resume)."""
+    return trial_id in s.logger.closed
 
 
 def _shutdown_ray() -> None:
@@ -724,7 +934,7 @@ def end_interrupted(c, s: Session | None, signum: int, argv: list[str]) -> int:
         print(f"\nsearch '{c.paths.name}' interrupted before it started; nothing was written")
         return exit_code(signum)
     if s is not None and s.logger is not None:
-        open_trials = [t for t in s.logger.runs if t not in s.callback.ended]
+        open_trials = [t for t in s.logger.runs if t not in s.ended and not _closed(s, t)]
         for tid in open_trials:
             s.logger.trial_end(tid, names.KILLED)
         s.logger.writes.set_terminated(s.parent_id, "KILLED")
@@ -749,7 +959,7 @@ def end_failed(c, s: Session | None) -> None:
         return
     try:
         if s.logger is not None:
-            for tid in [t for t in s.logger.runs if t not in s.callback.ended]:
+            for tid in [t for t in s.logger.runs if t not in s.ended and not _closed(s, t)]:
                 s.logger.trial_end(tid, names.FAILED)
             s.logger.writes.set_terminated(s.parent_id, "FAILED")
             s.logger.finish()
@@ -764,13 +974,17 @@ def run(args, argv: list[str], space: SearchSpace, c, uri: str) -> int:
     s: Session | None = None
     with Interrupts() as intr:
         try:
+            if space.algorithm.type == "optuna" and not c.resumed:
+                from tune_m3 import optuna_store
+
+                optuna_store.refuse_existing(optuna_url(args), c.paths.name)
             meta, ds = load_data(space, args)
             print(describe(space))
             s = open_parent(args, space, c, uri, meta)
             intr.reinstall()  # after ray.init, which took SIGTERM
-            results = fit(args, space, c, s, ds, intr)
+            prepare_trials(space, c, s, ds)
             del ds
-            return summarise(args, space, c, s, results, intr)
+            return summarise(args, space, c, s, intr)
         except SearchInterrupted as stop:
             return end_interrupted(c, s, stop.signum, argv)
         except BaseException:
@@ -797,7 +1011,7 @@ def main(argv: list[str] | None = None) -> int:
         check_dataset(space, args.data_dir, build=False)  # missing data: before anything exists
     c = claim(args, space, storage, storage_uri)
     try:
-        if c.resumed and c.state.get("status") == FINISHED:
+        if c.resumed and c.state.get("status") == FINISHED and not args.confirm_only:
             print(
                 f"search '{c.paths.name}' has already finished (MLflow parent run "
                 f"{c.state.get('parent_run_id')}); nothing to resume, nothing changed"

@@ -24,6 +24,7 @@ from tune_m3.names import (
     SCHEDULER_STOPPED,
     STAGE_SEARCH,
     SYMBOLS,
+    TAG_CONFIRM_OF,
     TAG_STAGE,
 )
 from tune_m3.spaces import SearchSpace
@@ -77,10 +78,29 @@ class Progress:
         print(f"[tune_m3 {time.time() - self.t0:6.0f}s] {msg}", flush=True)
 
 
+def confirm_identity(config: Mapping[str, Any]) -> tuple[str, str, int] | None:
+    """(search trial's run id, its trial id, seed) of a confirm trial; None for a search trial."""
+    from tune_m3.confirm import CONFIRM_OF, CONFIRM_TRIAL
+    from tune_m3.spaces import POINT
+
+    point = config.get(POINT)
+    if not point:
+        return None
+    return point[CONFIRM_OF], point[CONFIRM_TRIAL], point["seed"]
+
+
 def make_callback(
-    logger, space: SearchSpace, progress: Progress, interrupts, stage: str = STAGE_SEARCH
+    logger,
+    space: SearchSpace,
+    progress: Progress,
+    interrupts,
+    ended: dict[str, str],
+    stage: str = STAGE_SEARCH,
 ):
-    """Wrap the MLflow logger (and our progress lines) as a Ray Tune callback."""
+    """Wrap the MLflow logger (and our progress lines) as a Ray Tune callback.
+
+    ``ended`` (trial id -> status) is filled as trials end; the search reads it (both stages).
+    """
     from ray.tune import Callback
 
     metric, searched = space.metric, searched_keys(space)
@@ -88,8 +108,19 @@ def make_callback(
     class TuneM3Callback(Callback):
         def __init__(self):
             self.names: dict[str, str] = {}
-            self.ended: dict[str, str] = {}  # trial id -> status, for trials ended in this session
+            self.ended = ended
+            self.best: dict[str, float] = {}  # trial id -> best metric value so far
             self.last_status = 0.0
+
+        def _name_and_tags(self, trial) -> tuple[str, dict[str, str]]:
+            tags = {TAG_STAGE: stage}
+            ident = confirm_identity(trial.config)
+            if ident is not None:  # "t03 pM=0.27 πT=0.45 · confirm seed 2"
+                run_of, trial_of, seed = ident
+                tags[TAG_CONFIRM_OF] = run_of
+                return f"{logger.names.get(trial_of, trial_of)} · confirm seed {seed}", tags
+            # a new trial is numbered in order of first start (a resumed one keeps its name)
+            return run_name(len(logger.runs), trial.config, searched), tags
 
         def on_step_end(self, iteration, trials, **info):
             if time.time() - self.last_status < 30:
@@ -105,18 +136,22 @@ def make_callback(
         def on_trial_start(self, iteration, trials, trial, **info):
             # every TrialConfig field (defaults too), plus the grid row's variant name
             full = make_config(space.trial_values(trial.config)).params()
-            if "variant" in trial.config:
-                full["variant"] = trial.config["variant"]
-            # a resumed trial keeps its name; a new one is numbered in order of first start
-            name = logger.names.get(trial.trial_id) or run_name(
-                len(logger.runs), trial.config, searched
-            )
+            variant = space.trial_variant(trial.config)
+            if variant is not None:
+                full["variant"] = variant
+            name, tags = self._name_and_tags(trial)
+            name = logger.names.get(trial.trial_id) or name
             self.names[trial.trial_id] = name
-            logger.trial_start(trial.trial_id, name, full, tags={TAG_STAGE: stage})
+            logger.trial_start(trial.trial_id, name, full, tags=tags)
             progress.line(f"trial {name} started")
 
         def on_trial_result(self, iteration, trials, trial, result, **info):
             logger.trial_result(trial.trial_id, result)
+            v = result.get(metric)
+            if isinstance(v, int | float) and math.isfinite(v):
+                old = self.best.get(trial.trial_id)
+                better = old is None or (v < old if space.mode == "min" else v > old)
+                self.best[trial.trial_id] = v if better else old
 
         def on_trial_complete(self, iteration, trials, trial, **info):
             last = logger.last_result.get(trial.trial_id, {})
@@ -132,7 +167,7 @@ def make_callback(
 
         def _end(self, trial, status: str, last: Mapping[str, Any], error: str | None) -> None:
             name = self.names.get(trial.trial_id, str(trial))
-            value = last.get(f"best_{metric}", last.get(metric))
+            value = self.best.get(trial.trial_id, last.get(metric))
             logger.trial_end(
                 trial.trial_id, status, error, run_name=with_result(name, metric, value)
             )

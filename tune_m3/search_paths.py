@@ -6,6 +6,8 @@ storage (default ``./tune_m3_results/ray/NAME``)::
     NAME/                      Ray Tune's experiment (trials, checkpoints, tuner.pkl)
       tune_m3_search.json      our state: parent run, experiment, space, status, pid
       .tune_m3.lock            flock'ed by the process running the search
+      confirm/                 Ray Tune's experiment of the confirm stage (if the space has one)
+      confirm_ranking.csv      the confirmed ranking (mean ± std over the confirm seeds)
       trials.parquet           one row per trial (and per confirm run), written at the end
       summary.csv              the same as CSV (also an artifact of the parent run)
       unlogged.json            MLflow writes that could not be made (only if the server stayed down)
@@ -61,6 +63,11 @@ class SearchPaths:
         if self.storage_uri:
             return f"{self.storage_uri.rstrip('/')}/{self.name}"
         return str(self.exp_dir)
+
+    @property
+    def confirm_path(self) -> str:
+        """Ray's experiment of the confirm stage, inside the search's folder."""
+        return f"{self.ray_path.rstrip('/')}/confirm"
 
     state_file = property(lambda self: self.exp_dir / STATE_FILE)
     lock_file = property(lambda self: self.exp_dir / LOCK_FILE)

@@ -26,6 +26,8 @@ validated; unknown keys get a did-you-mean)::
       baseline: {scheme: none}       # crossed with the grid and the seeds
       m3: {scheme: m3, p_mask: 0.2}
     seeds: [0, 1, 2]                 # training seeds; each configuration is repeated per seed
+    confirm: {top_k: 3, seeds: [1, 2, 3]}   # after the search: re-train the top 3 once per seed
+                                     # (full training, no ASHA); the winner is the best mean
     algorithm: {type: optuna, seed: 0}         # or {type: grid}
     scheduler: {type: asha, grace_period: 2, reduction_factor: 2}   # or {type: fifo}
     metric: val_mae                  # any per-epoch metric; mode: min | max
@@ -66,6 +68,7 @@ PROBABILITY_KEYS = {
     "p_noise",
     "audio_share",
 }
+POINT = "_point"  # Ray config key of a confirm trial's configuration (see tune_m3/confirm.py)
 DERIVED = {"pi_audio", "pi_vision"}  # set from pi_text and audio_share, never searched directly
 DISTRIBUTIONS = ("uniform", "loguniform", "quniform", "choice", "grid")
 
@@ -139,6 +142,13 @@ class Scheduler(_Strict):
     reduction_factor: float = Field(2, gt=1)
 
 
+class ConfirmSpec(_Strict):
+    """Re-train the top-k configurations once per seed after the search (no ASHA)."""
+
+    top_k: int = Field(3, ge=1)
+    seeds: list[int] = Field(min_length=1)
+
+
 class Resources(_Strict):
     cpu: float = Field(1, gt=0)
     gpu: float = Field(0, ge=0)
@@ -159,6 +169,7 @@ class SearchSpace(_Strict):
     num_samples: int = Field(10, ge=1)
     max_concurrent: int = Field(2, ge=1)
     resources: Resources = Field(default_factory=Resources)
+    confirm: ConfirmSpec | None = None
 
     # filled in by load_space
     name: str = ""
@@ -197,6 +208,9 @@ class SearchSpace(_Strict):
         """Sampled/grid params -> the values of a TrialConfig (fixed + variant + params + simplex)."""
         values = dict(self.fixed)
         p = dict(params)
+        # a confirm-stage trial carries its whole configuration as one grid value, "_point"
+        p.update(p.pop(POINT, None) or {})
+        p = {k: v for k, v in p.items() if not k.startswith("_")}  # tune_m3's own bookkeeping
         variant = p.pop("variant", None)
         if variant is not None:
             values.update(self.variants[variant])
@@ -210,6 +224,10 @@ class SearchSpace(_Strict):
             values["pi_audio"] = rest * share
             values["pi_vision"] = rest - rest * share
         return values
+
+    def trial_variant(self, params: dict[str, Any]) -> str | None:
+        """The grid row's variant name of a trial (also inside a confirm trial's point)."""
+        return params.get("variant", (params.get(POINT) or {}).get("variant"))
 
     def example_configs(self) -> list[TrialConfig]:
         """Configs at the corners of the space, to validate it before anything runs."""

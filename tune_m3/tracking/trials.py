@@ -27,6 +27,8 @@ from pathlib import Path
 from typing import Any
 
 from tune_m3.names import (
+    KILLED,
+    LOST,
     MLFLOW_STATUS,
     TAG_DEVICE,
     TAG_ERROR,
@@ -105,6 +107,7 @@ class MlflowTrialLogger:
         self.final_logged: set[str] = set()  # trials whose test_/diag_ metrics are in MLflow
         self.node_tagged: dict[str, str] = {}  # trial id -> node id last tagged
         self.names: dict[str, str] = {}  # trial id -> run name as created (before any result)
+        self.closed: set[str] = set()  # trials whose runs ended for good in an earlier session
         self.recover()
 
     @property
@@ -149,6 +152,9 @@ class MlflowTrialLogger:
                 continue
             self.runs[tid] = r.info.run_id
             self.names[tid] = (r.info.run_name or "").split(" → ")[0]
+            status = r.data.tags.get(TAG_STATUS)
+            if status is not None and status not in (KILLED, LOST):
+                self.closed.add(tid)
             hist = self.c.get_metric_history(r.info.run_id, "epoch")
             self.last_step[tid] = max((int(m.value) for m in hist), default=0)
             if "test_mae" in r.data.metrics:
@@ -165,6 +171,7 @@ class MlflowTrialLogger:
     ) -> None:
         if trial_id in self.runs:  # resumed or retried trial: keep its run, reopen it
             self.writes.update_run(self.runs[trial_id], status="RUNNING")
+            self.closed.discard(trial_id)
             return
         all_tags = {
             TAG_PARENT: self.parent,

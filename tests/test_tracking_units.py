@@ -1,0 +1,177 @@
+"""The MLflow parts without a subprocess: write-behind queue, trial runs, recovery, resync.
+
+A real local SQLite store where a store is needed; a client that fails on demand where an
+outage is needed (the queue only ever calls the MlflowClient methods it names).
+"""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from tune_m3.names import COMPLETED, KILLED, TAG_PARENT, TAG_STATUS, TAG_TRIAL
+from tune_m3.tracking import MlflowTrialLogger, WriteBehind, client, resync
+from tune_m3.tracking.writes import PENDING, Write, dump, load, metric, param
+
+
+@pytest.fixture
+def store(tmp_path, monkeypatch):
+    monkeypatch.setenv("TUNE_M3_RESULTS", str(tmp_path / "results"))
+    uri = f"sqlite:///{tmp_path / 'results' / 'mlflow.db'}"
+    c = client(uri)
+    exp = c.create_experiment("units")
+    parent = c.create_run(exp, run_name="search").info.run_id
+    return uri, c, exp, parent
+
+
+class Flaky:
+    """Forwards to a real client, but raises ConnectionError while ``down``."""
+
+    def __init__(self, real):
+        self.real, self.down, self.calls = real, False, 0
+
+    def __getattr__(self, name):
+        fn = getattr(self.real, name)
+
+        def call(*a, **kw):
+            self.calls += 1
+            if self.down:
+                raise ConnectionError("server down")
+            return fn(*a, **kw)
+
+        return call
+
+
+def test_writes_wait_in_order_while_down_and_bind_placeholders(store, tmp_path):
+    uri, c, exp, parent = store
+    flaky = Flaky(c)
+    q = WriteBehind(flaky, retry_every=0.0)
+    flaky.down = True
+    rid = q.create_run(exp, "t1", {TAG_PARENT: parent}, "t01")
+    assert rid == PENDING + "t1" and len(q.pending) == 1
+    q.log_batch(rid, metrics=[metric("val_mae", 0.5, 1)], params=[param("p_mask", 0.2)])
+    q.set_terminated(rid, "FINISHED")
+    assert len(q.pending) == 3  # nothing lost, nothing reordered
+    flaky.down = False
+    assert q.flush(force=True) and not q.pending
+    real = q.resolve(rid)
+    assert real != rid
+    run = c.get_run(real)
+    assert run.info.status == "FINISHED" and run.data.params["p_mask"] == "0.2"
+    assert run.data.metrics["val_mae"] == 0.5
+
+
+def test_retry_is_rate_limited(store):
+    _, c, exp, parent = store
+    flaky = Flaky(c)
+    q = WriteBehind(flaky, retry_every=3600.0)
+    flaky.down = True
+    q.set_tag(parent, "a", "1")
+    calls = flaky.calls
+    for _ in range(20):  # every later write queues without touching the dead server
+        q.set_tag(parent, "b", "2")
+    assert flaky.calls == calls and len(q.pending) == 21
+
+
+def test_finish_dumps_what_stays_unwritten_and_resync_replays_it(store, tmp_path):
+    uri, c, exp, parent = store
+    flaky = Flaky(c)
+    q = WriteBehind(flaky, retry_every=0.0)
+    flaky.down = True
+    rid = q.create_run(exp, "t9", {TAG_PARENT: parent}, "t09")
+    q.log_batch(rid, metrics=[metric("val_mae", 0.25, 3)])
+    path = tmp_path / "unlogged.json"
+    left = q.finish(path, retries=2, wait=0.0)
+    assert len(left) == 2 and json.loads(path.read_text())[0]["kind"] == "create_run"
+    assert [w.kind for w in load(path)] == ["create_run", "log_batch"]
+    assert resync(path, uri) == 2
+    (child,) = [r for r in c.search_runs([exp]) if r.info.run_name == "t09"]
+    assert child.data.metrics["val_mae"] == 0.25
+
+
+def test_unknown_write_kind_is_refused(tmp_path):
+    with pytest.raises(ValueError, match="unknown MLflow write"):
+        Write("drop_table", {})
+    (tmp_path / "x.json").write_text('[{"kind": "create_run", "args": {}, "bogus": 1}]')
+    with pytest.raises(ValueError):
+        load(tmp_path / "x.json")
+    dump(
+        [Write("set_tag", {"run_id": "pending:x", "key": "k", "value": "v"})],
+        tmp_path / "y.json",
+        {"pending:x": "real"},
+    )
+    assert load(tmp_path / "y.json")[0].args["run_id"] == "real"
+
+
+def _logger(store, tmp_path):
+    uri, _, exp, parent = store
+    return MlflowTrialLogger(uri, exp, parent, {"tune_m3.search_id": "s"}, tmp_path / "u.json")
+
+
+def test_each_epoch_once_and_recovery_after_a_restart(store, tmp_path):
+    uri, c, exp, parent = store
+    log = _logger(store, tmp_path)
+    log.trial_start("tA", "t01 pM=0.2", {"p_mask": 0.2})
+    for epoch in (1, 2, 3, 2, 3):  # a retry re-reports epochs 2 and 3
+        log.trial_result("tA", {"epoch": epoch, "val_mae": 1.0 / epoch})
+    log.trial_result("tA", {"epoch": 3, "val_mae": 0.3, "test_mae": 0.4, "trial_done": 1})
+    log.trial_end("tA", COMPLETED, run_name="t01 pM=0.2 → val_mae 0.333")
+    log.trial_start("tB", "t02 pM=0.3", {"p_mask": 0.3})
+    log.trial_result("tB", {"epoch": 1, "val_mae": 0.9})
+    log.trial_end("tB", KILLED)
+    assert log.finish() == []
+    rid = log.run_id("tA")
+    assert [m.step for m in c.get_metric_history(rid, "val_mae")] == [1, 2, 3]
+    run = c.get_run(rid)
+    assert run.data.tags[TAG_STATUS] == COMPLETED and run.data.tags[TAG_TRIAL] == "tA"
+    assert run.info.run_name == "t01 pM=0.2 → val_mae 0.333" and run.data.metrics["test_mae"] == 0.4
+    assert c.get_run(log.run_id("tB")).info.status == "KILLED"
+
+    again = _logger(store, tmp_path)  # a resumed search: a new logger finds everything
+    assert again.runs == log.runs
+    assert again.last_step == {"tA": 3, "tB": 1}
+    assert again.final_logged == {"tA"}
+    assert again.names == {"tA": "t01 pM=0.2", "tB": "t02 pM=0.3"}
+    assert again.closed == {"tA"}  # the killed trial is still open: a resume reopens it
+    again.trial_start("tB", "ignored", {})
+    again.trial_result("tB", {"epoch": 1, "val_mae": 0.1})  # already logged: skipped
+    again.trial_result("tB", {"epoch": 2, "val_mae": 0.8})
+    again.finish()
+    assert [m.step for m in c.get_metric_history(again.run_id("tB"), "val_mae")] == [1, 2]
+    assert c.get_run(again.run_id("tB")).info.status == "RUNNING"
+    children = c.search_runs([exp], filter_string=f"tags.`{TAG_PARENT}` = '{parent}'")
+    assert len(children) == 2  # no duplicate run for the resumed trial
+
+
+def test_logger_pickles_without_its_client(store, tmp_path):
+    import pickle
+
+    log = _logger(store, tmp_path)
+    log.trial_start("tA", "t01", {})
+    clone = pickle.loads(pickle.dumps(log))
+    assert clone.runs == log.runs and clone.writes.client is not None
+
+
+def test_store_is_created_once_under_a_lock_by_concurrent_processes(tmp_path):
+    """Four processes open a fresh SQLite store at once: all succeed, one migration."""
+    import subprocess
+    import sys
+
+    uri = f"sqlite:///{tmp_path / 'fresh' / 'mlflow.db'}"
+    code = (
+        "import sys; from tune_m3.tracking import client; "
+        "c = client(sys.argv[1]); print(len(c.search_experiments()))"
+    )
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-c", code, uri],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for _ in range(4)
+    ]
+    outs = [p.communicate(timeout=120) for p in procs]
+    assert [p.returncode for p in procs] == [0, 0, 0, 0], [e[-1500:] for _, e in outs]
+    assert all(o.strip() == "1" for o, _ in outs)  # the Default experiment, once
