@@ -3,15 +3,13 @@
 from __future__ import annotations
 
 import signal
-import subprocess
-import sys
 import time
 from pathlib import Path
 
 import pandas as pd
 import pytest
 from searchutil import TINY_FIXED, make_search_env, mlflow_runs, start_search, write_space
-from test_lifecycle import Output
+from test_lifecycle import Output, cli
 
 from tune_m3.names import TAG_CONFIRM_OF, TAG_STAGE, TAG_TRIAL
 
@@ -37,13 +35,7 @@ def _space(tmp_path, name, confirm=None, epochs=3):
 
 
 def _run(env, *args, timeout=600):
-    out = subprocess.run(
-        [sys.executable, "-m", "tune_m3.search", *args],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-    )
+    out = cli(env, *args, timeout=timeout)
     assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
     return out.stdout
 

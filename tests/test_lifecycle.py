@@ -69,6 +69,17 @@ class Output:
         return rc
 
 
+def cli(env, *args: str, timeout: int = 120) -> subprocess.CompletedProcess:
+    """``python -m tune_m3.search ARGS``, to the end, output captured."""
+    return subprocess.run(
+        [sys.executable, "-m", "tune_m3.search", *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+
+
 @pytest.fixture
 def env(tmp_path):
     return make_search_env(tmp_path)
@@ -126,9 +137,7 @@ def test_sigint_then_resume_finishes_in_the_same_parent(env, tmp_path):
         "--resume",
     ]
 
-    done = subprocess.run(
-        [sys.executable, *cmd[1:]], env=env, capture_output=True, text=True, timeout=600
-    )
+    done = cli(env, *cmd[3:], timeout=600)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     c, parent, children = _parent(env, "ctrlc")
     assert parent.info.status == "FINISHED"
@@ -147,9 +156,7 @@ def test_sigint_then_resume_finishes_in_the_same_parent(env, tmp_path):
     assert len(hist) == 14 and best["val_mae"] == pytest.approx(min(hist))
 
     # a resume of a finished search says so and changes nothing
-    again = subprocess.run(
-        [sys.executable, *cmd[1:]], env=env, capture_output=True, text=True, timeout=120
-    )
+    again = cli(env, *cmd[3:])
     assert again.returncode == 0 and "already finished" in again.stdout, again.stdout + again.stderr
     _, after, _ = _parent(env, "ctrlc")
     assert (after.info.status, after.info.end_time) == (parent.info.status, parent.info.end_time)
@@ -192,34 +199,13 @@ def test_a_name_in_use_is_refused_and_the_first_search_is_intact(env, tmp_path):
     space = _space(tmp_path, "named", epochs=6, n=2)
     first = Output(start_search(env, "--space", str(space), "--name", "taken"))
     first.wait_for("started")
-    second = subprocess.run(
-        [sys.executable, "-m", "tune_m3.search", "--space", str(space), "--name", "taken"],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    second = cli(env, "--space", str(space), "--name", "taken", timeout=120)
     assert second.returncode == 2, second.stdout + second.stderr
     err = second.stderr
     assert err.startswith("error: ") and "'taken' is in use" in err and "running" in err
     assert "--name" in err and "--resume" in err and "Traceback" not in err
     # --resume of a running search is refused too
-    busy = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "tune_m3.search",
-            "--space",
-            str(space),
-            "--name",
-            "taken",
-            "--resume",
-        ],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    busy = cli(env, "--space", str(space), "--name", "taken", "--resume", timeout=120)
     assert busy.returncode == 2 and "running in another process" in busy.stderr, busy.stderr
     assert first.finish() == 0, first.text[-3000:]
     df = pd.read_parquet(Path(env["TUNE_M3_RESULTS"]) / "ray" / "taken" / "trials.parquet")
@@ -227,20 +213,5 @@ def test_a_name_in_use_is_refused_and_the_first_search_is_intact(env, tmp_path):
     _, parents, children = mlflow_runs(env, "named")
     assert len(parents) == 1 and len(children) == 2
     # after it finished, the name is still taken (a finished search), and said so
-    late = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "tune_m3.search",
-            "--space",
-            str(space),
-            "--name",
-            "taken",
-            "--dry-run",
-        ],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    late = cli(env, "--space", str(space), "--name", "taken", "--dry-run", timeout=120)
     assert late.returncode == 2 and "finished" in late.stderr, late.stderr

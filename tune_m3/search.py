@@ -381,7 +381,7 @@ def plan(args: argparse.Namespace) -> tuple[SearchSpace, Path | None, str | None
         from tune_m3 import optuna_store
 
         optuna_store.check_url(optuna_url(args))
-    if args.name and not args.resume and storage is not None:
+    if args.name and not (args.resume or args.confirm_only) and storage is not None:
         paths = SearchPaths(args.name, storage)
         if paths.exp_dir.exists():
             raise UserError(
