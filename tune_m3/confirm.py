@@ -36,6 +36,10 @@ def candidates(df: pd.DataFrame, space: SearchSpace) -> pd.DataFrame:
     k = space.confirm.top_k if space.confirm else 0
     ok = df[(df["stage"] == STAGE_SEARCH) & ~df["status"].isin([FAILED, KILLED])]
     ok = ok[ok[space.metric].notna()]
+    if space.objectives:  # the Pareto set, best first by the first objective
+        from tune_m3.pareto import pareto_rows
+
+        ok = pareto_rows(ok, [(o.metric, o.mode) for o in space.objectives])
     return ok.sort_values(space.metric, ascending=space.mode == "min").head(k)
 
 

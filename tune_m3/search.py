@@ -222,10 +222,17 @@ def make_searcher(space: SearchSpace, storage_url: str, study_name: str):
     from tune_m3 import optuna_store
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
+    multi = {}
+    if space.objectives:  # Optuna multi-objective: metric and mode lists, on the searcher
+        multi = {
+            "metric": [o.metric for o in space.objectives],
+            "mode": [o.mode for o in space.objectives],
+        }
     return OptunaSearch(
         sampler=optuna.samplers.TPESampler(seed=space.algorithm.seed),
         storage=optuna_store.storage(storage_url),
         study_name=study_name,
+        **multi,
     )
 
 
@@ -236,9 +243,12 @@ def make_scheduler(space: SearchSpace, max_epochs: int):
         return FIFOScheduler()
     # ASHA stops any trial whose time reaches max_t. A trial that trains its max_epochs must
     # still get to its final report (test metrics + diagnostics), so the cap is one epoch later.
+    # with several objectives the scheduler prunes on the first (docs: README, spaces.py)
+    multi = {"metric": space.metric, "mode": space.mode} if space.objectives else {}
     return ASHAScheduler(
         time_attr="epoch",
         max_t=max_epochs + 1,
+        **multi,
         grace_period=space.scheduler.grace_period,
         reduction_factor=space.scheduler.reduction_factor,
     )
@@ -546,6 +556,10 @@ def _create_parent(args, mlc, exp_id: str, space: SearchSpace, name: str, tags: 
     if space.algorithm.type == "optuna":
         params["optuna_study"] = name
         params["optuna_storage"] = optuna_url(args)
+    if space.objectives:
+        import json
+
+        params["objectives"] = json.dumps([o.model_dump() for o in space.objectives])
     mlc.log_batch(parent.info.run_id, params=[Param(k, str(v)[:6000]) for k, v in params.items()])
     mlc.log_artifact(parent.info.run_id, space.path)
     return parent.info.run_id
@@ -607,8 +621,9 @@ def search_stage(args, space: SearchSpace, c, s: Session, intr: Interrupts):
             s.trainable,
             param_space=ray_param_space(space),
             tune_config=tune.TuneConfig(
-                metric=space.metric,
-                mode=space.mode,
+                # several objectives: the searcher holds the lists, the scheduler the first
+                metric=None if space.objectives else space.metric,
+                mode=None if space.objectives else space.mode,
                 search_alg=make_searcher(space, optuna_url(args), c.paths.name),
                 scheduler=make_scheduler(space, space.example_configs()[0].max_epochs),
                 num_samples=1 if space.algorithm.type == "grid" else space.num_samples,
@@ -744,6 +759,8 @@ def summarise(args, space: SearchSpace, c, s: Session, intr: Interrupts) -> int:
     from tune_m3.search_results import Counts, pick_best
 
     df = searched_table(args, space, c, s, intr)
+    if space.objectives and not args.confirm_only:
+        df = report_pareto(space, c, s, df)
     rank = None
     if space.confirm is not None and (pick_best(df, space.metric, space.mode) is not None):
         results = confirm_stage(args, space, c, s, df, intr)
@@ -774,6 +791,46 @@ def summarise(args, space: SearchSpace, c, s: Session, intr: Interrupts) -> int:
     _shutdown_ray()
     _print_summary(args, space, c, s, df, best, unlogged, rank)
     return 0
+
+
+def report_pareto(space: SearchSpace, c, s: Session, df):
+    """Several objectives: the Pareto set (tagged, printed), its hypervolume on the parent."""
+    from tune_m3.names import TAG_PARETO
+    from tune_m3.pareto import hypervolume, pareto_rows, reference_point
+    from tune_m3.search_callback import searched_keys
+    from tune_m3.tracking.writes import metric, param
+
+    objs = [(o.metric, o.mode) for o in space.objectives]
+    cols, modes = [m for m, _ in objs], [m for _, m in objs]
+    ok = df[(df["stage"] == names.STAGE_SEARCH) & ~df["status"].isin([names.FAILED, names.KILLED])]
+    ok = ok.dropna(subset=[c_ for c_ in cols if c_ in ok])
+    front = pareto_rows(ok, objs).sort_values(cols[0], ascending=modes[0] == "min")
+    df = df.assign(pareto=df["run_id"].isin(front["run_id"]))
+    save_table(df, c.paths)
+    if front.empty:
+        return df
+    ref = list(space.reference or reference_point(ok[cols].to_numpy(dtype=float), modes))
+    hv = hypervolume(front[cols].to_numpy(dtype=float), ref, modes)
+    w = s.logger.writes
+    for rid in front["run_id"].dropna():
+        w.set_tag(rid, TAG_PARETO, "true")
+    w.log_batch(
+        s.parent_id,
+        metrics=[metric("pareto.hypervolume", hv), metric("pareto.size", len(front))],
+        params=[param("pareto.reference", [float(x) for x in ref])],
+    )
+    print(
+        f"\nPareto set ({len(front)} of {len(ok)} trials; objectives "
+        + ", ".join(f"{m} ({d})" for m, d in objs)
+        + "):"
+    )
+    keys = searched_keys(space)
+    for _, r in front.iterrows():
+        shown = ", ".join(f"{k}={_fmt(r[f'param_{k}'])}" for k in keys if f"param_{k}" in r)
+        values = "  ".join(f"{m}={r[m]:.4g}" for m in cols)
+        print(f"  {values}   {shown}")
+    print(f"hypervolume {hv:.4g} against the reference point {[round(x, 4) for x in ref]}")
+    return df
 
 
 def log_best(space: SearchSpace, s: Session, best, confirmed=None) -> None:

@@ -8,7 +8,8 @@ trial's full history in Ray's results. ``trials.parquet`` columns:
   ``status`` (names.TRIAL_STATUSES), ``error``;
 - ``param_<k>``: the trial's TrialConfig values (scalars) and searched values;
 - ``epochs``: epochs trained; ``best_epoch_metric``: the epoch where the search metric was best;
-- ``<metric>`` and every other per-epoch value (``val_*``, ``train_loss``, ...) AT that epoch;
+- ``<metric>`` and every other per-epoch value (``val_*``, ``train_loss``, ...) AT that epoch
+  (a multi-objective search: at the trial's LAST epoch, the values Optuna ranked it by);
 - ``test_*``, ``diag_test_*``: the trial's final results (the weights of its best val-loss
   epoch, evaluated once at its end; absent for trials that did not finish).
 
@@ -60,6 +61,14 @@ def best_row(history: pd.DataFrame | None, metric: str, mode: str) -> dict[str, 
     return history.loc[i].to_dict()
 
 
+def last_row(history: pd.DataFrame | None) -> dict[str, Any]:
+    """The last epoch row of ``history`` that has an epoch (the final report repeats it)."""
+    if history is None or history.empty or "epoch" not in history:
+        return {}
+    rows = history[history["epoch"].notna()]
+    return rows.iloc[-1].to_dict() if len(rows) else {}
+
+
 def _numeric(d: Mapping[str, Any], keep) -> dict[str, float]:
     return {
         k: float(v)
@@ -77,7 +86,9 @@ def trial_row(
         history = result.metrics_dataframe
     except Exception:  # noqa: BLE001 - a trial that never reported has no progress file
         history = None
-    best = best_row(history, space.metric, space.mode)
+    # several objectives: what Optuna was told, every objective at the trial's last epoch
+    multi = bool(space.objectives)
+    best = last_row(history) if multi else best_row(history, space.metric, space.mode)
     row: dict[str, Any] = {
         "trial_id": last.get("trial_id") or trial_id_from_path(getattr(result, "path", "")),
         "run_id": run_id,

@@ -28,6 +28,10 @@ validated; unknown keys get a did-you-mean)::
     seeds: [0, 1, 2]                 # training seeds; each configuration is repeated per seed
     confirm: {top_k: 3, seeds: [1, 2, 3]}   # after the search: re-train the top 3 once per seed
                                      # (full training, no ASHA); the winner is the best mean
+    objectives:                      # instead of metric/mode: Optuna multi-objective (NSGA-free
+      - {metric: val_mae, mode: min} #   TPE); ASHA prunes on the first only; diag_val_* metrics
+      - {metric: diag_val_text_missing_30_mae_drop, mode: min}   # are computed per epoch
+    reference: [0.6, 0.2]            # hypervolume reference point (default: the worst trial)
     algorithm: {type: optuna, seed: 0}         # or {type: grid}
     scheduler: {type: asha, grace_period: 2, reduction_factor: 2}   # or {type: fifo}
     metric: val_mae                  # any per-epoch metric; mode: min | max
@@ -142,6 +146,11 @@ class Scheduler(_Strict):
     reduction_factor: float = Field(2, gt=1)
 
 
+class Objective(_Strict):
+    metric: str
+    mode: Literal["min", "max"] = "min"
+
+
 class ConfirmSpec(_Strict):
     """Re-train the top-k configurations once per seed after the search (no ASHA)."""
 
@@ -170,6 +179,8 @@ class SearchSpace(_Strict):
     max_concurrent: int = Field(2, ge=1)
     resources: Resources = Field(default_factory=Resources)
     confirm: ConfirmSpec | None = None
+    objectives: list[Objective] | None = None
+    reference: list[float] | None = None  # hypervolume reference point (default: worst trial)
 
     # filled in by load_space
     name: str = ""
@@ -304,9 +315,38 @@ def _check_semantics(space: SearchSpace) -> None:
             raise UserError(
                 f"{where}: search: an optuna space needs at least one searched parameter"
             )
+    _check_objectives(space, where)
     _check_metric(space.metric, where)
     _check_types(space, where)
     space.example_configs()  # every corner must make a valid TrialConfig (pi sum, p_missing + p_noise, ...)
+
+
+def _check_objectives(space: SearchSpace, where: str) -> None:
+    """Several objectives: Optuna only, known metrics, ASHA on the first, a matching reference."""
+    if not space.objectives:
+        if space.reference is not None:
+            raise UserError(f"{where}: reference: a hypervolume reference needs objectives: [...]")
+        return
+    objs = space.objectives
+    if len(objs) < 2:
+        raise UserError(
+            f"{where}: objectives: give two or more (one objective is metric: and mode:)"
+        )
+    if space.algorithm.type != "optuna":
+        raise UserError(f"{where}: objectives: several objectives need algorithm: {{type: optuna}}")
+    for i, o in enumerate(objs):
+        _check_metric(o.metric, where, key=f"objectives[{i}].metric")
+    if "metric" in space.model_fields_set and space.metric != objs[0].metric:
+        raise UserError(
+            f"{where}: metric: '{space.metric}' is not the first objective "
+            f"('{objs[0].metric}'); ASHA and the confirm stage use the first objective. Drop "
+            "metric:/mode:, or put that metric first in objectives"
+        )
+    space.metric, space.mode = objs[0].metric, objs[0].mode
+    if space.reference is not None and len(space.reference) != len(objs):
+        raise UserError(
+            f"{where}: reference: {len(space.reference)} value(s) for {len(objs)} objectives"
+        )
 
 
 def _check_metric(metric: str, where: str, key: str = "metric") -> None:
