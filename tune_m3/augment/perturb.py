@@ -36,7 +36,6 @@ from torch import Tensor, nn
 from tune_m3.augment.masking import OwnedGenerator, check_mods
 from tune_m3.padding import valid_mask
 
-
 NoiseKind = Literal["additive", "multiplicative"]
 SigmaScale = Literal["absolute", "rms"]
 CountRule = Literal["round", "floor"]
