@@ -120,3 +120,38 @@ def test_bucketed_training_still_learns():
     data = tiny_arrays()
     res = train(cfg(max_epochs=5, bucket_batches=True), data)
     assert res.history[-1]["train_loss"] < res.history[0]["train_loss"]
+
+
+def test_rms_noise_scale_is_measured_once_reported_and_kept_on_resume(tmp_path):
+    data = tiny_arrays()
+    kw = dict(p_noise=0.3, sigma=0.5, sigma_scale="rms")
+    full = train(cfg(max_epochs=3, **kw), data)
+    rms = [h["train_noise_rms_text"] for h in full.history]
+    assert rms[0] > 0 and rms == [rms[0]] * 3  # measured once, before the first update
+    ck = tmp_path / "ck"
+    train(cfg(max_epochs=2, **kw), data, checkpoint_dir=ck, final_eval=False)
+    assert load_checkpoint(ck)["perturb_rms"] == rms[0]
+    resumed = train(cfg(max_epochs=3, **kw), data, resume_from=ck)
+    assert _strip(resumed.history) == _strip(full.history)
+    # not reported when the noise is in absolute units
+    assert "train_noise_rms_text" not in train(cfg(max_epochs=1, p_noise=0.3), data).history[0]
+
+
+def test_diagnostics_with_reference_noise_report_their_rms():
+    data = tiny_arrays()
+    res = train(cfg(max_epochs=1, diagnostics=True, diag_sigma_scale="rms"), data)
+    assert {"diag_noise_rms_text", "diag_noise_rms_audio", "diag_noise_rms_vision"} <= set(
+        res.final
+    )
+    mult = train(cfg(max_epochs=1, diagnostics=True, diag_noise_kind="multiplicative"), data)
+    assert "diag_noise_rms_text" not in mult.final
+    assert mult.final["test_mae"] == res.final["test_mae"]  # same model, other noise
+    assert mult.final["diag_test_text_noisy_30_mae"] != res.final["diag_test_text_noisy_30_mae"]
+
+
+def test_noise_options_validated_with_the_field_named():
+    for pre in ("", "diag_"):
+        with pytest.raises(UserError, match=f"{pre}sigma_scale 'rms' applies to additive"):
+            make_config({pre + "noise_kind": "multiplicative", pre + "sigma_scale": "rms"})
+    with pytest.raises(UserError, match="'perturb_count'"):
+        make_config({"perturb_count": "ceil"})
