@@ -14,6 +14,11 @@ code; ``rms``: additive N(0, (σ·r)²) with r the modality's RMS on the trainin
 beside the configured one; their keys get the suffix ``@<law>``. The ``mult`` rows train with
 multiplicative perturbation noise.
 
+``--f1-swap`` also reports ``test_f1_swapped``: the clean test F1 as MulT's and MSA-Robustness's
+evaluation computes it, ``sklearn.metrics.f1_score(preds > 0, truth > 0, average="weighted")``
+on the non-zero labels (arguments swapped: classes weighted by PREDICTED support), beside ours
+(MMSA's, ``test_f1``).
+
 It builds the synthetic dataset if it is missing (in $TUNE_M3_DATA_DIR or the default store).
 """
 
@@ -78,6 +83,12 @@ def columns(results: dict[str, list[dict]]) -> list[tuple[str, str]]:
     """COLUMNS plus, for each extra diagnostics law found, its noisy-text columns."""
     keys = set().union(*(r.keys() for runs in results.values() for r in runs))
     cols = list(COLUMNS)
+    if "test_f1_swapped" in keys:
+        cols += [
+            ("test_f1", "clean F1 (ours = MMSA)"),
+            ("test_f1_swapped", "clean F1 (MulT order)"),
+        ]
+        cols.append(("test_f1_swap_minus_ours", "MulT − ours"))
     for law, label in LAW_LABEL.items():
         for met, name in (("corr", "Corr"), ("f1", "F1")):
             key = f"diag_test_text_noisy_30_{met}_drop@{law}"
@@ -125,6 +136,25 @@ def _other_laws(res, cfg: TrialConfig, data: dict, laws: list[str]) -> dict[str,
     return out
 
 
+def _f1_swapped(model, test: dict) -> dict[str, float]:
+    """Clean test F1 with MulT's argument order, and the difference to ours (points)."""
+    from sklearn.metrics import f1_score
+
+    from tune_m3.metrics import compute_metrics
+    from tune_m3.train import predict
+
+    preds = predict(model, test, model_device(model))
+    truth = np.asarray(test["labels"], dtype=np.float64)
+    nz = truth != 0
+    swapped = 100 * f1_score(preds[nz] > 0, truth[nz] > 0, average="weighted")
+    ours = compute_metrics(preds, truth)["f1"]
+    return {"test_f1_swapped": float(swapped), "test_f1_swap_minus_ours": float(swapped - ours)}
+
+
+def model_device(model):
+    return next(model.parameters()).device
+
+
 def _run_one(
     task: tuple[str, int],
     name: str,
@@ -132,6 +162,7 @@ def _run_one(
     threads: int,
     extra: dict | None = None,
     laws: tuple[str, ...] = (),
+    f1_swap: bool = False,
 ) -> dict:
     label, seed = task
     ds = load_dataset(name)
@@ -141,6 +172,8 @@ def _run_one(
     t0 = time.perf_counter()
     res = train(cfg, data)
     res.final.update(_other_laws(res, cfg, data, list(laws)))
+    if f1_swap:
+        res.final.update(_f1_swapped(res.model, data["test"]))
     print(
         f"seed {seed} {label}: best epoch {res.best_epoch}, test_mae {res.final['test_mae']:.3f}, "
         f"text-missing-30 corr drop {res.final['diag_test_text_missing_30_corr_drop']:.3f} "
@@ -163,6 +196,9 @@ def main() -> None:
         "--diag-noise",
         default="",
         help=f"comma-separated further laws for the noisy diagnostics, from {sorted(DIAG_LAWS)}",
+    )
+    p.add_argument(
+        "--f1-swap", action="store_true", help="also report the clean F1 in MulT's argument order"
     )
     add_overrides_argument(
         p, "a TrialConfig field for every run, e.g. --set bucket_batches=true (repeatable)"
@@ -197,7 +233,13 @@ def main() -> None:
     results = {k: [] for k in chosen}
     extra = parse_overrides(args.overrides)
     run = functools.partial(
-        _run_one, name=name, epochs=args.epochs, threads=args.threads, extra=extra, laws=laws
+        _run_one,
+        name=name,
+        epochs=args.epochs,
+        threads=args.threads,
+        extra=extra,
+        laws=laws,
+        f1_swap=args.f1_swap,
     )
     if args.jobs > 1:
         with mp.get_context("spawn").Pool(args.jobs) as pool:
