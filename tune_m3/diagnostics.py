@@ -113,6 +113,22 @@ def measure_rms(
     return {m: float(np.sqrt(sums[m] / max(counts[m], 1.0))) for m in modalities}
 
 
+def _checked_rms(
+    noise_kind: str, sigma_scale: str, rms: Mapping[str, float] | None, modalities: Sequence[str]
+) -> Mapping[str, float] | None:
+    """The RMS per modality that scales the noise, or None when sigma is absolute."""
+    check_noise(noise_kind, sigma_scale, where="diag_")
+    if sigma_scale != "rms":
+        return None
+    missing = [m for m in modalities if rms is None or m not in rms]
+    if missing:
+        raise ValueError(
+            f"diag_sigma_scale='rms' needs the clean RMS of {missing}: pass "
+            "rms=measure_rms(model, train_arrays, ...)"
+        )
+    return rms
+
+
 def _noisy(x, lengths, g, sigma: float, noise_kind: str, rms: float | None):
     """The noisy copy of one modality x (b', N, d) under the configured law."""
     if noise_kind == "multiplicative":
@@ -161,16 +177,7 @@ def run_diagnostics(
     """
     from tune_m3.batches import batch_tensors  # local: keeps this module importable alone
 
-    check_noise(noise_kind, sigma_scale, where="diag_")
-    if sigma_scale == "rms":
-        missing_rms = [m for m in modalities if rms is None or m not in rms]
-        if missing_rms:
-            raise ValueError(
-                f"diag_sigma_scale='rms' needs the clean RMS of {missing_rms}: pass "
-                "rms=measure_rms(model, train_arrays, ...)"
-            )
-    else:
-        rms = None
+    rms = _checked_rms(noise_kind, sigma_scale, rms, modalities)
 
     model.eval()
     labels = np.asarray(test["labels"], dtype=np.float64)
