@@ -6,6 +6,18 @@ several seeds, runs the diagnostics, and prints a Markdown table of mean ± std 
 
     python bench/exp_robustness.py --scale 0.05 --seeds 0,1,2 --epochs 12 --jobs 2 [--threads 1]
     python bench/exp_robustness.py --only baseline --set bucket_batches=true ...   # any TrialConfig field
+    python bench/exp_robustness.py --diag-noise multiplicative,rms ...   # noisy rows, other laws
+
+``--diag-noise`` re-runs the noisy-modality diagnostics of every trained model under further
+laws of noise (``multiplicative``: z·m with one z ~ N(0, 1) per clip, the robustness paper's
+code; ``rms``: additive N(0, (σ·r)²) with r the modality's RMS on the training split, σ = 1),
+beside the configured one; their keys get the suffix ``@<law>``. The ``mult`` rows train with
+multiplicative perturbation noise.
+
+``--f1-swap`` also reports ``test_f1_swapped``: the clean test F1 as MulT's and MSA-Robustness's
+evaluation computes it, ``sklearn.metrics.f1_score(preds > 0, truth > 0, average="weighted")``
+on the non-zero labels (arguments swapped: classes weighted by PREDICTED support), beside ours
+(MMSA's, ``test_f1``).
 
 It builds the synthetic dataset if it is missing (in $TUNE_M3_DATA_DIR or the default store).
 """
@@ -22,7 +34,8 @@ import numpy as np
 
 from tune_m3.config import TrialConfig, add_overrides_argument, parse_overrides
 from tune_m3.data import ensure_synthetic, load_dataset
-from tune_m3.train import train
+from tune_m3.diagnostics import measure_rms, run_diagnostics
+from tune_m3.train import EVAL_BATCH, train
 
 SCHEMES = {
     "baseline": {},
@@ -42,7 +55,18 @@ SCHEMES = {
         "granularity": "sample",
     },
     "perturbation (15%+15%)": {"p_missing": 0.15, "p_noise": 0.15},
+    "perturbation (15%+15%, mult noise)": {
+        "p_missing": 0.15,
+        "p_noise": 0.15,
+        "noise_kind": "multiplicative",
+    },
 }
+DIAG_LAWS = {  # --diag-noise name -> run_diagnostics keyword arguments
+    "additive": {"noise_kind": "additive", "sigma_scale": "absolute"},
+    "multiplicative": {"noise_kind": "multiplicative", "sigma_scale": "absolute"},
+    "rms": {"noise_kind": "additive", "sigma_scale": "rms"},
+}
+LAW_LABEL = {"additive": "+N(0,1)", "multiplicative": "×z", "rms": "+N(0,r²)"}
 COLUMNS = [
     ("test_mae", "clean MAE"),
     ("test_corr", "clean Corr"),
@@ -55,23 +79,90 @@ COLUMNS = [
 ]
 
 
+def columns(results: dict[str, list[dict]]) -> list[tuple[str, str]]:
+    """COLUMNS plus, for each extra diagnostics law found, its noisy-text columns."""
+    keys = set().union(*(r.keys() for runs in results.values() for r in runs))
+    cols = list(COLUMNS)
+    if "test_f1_swapped" in keys:
+        cols += [
+            ("test_f1", "clean F1 (ours = MMSA)"),
+            ("test_f1_swapped", "clean F1 (MulT order)"),
+        ]
+        cols.append(("test_f1_swap_minus_ours", "MulT − ours"))
+    for law, label in LAW_LABEL.items():
+        for met, name in (("corr", "Corr"), ("f1", "F1")):
+            key = f"diag_test_text_noisy_30_{met}_drop@{law}"
+            if key in keys:
+                cols.append((key, f"text noisy {label} 30% ↓{name}"))
+    return cols
+
+
 def print_table(results: dict[str, list[dict]], what: str) -> None:
     print(
         f"\nSYNTHETIC MOSEI-shaped benchmark ({what}); mean ± std over seeds; "
         "↓ = drop versus clean at 30 % of the test set (positive = worse)\n"
     )
-    print("| training | " + " | ".join(c for _, c in COLUMNS) + " |")
-    print("|---" * (len(COLUMNS) + 1) + "|")
+    cols = columns(results)
+    print("| training | " + " | ".join(c for _, c in cols) + " |")
+    print("|---" * (len(cols) + 1) + "|")
     for label, runs in results.items():
         cells = []
-        for key, _ in COLUMNS:
-            v = np.array([r[key] for r in runs])
+        for key, _ in cols:
+            v = np.array([r.get(key, np.nan) for r in runs])
             cells.append(f"{v.mean():.3f} ± {v.std(ddof=1) if len(v) > 1 else 0:.3f}")
         print(f"| {label} | " + " | ".join(cells) + " |")
 
 
+def _other_laws(res, cfg: TrialConfig, data: dict, laws: list[str]) -> dict[str, float]:
+    """The noisy diagnostics of the trained (best) model under further laws, keys ``k@law``."""
+    out: dict[str, float] = {}
+    for law in laws:
+        kw = DIAG_LAWS[law]
+        rms = None
+        if kw["sigma_scale"] == "rms":
+            rms = measure_rms(res.model, data["train"], cfg.diag_modalities, seed=cfg.diag_seed)
+        final, _ = run_diagnostics(
+            res.model,
+            data["test"],
+            modalities=cfg.diag_modalities,
+            fractions=cfg.diag_fractions,
+            sigma=cfg.diag_sigma,
+            seed=cfg.diag_seed,
+            batch_size=EVAL_BATCH,
+            rms=rms,
+            **kw,
+        )
+        out.update({f"{k}@{law}": v for k, v in final.items() if "noisy" in k or "rms" in k})
+    return out
+
+
+def _f1_swapped(model, test: dict) -> dict[str, float]:
+    """Clean test F1 with MulT's argument order, and the difference to ours (points)."""
+    from sklearn.metrics import f1_score
+
+    from tune_m3.metrics import compute_metrics
+    from tune_m3.train import predict
+
+    preds = predict(model, test, model_device(model))
+    truth = np.asarray(test["labels"], dtype=np.float64)
+    nz = truth != 0
+    swapped = 100 * f1_score(preds[nz] > 0, truth[nz] > 0, average="weighted")
+    ours = compute_metrics(preds, truth)["f1"]
+    return {"test_f1_swapped": float(swapped), "test_f1_swap_minus_ours": float(swapped - ours)}
+
+
+def model_device(model):
+    return next(model.parameters()).device
+
+
 def _run_one(
-    task: tuple[str, int], name: str, epochs: int, threads: int, extra: dict | None = None
+    task: tuple[str, int],
+    name: str,
+    epochs: int,
+    threads: int,
+    extra: dict | None = None,
+    laws: tuple[str, ...] = (),
+    f1_swap: bool = False,
 ) -> dict:
     label, seed = task
     ds = load_dataset(name)
@@ -80,6 +171,9 @@ def _run_one(
     cfg = TrialConfig(dataset=name, seed=seed, max_epochs=epochs, threads=threads, **values)
     t0 = time.perf_counter()
     res = train(cfg, data)
+    res.final.update(_other_laws(res, cfg, data, list(laws)))
+    if f1_swap:
+        res.final.update(_f1_swapped(res.model, data["test"]))
     print(
         f"seed {seed} {label}: best epoch {res.best_epoch}, test_mae {res.final['test_mae']:.3f}, "
         f"text-missing-30 corr drop {res.final['diag_test_text_missing_30_corr_drop']:.3f} "
@@ -98,6 +192,14 @@ def main() -> None:
     p.add_argument("--jobs", type=int, default=1, help="runs in parallel (processes)")
     p.add_argument("--json", help="also write all results here")
     p.add_argument("--only", help="comma-separated substrings: run only the matching schemes")
+    p.add_argument(
+        "--diag-noise",
+        default="",
+        help=f"comma-separated further laws for the noisy diagnostics, from {sorted(DIAG_LAWS)}",
+    )
+    p.add_argument(
+        "--f1-swap", action="store_true", help="also report the clean F1 in MulT's argument order"
+    )
     add_overrides_argument(
         p, "a TrialConfig field for every run, e.g. --set bucket_batches=true (repeatable)"
     )
@@ -106,6 +208,11 @@ def main() -> None:
         help="comma-separated result files: print their combined table, train nothing",
     )
     args = p.parse_args()
+    laws = tuple(x for x in args.diag_noise.split(",") if x)
+    if set(laws) - set(DIAG_LAWS):
+        p.error(
+            f"--diag-noise: unknown {sorted(set(laws) - set(DIAG_LAWS))}; use {sorted(DIAG_LAWS)}"
+        )
     name = f"synth_mosei_x{args.scale:g}"
     if args.from_json:
         results: dict[str, list[dict]] = {}
@@ -126,7 +233,13 @@ def main() -> None:
     results = {k: [] for k in chosen}
     extra = parse_overrides(args.overrides)
     run = functools.partial(
-        _run_one, name=name, epochs=args.epochs, threads=args.threads, extra=extra
+        _run_one,
+        name=name,
+        epochs=args.epochs,
+        threads=args.threads,
+        extra=extra,
+        laws=laws,
+        f1_swap=args.f1_swap,
     )
     if args.jobs > 1:
         with mp.get_context("spawn").Pool(args.jobs) as pool:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 import torch
 from conftest import tiny_arrays
 
@@ -98,3 +99,60 @@ def test_missing_matches_naive_full_pass():
     expect = compute_metrics(naive, test["labels"])
     assert np.isclose(res["diag_test_text_missing_30_mae"], expect["mae"], atol=1e-5)
     assert np.isclose(res["diag_test_text_missing_30_corr"], expect["corr"], atol=1e-5)
+
+
+def test_multiplicative_noise_matches_naive_full_pass():
+    """noisy = z·m_T for each damaged clip, one z ~ N(0, sigma^2) per clip (the papers' code)."""
+    from tune_m3.metrics import compute_metrics
+
+    test = tiny_arrays()["test"]
+    model = _model().eval()
+    kw = dict(fractions=(0.3,), modalities=("text",), noise_kind="multiplicative")
+    res, _ = run_diagnostics(model, test, sigma=0.5, **kw)
+    n = len(test["labels"])
+    pick = torch.from_numpy(np.sort(perturbed_order(n, 1234)[: round(0.3 * n)]))
+    g = torch.Generator().manual_seed(1234 * 1_000_003)  # one eval batch, modality index 0
+    z = 0.5 * torch.randn((len(pick),), generator=g)
+    with torch.no_grad():
+        mods = [torch.from_numpy(test[m]) for m in ("text", "audio", "vision")]
+        lengths = torch.from_numpy(test["lengths"].astype(np.int64))
+        reps = model.encode(mods, lengths)
+        reps[0] = reps[0].clone()
+        reps[0][pick] = reps[0][pick] * z.view(-1, 1, 1)
+        naive = model.fuse(reps, lengths).double().numpy()
+    expect = compute_metrics(naive, test["labels"])
+    assert np.isclose(res["diag_test_text_noisy_30_mae"], expect["mae"], atol=1e-5)
+    # z ~ N(0, 0) = 0: multiplicative noise at sigma 0 is exactly "missing"
+    res0, _ = run_diagnostics(model, test, sigma=0.0, **kw)
+    assert res0["diag_test_text_noisy_30_mae"] == res0["diag_test_text_missing_30_mae"]
+
+
+def test_measure_rms_and_rms_scaled_diagnostics():
+    from tune_m3.diagnostics import measure_rms
+
+    data = tiny_arrays()
+    model = _model().eval()
+    rms = measure_rms(model, data["train"], n_samples=10_000)
+    with torch.no_grad():
+        mods = [torch.from_numpy(data["train"][m]) for m in ("text", "audio", "vision")]
+        lengths = torch.from_numpy(data["train"]["lengths"].astype(np.int64))
+        reps = model.encode(mods, lengths)
+    valid = (torch.arange(reps[0].shape[1]) >= (reps[0].shape[1] - lengths)[:, None]).double()
+    for m, r in zip(("text", "audio", "vision"), reps, strict=True):
+        manual = ((r.double() ** 2).sum(-1) * valid).sum() / (valid.sum() * r.shape[-1])
+        assert rms[m] == pytest.approx(float(manual.sqrt()), rel=1e-6)
+    assert measure_rms(model, data["train"], at="input")["text"] != pytest.approx(rms["text"])
+    with pytest.raises(ValueError, match="needs the clean RMS"):
+        run_diagnostics(model, data["test"], sigma_scale="rms")
+    res, _ = run_diagnostics(model, data["test"], sigma_scale="rms", rms=rms)
+    assert res["diag_noise_rms_text"] == rms["text"]
+    # rms-scaled noise at sigma = r^-1 equals absolute noise at sigma 1 (same draws)
+    scaled, _ = run_diagnostics(
+        model, data["test"], sigma=1 / rms["text"], sigma_scale="rms", rms=rms
+    )
+    absolute, _ = run_diagnostics(model, data["test"], sigma=1.0)
+    assert scaled["diag_test_text_noisy_30_mae"] == pytest.approx(
+        absolute["diag_test_text_noisy_30_mae"], rel=1e-5
+    )
+    with pytest.raises(ValueError, match="scale-free"):
+        run_diagnostics(model, data["test"], noise_kind="multiplicative", sigma_scale="rms")

@@ -301,3 +301,55 @@ def test_lengths_argument_is_accepted():
     layer = ModalityMasking("m3", p_mask=0.5, seed=0).train()
     out = layer(ones(), lengths=torch.full((B,), N))
     assert len(out) == 3
+
+
+# ---------------------------------------------------------------------------------------------
+# soft_m3, the authors' mode: one modality per batch, no p_mask gate, rate pi_l * p_mask
+
+
+def test_soft_m3_authors_touches_exactly_one_modality_per_batch():
+    probs = (0.6, 0.3, 0.1)
+    layer = ModalityMasking("soft_m3", p_mask=0.2, modal_probs=probs, soft_mode="authors", seed=0)
+    layer.train()
+    picks, rates = [], torch.zeros(3)
+    n_draws = 1500
+    for _ in range(n_draws):
+        out = layer(ones())
+        touched = [bool((o == 0).any()) for o in out]
+        assert sum(touched) == 1  # every batch: one modality (B·N·d >> 1/p: never none)
+        k = touched.index(True)
+        picks.append(k)
+        rates[k] += (out[k] == 0).float().mean()
+    freq = torch.bincount(torch.tensor(picks), minlength=3).float() / n_draws
+    # which modality: Cat(pi); ~3.5 binomial standard errors at 1500 batches
+    assert torch.allclose(freq, torch.tensor(probs), atol=0.045)
+    # given the modality, each element is zeroed with p_mask (no gate, no p_feature)
+    for k in range(3):
+        assert abs(rates[k] / max(picks.count(k), 1) - 0.2) < 0.01
+    # the marginal per-element rate is pi_l * p_mask, which zero_prob reports
+    assert [layer.zero_prob(k) for k in range(3)] == pytest.approx([0.12, 0.06, 0.02])
+
+
+def test_soft_m3_authors_marginal_rate_is_pi_times_p():
+    probs = (0.5, 0.25, 0.25)
+    layer = ModalityMasking("soft_m3", p_mask=0.4, modal_probs=probs, soft_mode="authors", seed=1)
+    layer.train()
+    z = torch.zeros(3)
+    n_draws = 2000
+    for _ in range(n_draws):
+        out = layer(ones())
+        z += torch.stack([(o == 0).float().mean() for o in out])
+    rate = z / n_draws
+    expected = torch.tensor([0.2, 0.1, 0.1])
+    # the per-batch modality choice dominates the variance: sd of a batch's rate ~ p*sqrt(pi(1-pi))
+    se = 0.4 * torch.sqrt(torch.tensor(probs) * (1 - torch.tensor(probs))) / n_draws**0.5
+    assert torch.all((rate - expected).abs() < 4 * se)
+
+
+def test_soft_m3_paper_mode_is_unchanged_and_bad_mode_refused():
+    a = ModalityMasking("soft_m3", p_mask=0.3, seed=3).train()
+    b = ModalityMasking("soft_m3", p_mask=0.3, seed=3, soft_mode="paper").train()
+    for x, y in zip(a(ones()), b(ones()), strict=True):
+        assert torch.equal(x, y)
+    with pytest.raises(ValueError, match="soft_mode"):
+        ModalityMasking("soft_m3", soft_mode="theirs")

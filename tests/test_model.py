@@ -222,3 +222,59 @@ def test_bad_inputs_are_clear_errors():
         model(x, torch.tensor([0, 2]))
     with pytest.raises(ValueError, match="lengths"):
         model(x, torch.tensor([5]))
+
+
+# ---------------------------------------------------------------------------------------------
+# the authors' recipe as options: dropout on attention weights, Xavier attention projections
+
+
+def _built(**kw):
+    torch.manual_seed(0)
+    return M3Baseline(ModelConfig(input_dims=(6, 3, 4), hidden=8, proj=8), **kw)
+
+
+def _attention_linears(model):
+    from tune_m3.models.m3_baseline import SelfAttention, SymmetricCrossAttention
+
+    return [
+        (name, lin)
+        for name, mod in model.named_modules()
+        if isinstance(mod, (SelfAttention, SymmetricCrossAttention))
+        for lin in mod.children()
+    ]
+
+
+def test_attn_dropout_acts_in_training_only_and_zero_is_today():
+    x, lengths = inputs((6, 3, 4), 5, 7), torch.tensor([7, 3, 1, 5, 7])
+    base, drop = _built(), _built(attn_dropout=0.5)
+    assert all(torch.equal(a, b) for a, b in zip(base.parameters(), drop.parameters(), strict=True))
+    base.eval(), drop.eval()
+    torch.testing.assert_close(drop(x, lengths), base(x, lengths))  # eval: no dropout
+    base.train(), drop.train()
+    torch.manual_seed(1)
+    y0 = base(x, lengths)
+    torch.manual_seed(1)
+    assert not torch.allclose(drop(x, lengths), y0)  # train: attention weights dropped
+    zero = _built(attn_dropout=0.0).train()
+    torch.manual_seed(1)
+    torch.testing.assert_close(zero(x, lengths), y0)  # attn_dropout 0 = today's model
+    with pytest.raises(ValueError, match="attn_dropout"):
+        _built(attn_dropout=1.0)
+
+
+def test_xavier_init_touches_attention_projections_only():
+    default, xavier = _built(), _built(init="xavier")
+    att = {id(lin) for _, lin in _attention_linears(xavier)}
+    assert len(att) == 3 * 3 + 6 * 4  # three self-attentions, four symmetric cross-attentions
+    for (name, p), q in zip(default.named_parameters(), xavier.parameters(), strict=True):
+        if "attn" in name or "cross" in name:
+            continue
+        assert torch.equal(p, q), name  # LSTMs and the head keep PyTorch's default init
+    for _, lin in _attention_linears(xavier):
+        fan_out, fan_in = lin.weight.shape
+        bound = (6 / (fan_in + fan_out)) ** 0.5
+        assert lin.weight.abs().max() <= bound
+        # uniform on [-bound, bound]: the largest of >= 64 draws is close to the bound
+        assert lin.weight.abs().max() > 0.8 * bound
+    with pytest.raises(ValueError, match="init"):
+        _built(init="kaiming")

@@ -171,3 +171,118 @@ def test_pipeline_applies_layers_in_order_and_checkpoints_them():
     assert all(torch.equal(a, b) for a, b in zip(pipe(mods), mods, strict=True))
     with pytest.raises(ValueError, match="2 layers"):
         pipe.set_generator_state(state[:1])
+
+
+# ---------------------------------------------------------------------------------------------
+# the papers' noise: multiplicative (their code) and rms-scaled additive; counts that truncate
+
+
+def padded(b=64, n=12, d=6, seed=1):
+    """A front-padded (B, N, d) batch with lengths in [1, N]; padding is exactly zero."""
+    g = torch.Generator().manual_seed(seed)
+    x = torch.randn(b, n, d, generator=g) * 0.05
+    lengths = torch.randint(1, n + 1, (b,), generator=g)
+    valid = torch.arange(n) >= (n - lengths).unsqueeze(1)  # (B, N)
+    return x * valid.unsqueeze(-1), lengths, valid
+
+
+def test_multiplicative_is_scale_invariant_and_one_scalar_per_sample():
+    x, lengths, _ = padded()
+    c = 37.5
+    kw = dict(p_missing=0.1, p_noise=0.4, sigma=1.0, noise_kind="multiplicative")
+    a = ModalityPerturbation(**kw, seed=4).train()([x], lengths)[0]
+    b = ModalityPerturbation(**kw, seed=4).train()([c * x], lengths)[0]
+    torch.testing.assert_close(b, c * a)  # perturb(c·x) = c·perturb(x), same generator
+    # the additive law at an absolute sigma is not scale-free (the reason for the option)
+    add = dict(kw, noise_kind="additive")
+    a2 = ModalityPerturbation(**add, seed=4).train()([x], lengths)[0]
+    b2 = ModalityPerturbation(**add, seed=4).train()([c * x], lengths)[0]
+    assert not torch.allclose(b2, c * a2)
+    # each noisy sample is x times one scalar
+    layer = ModalityPerturbation(**kw, seed=4).train()
+    out = layer([x], lengths)[0]
+    _, noisy = layer.last_indices
+    for i in noisy.tolist():
+        nz = x[i].abs() > 1e-6
+        ratio = out[i][nz] / x[i][nz]
+        torch.testing.assert_close(ratio, ratio[0].expand_as(ratio))
+
+
+def test_multiplicative_z_has_std_sigma():
+    x = torch.ones(100, 2, 3)
+    sigma = 0.7
+    layer = ModalityPerturbation(0.0, 0.5, sigma=sigma, noise_kind="multiplicative", seed=0)
+    layer.train()
+    zs = []
+    for _ in range(80):  # 4000 draws of z
+        out = layer([x])[0]
+        zs.append(out[layer.last_indices[1], 0, 0])
+    z = torch.cat(zs)
+    assert abs(z.mean().item()) < 4 * sigma / z.numel() ** 0.5
+    assert abs(z.std().item() / sigma - 1) < 0.05  # ~5 standard errors of a 4000-sample std
+
+
+def test_rms_scaled_noise_has_the_stated_rms_ratio_and_padding_stays_zero():
+    from tune_m3.augment.perturb import rms_over_valid
+
+    x, lengths, valid = padded(b=200, n=12, d=16)
+    r = rms_over_valid(x, lengths)
+    for sigma in (0.5, 2.0):
+        layer = ModalityPerturbation(0.0, 1.0, sigma=sigma, sigma_scale="rms", rms=r, seed=2)
+        out = layer.train()([x], lengths)[0]
+        noise = out - x
+        assert torch.all(noise[~valid] == 0)  # padding stays zero
+        ratio = rms_over_valid(noise, lengths) / r
+        assert abs(ratio / sigma - 1) < 0.02  # ~25k valid elements: std error ~0.5 %
+    # the same noise in absolute units would be ~20x the signal here
+    out = ModalityPerturbation(0.0, 1.0, sigma=1.0, seed=2).train()([x], lengths)[0]
+    assert rms_over_valid(out - x, lengths) / r > 10
+
+
+def test_multiplicative_keeps_padding_zero():
+    x, lengths, valid = padded()
+    layer = ModalityPerturbation(0.0, 1.0, sigma=3.0, noise_kind="multiplicative", seed=0)
+    out = layer.train()([x], lengths)[0]
+    assert torch.all(out[~valid] == 0)
+
+
+def test_rms_over_valid_ignores_padding():
+    from tune_m3.augment.perturb import rms_over_valid
+
+    x = torch.zeros(2, 4, 3)
+    x[0, 2:] = 2.0  # sample 0: 2 valid steps of value 2
+    x[1, 1:] = 2.0  # sample 1: 3 valid steps
+    assert rms_over_valid(x, torch.tensor([2, 3])) == pytest.approx(2.0)
+    assert rms_over_valid(x) == pytest.approx((5 * 3 * 4 / 24) ** 0.5)  # all steps count
+
+
+def test_rms_scale_needs_the_rms_and_refuses_multiplicative():
+    layer = ModalityPerturbation(0.0, 0.5, sigma_scale="rms", seed=0).train()
+    with pytest.raises(RuntimeError, match="set_rms"):
+        layer([torch.ones(4, 2, 3)])
+    layer.set_rms(0.1)
+    assert layer.noise_std() == pytest.approx(0.1)
+    with pytest.raises(ValueError, match="scale-free"):
+        ModalityPerturbation(0.0, 0.5, noise_kind="multiplicative", sigma_scale="rms")
+    with pytest.raises(ValueError, match="noise_kind"):
+        ModalityPerturbation(0.0, 0.5, noise_kind="gaussian")
+    with pytest.raises(ValueError, match="rms must be"):
+        layer.set_rms(float("nan"))
+
+
+@pytest.mark.parametrize(
+    ("b", "p_missing", "p_noise", "floor", "round_"),
+    [
+        (32, 0.15, 0.15, (4, 4), (5, 5)),  # the reference's int(0.15 * 32) = 4
+        (10, 0.05, 0.05, (0, 0), (1, 1)),
+        (100, 0.29, 0.0, (29, 0), (29, 0)),  # 0.29 * 100 = 28.999999999999996 still counts 29
+        (7, 0.5, 0.5, (3, 3), (4, 3)),
+    ],
+)
+def test_floor_counts_truncate_like_the_reference(b, p_missing, p_noise, floor, round_):
+    assert ModalityPerturbation(p_missing, p_noise, count="floor").counts(b) == floor
+    assert ModalityPerturbation(p_missing, p_noise).counts(b) == round_
+    layer = ModalityPerturbation(p_missing, p_noise, count="floor", seed=0).train()
+    mods = batch(b)
+    missing, noisy, _ = classify(mods[0], layer(mods)[0])
+    assert (len(missing), len(noisy)) == floor

@@ -120,3 +120,103 @@ def test_bucketed_training_still_learns():
     data = tiny_arrays()
     res = train(cfg(max_epochs=5, bucket_batches=True), data)
     assert res.history[-1]["train_loss"] < res.history[0]["train_loss"]
+
+
+def test_rms_noise_scale_is_measured_once_reported_and_kept_on_resume(tmp_path):
+    data = tiny_arrays()
+    kw = dict(p_noise=0.3, sigma=0.5, sigma_scale="rms")
+    full = train(cfg(max_epochs=3, **kw), data)
+    rms = [h["train_noise_rms_text"] for h in full.history]
+    assert rms[0] > 0 and rms == [rms[0]] * 3  # measured once, before the first update
+    ck = tmp_path / "ck"
+    train(cfg(max_epochs=2, **kw), data, checkpoint_dir=ck, final_eval=False)
+    assert load_checkpoint(ck)["perturb_rms"] == rms[0]
+    resumed = train(cfg(max_epochs=3, **kw), data, resume_from=ck)
+    assert _strip(resumed.history) == _strip(full.history)
+    # not reported when the noise is in absolute units
+    assert "train_noise_rms_text" not in train(cfg(max_epochs=1, p_noise=0.3), data).history[0]
+
+
+def test_diagnostics_with_reference_noise_report_their_rms():
+    data = tiny_arrays()
+    res = train(cfg(max_epochs=1, diagnostics=True, diag_sigma_scale="rms"), data)
+    assert {"diag_noise_rms_text", "diag_noise_rms_audio", "diag_noise_rms_vision"} <= set(
+        res.final
+    )
+    mult = train(cfg(max_epochs=1, diagnostics=True, diag_noise_kind="multiplicative"), data)
+    assert "diag_noise_rms_text" not in mult.final
+    assert mult.final["test_mae"] == res.final["test_mae"]  # same model, other noise
+    assert mult.final["diag_test_text_noisy_30_mae"] != res.final["diag_test_text_noisy_30_mae"]
+
+
+def test_noise_options_validated_with_the_field_named():
+    for pre in ("", "diag_"):
+        with pytest.raises(UserError, match=f"{pre}sigma_scale 'rms' applies to additive"):
+            make_config({pre + "noise_kind": "multiplicative", pre + "sigma_scale": "rms"})
+    with pytest.raises(UserError, match="'perturb_count'"):
+        make_config({"perturb_count": "ceil"})
+
+
+def _reductions(lrs):
+    return [i for i in range(1, len(lrs)) if lrs[i] < lrs[i - 1]]
+
+
+def _gaps(cuts):
+    return [b - a for a, b in zip(cuts[:-1], cuts[1:], strict=True)]
+
+
+def test_lr_cooldown_and_min_lr_follow_reduce_lr_on_plateau():
+    data = tiny_arrays()
+    kw = dict(max_epochs=10, patience=50, lr=0.2, lr_patience=0)
+    plain = [h["lr"] for h in train(cfg(**kw), data).history]
+    assert min(_gaps(_reductions(plain))) == 1
+    lrs = [h["lr"] for h in train(cfg(**kw, lr_cooldown=2, min_lr=0.03), data).history]
+    cuts = _reductions(lrs)
+    assert len(cuts) >= 2
+    # after a reduction, 2 epochs of cooldown ignore bad epochs: cuts are >= 3 epochs apart
+    assert all(g >= 3 for g in _gaps(cuts))
+    assert lrs[-1] == pytest.approx(0.03)  # 0.05 * 0.5 = 0.025 is clipped to min_lr
+    assert min(plain) < 0.03
+
+
+def test_authors_recipe_space_trains_with_every_option():
+    from tune_m3.spaces import load_space
+
+    space = load_space("m3_authors_recipe_mosei")
+    m3 = [c for c in space.example_configs() if c.scheme == "m3"][0]
+    assert (m3.attn_dropout, m3.init, m3.lr_cooldown, m3.min_lr) == (0.2, "xavier", 2, 2.5e-5)
+    assert (m3.granularity, m3.p_mask, m3.modal_probs) == ("batch", 0.25, (0.6, 0.2, 0.2))
+    values = {**m3.model_dump(), **TINY_MODEL, "max_epochs": 2, "diagnostics": False}
+    res = train(make_config(values), tiny_arrays())
+    assert len(res.history) == 2 and np.isfinite(res.final["test_mae"])
+
+
+def test_build_model_passes_the_recipe_options_through():
+    from tune_m3.train import build_model
+
+    c = cfg(
+        scheme="soft_m3",
+        p_mask=0.2,
+        soft_m3_mode="authors",
+        p_missing=0.15,
+        p_noise=0.15,
+        noise_kind="multiplicative",
+        perturb_count="floor",
+        attn_dropout=0.1,
+        init="xavier",
+    )
+    model = build_model(c, (8, 4, 3))
+    mask, perturb = model.augment.layers
+    assert mask.soft_mode == "authors"
+    assert (perturb.noise_kind, perturb.count, perturb.counts(32)) == (
+        "multiplicative",
+        "floor",
+        (4, 4),
+    )
+    assert (model.attn_dropout, model.init) == (0.1, "xavier")
+    default = build_model(cfg(p_noise=0.1), (8, 4, 3))
+    assert (default.attn_dropout, default.init) == (0.0, "default")
+    assert (default.augment.layers[0].noise_kind, default.augment.layers[0].count) == (
+        "additive",
+        "round",
+    )

@@ -16,9 +16,23 @@ name               paper symbol                meaning
                                                ``batch`` (authors' code)
 ``p_missing``      missing fraction            perturbation: fraction of each batch whose
                                                target modality is zeroed (NAACL 2022)
-``p_noise``        noise fraction              a disjoint fraction that gets N(0, σ²) added
+``p_noise``        noise fraction              a disjoint fraction that gets noise
 ``sigma``          σ                           noise standard deviation
+``noise_kind``     —                           ``additive`` (paper's text: m + N(0, σ²)) or
+                                               ``multiplicative`` (paper's code: z·m, one
+                                               z ~ N(0, σ²) per sample)
+``sigma_scale``    —                           ``absolute`` (σ as is) or ``rms`` (σ in units
+                                               of the clean modality's RMS, additive only)
+``perturb_count``  —                           ``round`` (half up) or ``floor`` (paper's code)
+``soft_m3_mode``   —                           ``paper`` (pM gate, p_feature share) or
+                                               ``authors`` (one modality per batch, rate π·pM)
 =================  ==========================  =============================================
+
+The ``diag_*`` fields configure the test-time checks the same way (``diag_noise_kind``,
+``diag_sigma_scale``). Options that reproduce the authors' code rather than the papers' text
+(``soft_m3_mode``, ``perturb_count``, ``attn_dropout``, ``init``, ``lr_cooldown``, ``min_lr``,
+``granularity: batch``) are listed with their effect in docs/fidelity.md; every default is the
+behaviour tune_m3 had before they existed.
 
 Invalid values are refused at construction with a message that names the field.
 """
@@ -52,6 +66,9 @@ class TrialConfig(BaseModel):
     pi_vision: float = Field(1 / 3, ge=0.0, le=1.0)
     granularity: Literal["timestep", "sample", "batch"] = "timestep"
     p_feature: float = Field(0.5, ge=0.0, le=1.0, description="soft_m3: features zeroed")
+    soft_m3_mode: Literal["paper", "authors"] = Field(
+        "paper", description="soft_m3: authors = one modality per batch, no pM gate"
+    )
     rescale: bool = False
     mask_at: Literal["representation", "input"] = "representation"
 
@@ -59,6 +76,9 @@ class TrialConfig(BaseModel):
     p_missing: float = Field(0.0, ge=0.0, le=1.0)
     p_noise: float = Field(0.0, ge=0.0, le=1.0)
     sigma: float = Field(1.0, ge=0.0)
+    noise_kind: Literal["additive", "multiplicative"] = "additive"
+    sigma_scale: Literal["absolute", "rms"] = "absolute"
+    perturb_count: Literal["round", "floor"] = "round"
     perturb_target: Literal["text", "audio", "vision"] = "text"
 
     # model (M3 paper sec. 2.1 defaults)
@@ -66,6 +86,10 @@ class TrialConfig(BaseModel):
     proj: int = Field(100, ge=1)
     dropout: float = Field(0.2, ge=0.0, lt=1.0)
     num_layers: int = Field(1, ge=1)
+    attn_dropout: float = Field(0.0, ge=0.0, lt=1.0, description="dropout on attention weights")
+    init: Literal["default", "xavier"] = Field(
+        "default", description="xavier: Xavier-uniform attention projections (authors' code)"
+    )
 
     # optimisation
     lr: float = Field(5e-4, gt=0.0)
@@ -75,6 +99,8 @@ class TrialConfig(BaseModel):
     patience: int = Field(10, ge=1, description="early stopping on val loss")
     lr_patience: int = Field(2, ge=0)
     lr_factor: float = Field(0.5, gt=0.0, lt=1.0)
+    lr_cooldown: int = Field(0, ge=0, description="ReduceLROnPlateau cooldown (epochs)")
+    min_lr: float = Field(0.0, ge=0.0, description="ReduceLROnPlateau floor of the lr")
     grad_clip: float | None = Field(None, gt=0.0)
     max_train_samples: int | None = Field(None, ge=1, description="subsample train (debugging)")
     bucket_batches: bool = Field(False, description="batch similar lengths together (faster)")
@@ -89,6 +115,8 @@ class TrialConfig(BaseModel):
     diag_fractions: tuple[float, ...] = (0.05, 0.10, 0.15, 0.30)
     diag_modalities: tuple[Literal["text", "audio", "vision"], ...] = MODALITY_NAMES
     diag_sigma: float = Field(1.0, ge=0.0)
+    diag_noise_kind: Literal["additive", "multiplicative"] = "additive"
+    diag_sigma_scale: Literal["absolute", "rms"] = "absolute"
     diag_seed: int = 1234
 
     @model_validator(mode="after")
@@ -105,6 +133,14 @@ class TrialConfig(BaseModel):
             )
         if not self.diag_fractions or not all(0 < f <= 1 for f in self.diag_fractions):
             raise ValueError("diag_fractions must be a non-empty list of fractions in (0, 1]")
+        for pre in ("", "diag_"):
+            if getattr(self, pre + "noise_kind") == "multiplicative" and (
+                getattr(self, pre + "sigma_scale") == "rms"
+            ):
+                raise ValueError(
+                    f"{pre}sigma_scale 'rms' applies to additive noise only; multiplicative "
+                    f"noise is already scale-free: set {pre}sigma_scale: absolute"
+                )
         return self
 
     @property

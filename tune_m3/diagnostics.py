@@ -5,7 +5,14 @@ a fixed-seed subset of f·N test samples has the *representation* of modality l 
 output, before fusion: the model's ``encode``/``fuse`` split) changed, the rest is left clean:
 
 - ``missing``: multiplied by 0;
-- ``noisy``: white Gaussian noise N(0, sigma^2) added on the valid (non-padded) steps.
+- ``noisy``: by default white Gaussian noise N(0, sigma^2) added on the valid (non-padded) steps
+  (``noise_kind="additive"``, ``sigma_scale="absolute"``: the robustness paper's text). Two other
+  laws, as in :class:`tune_m3.augment.ModalityPerturbation`:
+  ``sigma_scale="rms"`` adds N(0, (sigma·r_l)^2), r_l = RMS of modality l's clean representation
+  over the valid steps of (a fixed-seed subset of) the TRAINING split, measured with the model
+  under test (:func:`measure_rms`; reported as ``diag_noise_rms_<modality>``);
+  ``noise_kind="multiplicative"`` multiplies each damaged sample's representation by one
+  z ~ N(0, sigma^2) (what the paper's code does; scale-free).
 
 Metrics are computed on the whole test set (perturbed + clean samples) and compared with clean.
 
@@ -24,8 +31,10 @@ prediction does not depend on which other samples are perturbed. So one clean pa
 fuse) plus, per (modality, kind), one fuse of the largest subset gives every cell: about
 1 + 6·0.3 = 2.8 clean passes for the default grid instead of 24 (see bench/).
 
-Pairing: the subset and the noise depend only on ``seed`` (and the eval batch size for the
-noise), not on the model, so two models are compared on the same damaged samples.
+Pairing: the subset and the noise draws depend only on ``seed`` (and the eval batch size for the
+noise), not on the model, so two models are compared on the same damaged samples. Surprise: with
+``sigma_scale="rms"`` the noise *amplitude* does depend on the model (its own r_l), so two models
+see the same noise pattern at the same signal-to-noise ratio, not the same absolute noise.
 """
 
 from __future__ import annotations
@@ -35,13 +44,101 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 import torch
 
+from tune_m3.augment.perturb import check_noise, rms_over_valid
 from tune_m3.metrics import HEADLINE, LOWER_IS_BETTER, compute_metrics
 from tune_m3.names import DIAG_KINDS, MODALITIES, diag_auc_key, diag_key, pct
 from tune_m3.padding import valid_mask
 
 KINDS = DIAG_KINDS  # re-exported: the kinds of damage, defined in names.py
 DEFAULT_FRACTIONS: tuple[float, ...] = (0.05, 0.10, 0.15, 0.30)
-__all__ = ["KINDS", "DEFAULT_FRACTIONS", "diag_key", "pct", "drop", "run_diagnostics"]
+RMS_SAMPLES = 1024  # training clips measure_rms reads (a fixed-seed subset)
+__all__ = [
+    "KINDS",
+    "DEFAULT_FRACTIONS",
+    "diag_key",
+    "pct",
+    "drop",
+    "measure_rms",
+    "rms_key",
+    "run_diagnostics",
+]
+
+
+def rms_key(modality: str, *, diag: bool) -> str:
+    """Metric name of a measured RMS: ``diag_noise_rms_<m>`` (diagnostics) or
+    ``train_noise_rms_<m>`` (training perturbation with ``sigma_scale="rms"``)."""
+    return f"{'diag' if diag else 'train'}_noise_rms_{modality}"
+
+
+@torch.no_grad()
+def measure_rms(
+    model,
+    arrays: Mapping[str, np.ndarray],
+    modalities: Sequence[str] = MODALITIES,
+    at: str = "representation",
+    seed: int = 0,
+    n_samples: int = RMS_SAMPLES,
+    batch_size: int = 256,
+    device: torch.device | str = "cpu",
+    all_modalities: Sequence[str] = MODALITIES,
+) -> dict[str, float]:
+    """RMS of each modality over valid steps and features: {modality: r_l}.
+
+    Reads a fixed-seed subset of ``n_samples`` clips of ``arrays`` (all when fewer) in eval mode
+    (no dropout, no augmentation): the encoder output (``at="representation"``, where M3 and the
+    diagnostics act) or the raw input features (``at="input"``). One number per modality, pooled
+    over every valid element of the subset: r_l = sqrt(sum x^2 / (valid steps · d_l)).
+    """
+    from tune_m3.batches import batch_tensors  # local: keeps this module importable alone
+
+    n = int(np.asarray(arrays["labels"]).shape[0])
+    pick = np.sort(np.random.default_rng(seed).permutation(n)[: min(n, n_samples)])
+    was_training = model.training
+    model.eval()
+    sums = {m: 0.0 for m in modalities}
+    counts = {m: 0.0 for m in modalities}
+    try:
+        for lo in range(0, pick.size, batch_size):
+            idx = pick[lo : lo + batch_size]
+            mods, lengths, _ = batch_tensors(arrays, idx, all_modalities, device)
+            reps = model.encode(mods, lengths) if at == "representation" else list(mods)
+            for m in modalities:
+                x = reps[list(all_modalities).index(m)]  # (B, N, d)
+                steps = x.shape[0] * x.shape[1] if lengths is None else int(lengths.sum())
+                count = steps * x.shape[-1]
+                sums[m] += rms_over_valid(x, lengths) ** 2 * count
+                counts[m] += count
+    finally:
+        model.train(was_training)
+    return {m: float(np.sqrt(sums[m] / max(counts[m], 1.0))) for m in modalities}
+
+
+def _checked_rms(
+    noise_kind: str, sigma_scale: str, rms: Mapping[str, float] | None, modalities: Sequence[str]
+) -> Mapping[str, float] | None:
+    """The RMS per modality that scales the noise, or None when sigma is absolute."""
+    check_noise(noise_kind, sigma_scale, where="diag_")
+    if sigma_scale != "rms":
+        return None
+    missing = [m for m in modalities if rms is None or m not in rms]
+    if missing:
+        raise ValueError(
+            f"diag_sigma_scale='rms' needs the clean RMS of {missing}: pass "
+            "rms=measure_rms(model, train_arrays, ...)"
+        )
+    return rms
+
+
+def _noisy(x, lengths, g, sigma: float, noise_kind: str, rms: float | None):
+    """The noisy copy of one modality x (b', N, d) under the configured law."""
+    if noise_kind == "multiplicative":
+        z = torch.randn((x.shape[0],), generator=g, device=x.device)  # (b',) one z per sample
+        return x * (sigma * z).to(x.dtype).view(-1, 1, 1)
+    noise = torch.randn(x.shape, generator=g, device=x.device)  # (b', N, d)
+    if lengths is not None:  # front padding stays zero
+        noise = noise * valid_mask(lengths, x.shape[1])[..., None]
+    std = sigma if rms is None else sigma * rms
+    return x + std * noise.to(x.dtype)
 
 
 def drop(metric: str, clean: float, perturbed: float) -> float:
@@ -66,14 +163,21 @@ def run_diagnostics(
     device: torch.device | str = "cpu",
     metrics: Sequence[str] = HEADLINE,
     all_modalities: Sequence[str] = MODALITIES,
+    noise_kind: str = "additive",
+    sigma_scale: str = "absolute",
+    rms: Mapping[str, float] | None = None,
 ) -> tuple[dict[str, float], np.ndarray]:
     """Run the checks; returns (flat metrics dict incl. ``test_*`` clean metrics, clean preds (N,)).
 
     ``test`` holds the arrays of the test split: one (N, L, d) array per modality, ``labels`` (N,)
     and ``lengths`` (N,). ``modalities`` are the ones damaged; ``all_modalities`` is the model's
-    input order.
+    input order. ``noise_kind`` / ``sigma_scale`` choose the law of ``noisy`` (module docstring);
+    ``sigma_scale="rms"`` needs ``rms`` = {modality: r_l} from :func:`measure_rms` on the
+    training split, and adds ``diag_noise_rms_<modality>`` to the result.
     """
     from tune_m3.batches import batch_tensors  # local: keeps this module importable alone
+
+    rms = _checked_rms(noise_kind, sigma_scale, rms, modalities)
 
     model.eval()
     labels = np.asarray(test["labels"], dtype=np.float64)
@@ -107,15 +211,15 @@ def run_diagnostics(
                     g = torch.Generator(device=sub[li].device).manual_seed(
                         seed * 1_000_003 + b * 101 + mi
                     )
-                    noise = torch.randn(sub[li].shape, generator=g, device=sub[li].device)
-                    if sub_len is not None:  # front padding stays zero
-                        noise = noise * valid_mask(sub_len, sub[li].shape[1])[..., None]
-                    reps_k[li] = sub[li] + sigma * noise.to(sub[li].dtype)
+                    r = None if rms is None else float(rms[m])
+                    reps_k[li] = _noisy(sub[li], sub_len, g, sigma, noise_kind, r)
                 out = model.fuse(reps_k, sub_len).double().cpu().numpy()
                 damaged[(m, kind)][idx[sel]] = out
 
     clean_metrics = compute_metrics(clean, labels)
     result: dict[str, float] = {f"test_{k}": v for k, v in clean_metrics.items()}
+    if rms is not None:
+        result.update({rms_key(m, diag=True): float(rms[m]) for m in modalities})
     for (m, kind), dmg in damaged.items():
         curve = {0.0: clean_metrics}
         for f in fractions:

@@ -13,9 +13,19 @@
                non-negative = >= 0 (for labels and predictions alike)
     f1_has0    weighted F1 in %, same samples and classes as acc2_has0
 
-The non-zero convention is the M3 paper's ("negative in [-3, 0), positive in (0, 3]") and the one
-of MulT's evaluation code (``eval_mosei_senti``); the has-zero convention is the other one found in
-the literature (MISA, Self-MM report both). The two differ only when some labels are exactly 0.
+The two conventions and their names in MMSA (``metricsTop``), whose values these equal:
+
+    acc2 / f1             Non0_acc_2 / Non0_F1_score
+    acc2_has0 / f1_has0   Has0_acc_2 / Has0_F1_score
+
+The non-zero convention is the M3 paper's ("negative in [-3, 0), positive in (0, 3]"); the
+has-zero convention is the other one found in the literature (MISA, Self-MM report both). The two
+differ only when some labels are exactly 0. MulT's evaluation code (``eval_mosei_senti`` with
+``exclude_zero=True``, also used by the robustness paper's code) selects the same samples and
+classes as ``acc2``, so its accuracy equals ``acc2``, but its F1 does NOT equal ``f1``: it calls
+``f1_score(preds > 0, truth > 0, average="weighted")`` with the arguments swapped, which weights
+the classes by their *predicted* support. Published MulT-style F1s can therefore differ from
+``f1`` (see docs/fidelity.md for the measured size); compare with them with care.
 
 Surprises, stated plainly:
 

@@ -3,7 +3,17 @@
 The M3 paper's recipe (sec. 3): Adam (lr 5e-4), L1 loss, batch 32, halve the learning rate when
 the validation loss has not improved for 2 epochs (ReduceLROnPlateau), early stopping on the
 validation loss with patience 10. At the end the best epoch's weights are evaluated on test and,
-unless ``diagnostics=False``, the robustness checks run (:mod:`tune_m3.diagnostics`).
+unless ``diagnostics=False``, the robustness checks run (:mod:`tune_m3.diagnostics`). The authors'
+code also passes ``cooldown=2, min_lr=2.5e-5`` to ReduceLROnPlateau: ``lr_cooldown`` / ``min_lr``
+(defaults 0 and 0, PyTorch's, as before).
+
+Perturbation with ``sigma_scale="rms"`` needs the RMS of the clean target modality: it is
+measured once, before the first update, on a fixed-seed subset of the training split with the
+freshly initialised model in eval mode (:func:`tune_m3.diagnostics.measure_rms`), stored in the
+checkpoint (a resumed run keeps it) and reported with every epoch as
+``train_noise_rms_<modality>``. Surprise: the encoder's output scale moves while it trains, so
+σ = 1 means "as strong as the signal at initialisation", not at the end (on the synthetic
+benchmark the text RMS grows about 2.6x in 12 epochs; docs/fidelity.md).
 
 Ray is not needed here: the trainable (``tune_m3.trainable``) only passes an ``on_epoch`` callback
 that reports to Ray, and a checkpoint directory. Checkpoints hold model, optimizer, scheduler,
@@ -39,7 +49,7 @@ from tune_m3.config import (
     make_config,
     parse_overrides,
 )
-from tune_m3.diagnostics import run_diagnostics
+from tune_m3.diagnostics import measure_rms, rms_key, run_diagnostics
 from tune_m3.errors import UserError, cli_main
 from tune_m3.metrics import compute_metrics
 from tune_m3.models import M3Baseline, ModelConfig
@@ -88,6 +98,7 @@ def build_model(cfg: TrialConfig, input_dims: tuple[int, ...]) -> M3Baseline:
                 p_feature=cfg.p_feature,
                 rescale=cfg.rescale,
                 seed=cfg.seed * 7 + 2,
+                soft_mode=cfg.soft_m3_mode,
             )
         )
     if cfg.p_missing > 0 or cfg.p_noise > 0:
@@ -98,6 +109,9 @@ def build_model(cfg: TrialConfig, input_dims: tuple[int, ...]) -> M3Baseline:
                 sigma=cfg.sigma,
                 target=MODALITY_NAMES.index(cfg.perturb_target),
                 seed=cfg.seed * 7 + 3,
+                noise_kind=cfg.noise_kind,
+                sigma_scale=cfg.sigma_scale,
+                count=cfg.perturb_count,
             )
         )
     aug = AugmentPipeline(layers)
@@ -108,9 +122,41 @@ def build_model(cfg: TrialConfig, input_dims: tuple[int, ...]) -> M3Baseline:
         dropout=cfg.dropout,
         num_layers=cfg.num_layers,
     )
+    extra = {"attn_dropout": cfg.attn_dropout, "init": cfg.init}
     if cfg.mask_at == "input":
-        return M3Baseline(mcfg, input_augment=aug)
-    return M3Baseline(mcfg, augment=aug)
+        return M3Baseline(mcfg, input_augment=aug, **extra)
+    return M3Baseline(mcfg, augment=aug, **extra)
+
+
+def _rms_perturbations(model: M3Baseline) -> list[ModalityPerturbation]:
+    """The perturbation layers whose noise is scaled by a measured RMS."""
+    return [
+        layer
+        for pipe in _augment_layers(model)
+        for layer in pipe.layers
+        if isinstance(layer, ModalityPerturbation) and layer.sigma_scale == "rms"
+    ]
+
+
+def _set_noise_rms(
+    model: M3Baseline, cfg: TrialConfig, train_arr: Arrays, device, saved: float | None
+) -> dict[str, float]:
+    """Give rms-scaled perturbation layers their RMS (``saved`` on resume, else measured)."""
+    layers = _rms_perturbations(model)
+    if not layers:
+        return {}
+    if saved is None:
+        saved = measure_rms(
+            model,
+            train_arr,
+            modalities=(cfg.perturb_target,),
+            at=cfg.mask_at,
+            seed=cfg.seed * 7 + 5,
+            device=device,
+        )[cfg.perturb_target]
+    for layer in layers:
+        layer.set_rms(saved)
+    return {rms_key(cfg.perturb_target, diag=False): float(saved)}
 
 
 def _augment_layers(model: M3Baseline) -> list[AugmentPipeline]:
@@ -216,7 +262,12 @@ def train(
     model = build_model(cfg, input_dims).to(device)
     opt = torch.optim.Adam(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     sched = torch.optim.lr_scheduler.ReduceLROnPlateau(
-        opt, mode="min", factor=cfg.lr_factor, patience=cfg.lr_patience
+        opt,
+        mode="min",
+        factor=cfg.lr_factor,
+        patience=cfg.lr_patience,
+        cooldown=cfg.lr_cooldown,
+        min_lr=cfg.min_lr,
     )
     shuffle = torch.Generator().manual_seed(cfg.seed * 7 + 1)
     loss_fn = nn.L1Loss()
@@ -229,8 +280,11 @@ def train(
     history: list[dict[str, float]] = []
     torch.manual_seed(cfg.seed * 7 + 4)  # dropout and anything else on the global RNG
 
-    if resume_from is not None:
-        ck = load_checkpoint(resume_from)
+    ck = load_checkpoint(resume_from) if resume_from is not None else None
+    noise_rms = _set_noise_rms(
+        model, cfg, train_arr, device, None if ck is None else ck.get("perturb_rms")
+    )
+    if ck is not None:
         model.load_state_dict(ck["model"])
         opt.load_state_dict(ck["optimizer"])
         sched.load_state_dict(ck["scheduler"])
@@ -288,6 +342,7 @@ def train(
             "lr": lr_used,
             "val_loss": val_loss,
             **{f"val_{k}": v for k, v in val.items()},
+            **noise_rms,
             "best_val_loss": best_val,
             "best_epoch": best_epoch,
             "epoch_seconds": time.perf_counter() - t0,
@@ -316,6 +371,7 @@ def train(
                     "best_model": best_state,
                     "history": history,
                     "config": cfg.model_dump(),
+                    "perturb_rms": next(iter(noise_rms.values()), None),
                 },
             )
         if bar is not None:
@@ -327,7 +383,7 @@ def train(
         if is_last and final_eval and "test" in data:
             # The last epoch's report carries the final results: a scheduler that decides at
             # this epoch (an ASHA rung at max_epochs) cannot cut the trial off before them.
-            final = _evaluate_best(model, best_state, cfg, data["test"], device)
+            final = _evaluate_best(model, best_state, cfg, data, device)
             metrics = {
                 **metrics,
                 **final,
@@ -344,32 +400,47 @@ def train(
 
     result = TrainResult(history, best_epoch, best_val, stopped_early=stopped_early, model=model)
     if final is None and final_eval and "test" in data:  # resumed after the last epoch
-        final = _evaluate_best(model, best_state, cfg, data["test"], device)
+        final = _evaluate_best(model, best_state, cfg, data, device)
         result.final_reported = False
     model.load_state_dict(best_state)
     result.final = final or {}
     return result
 
 
-def _evaluate_best(model, best_state, cfg, test, device) -> dict[str, float]:
+def _evaluate_best(model, best_state, cfg, data, device) -> dict[str, float]:
     """test_* and diag_* of the best epoch's weights; the model keeps its current weights."""
     current = copy.deepcopy(model.state_dict())
     model.load_state_dict(best_state)
     try:
-        return evaluate_final(model, cfg, test, device)
+        return evaluate_final(model, cfg, data["test"], device, train_arrays=data.get("train"))
     finally:
         model.load_state_dict(current)
 
 
 def evaluate_final(
-    model: M3Baseline, cfg: TrialConfig, test: Arrays, device: torch.device
+    model: M3Baseline,
+    cfg: TrialConfig,
+    test: Arrays,
+    device: torch.device,
+    train_arrays: Arrays | None = None,
 ) -> dict[str, float]:
-    """test_* metrics of ``model`` and, if configured, the diag_* robustness checks."""
+    """test_* metrics of ``model`` and, if configured, the diag_* robustness checks.
+
+    ``diag_sigma_scale="rms"`` measures each damaged modality's RMS on ``train_arrays`` (the
+    training split, required then) with ``model`` itself, at ``diag_seed``.
+    """
     if not cfg.diagnostics:
         return {
             f"test_{k}": v
             for k, v in compute_metrics(predict(model, test, device), test["labels"]).items()
         }
+    rms = None
+    if cfg.diag_sigma_scale == "rms":
+        if train_arrays is None:
+            raise ValueError("diag_sigma_scale='rms' needs the training split to measure the RMS")
+        rms = measure_rms(
+            model, train_arrays, cfg.diag_modalities, seed=cfg.diag_seed, device=device
+        )
     final, _ = run_diagnostics(
         model,
         test,
@@ -379,6 +450,9 @@ def evaluate_final(
         seed=cfg.diag_seed,
         batch_size=EVAL_BATCH,
         device=device,
+        noise_kind=cfg.diag_noise_kind,
+        sigma_scale=cfg.diag_sigma_scale,
+        rms=rms,
     )
     return final
 

@@ -25,9 +25,11 @@ from torch import Tensor, nn
 
 Scheme = Literal["none", "m3", "soft_m3", "random_mask"]
 Granularity = Literal["timestep", "sample", "batch"]
+SoftMode = Literal["paper", "authors"]
 
 SCHEMES: tuple[str, ...] = ("none", "m3", "soft_m3", "random_mask")
 GRANULARITIES: tuple[str, ...] = ("timestep", "sample", "batch")
+SOFT_MODES: tuple[str, ...] = ("paper", "authors")
 
 
 def _resolve_seed(seed: int | None) -> int:
@@ -124,6 +126,11 @@ class ModalityMasking(nn.Module):
     - ``"soft_m3"``. The unit and the chosen modality are drawn exactly as in ``"m3"``, but only a
       Bernoulli(``p_feature``) subset of that modality's features is zeroed (a fresh subset per
       masked unit). P(element of m_l zeroed) = p_mask · π_l · p_feature.
+      With ``soft_mode="authors"`` it is instead what the authors' ``SoftMultimodalMasking``
+      does: ONE modality is drawn per batch from Cat(π), with no p_mask gate, and each of its
+      elements (every sample, step and feature) is zeroed independently with probability
+      ``p_mask`` (their single ``p``); ``p_feature`` and ``granularity`` are ignored.
+      P(element of m_l zeroed) = π_l · p_mask, and exactly one modality is touched per batch.
     - ``"random_mask"``. Dropout-like: every feature element of every modality is zeroed
       independently with probability ``p_mask``; ``modal_probs`` and ``granularity`` are ignored.
     - ``"none"``. The identity (the paper's "Baseline" row).
@@ -156,6 +163,7 @@ class ModalityMasking(nn.Module):
         seed: seed of the layer's own ``torch.Generator``. None draws one from torch's global RNG
             at construction, so ``torch.manual_seed`` still makes runs reproducible.
         n_modalities: M, when ``modal_probs`` is None and you want it fixed up front.
+        soft_mode: soft_m3 only: ``"paper"`` (default; the law above) or ``"authors"``.
 
     Example::
 
@@ -180,10 +188,13 @@ class ModalityMasking(nn.Module):
         rescale: bool = False,
         seed: int | None = None,
         n_modalities: int | None = None,
+        soft_mode: SoftMode = "paper",
     ):
         super().__init__()
         if scheme not in SCHEMES:
             raise ValueError(f"scheme must be one of {SCHEMES}; got {scheme!r}")
+        if soft_mode not in SOFT_MODES:
+            raise ValueError(f"soft_mode must be one of {SOFT_MODES}; got {soft_mode!r}")
         if granularity not in GRANULARITIES:
             raise ValueError(f"granularity must be one of {GRANULARITIES}; got {granularity!r}")
         if not 0.0 <= float(p_mask) <= 1.0:
@@ -214,6 +225,7 @@ class ModalityMasking(nn.Module):
         self.granularity = granularity
         self.p_feature = float(p_feature)
         self.rescale = bool(rescale)
+        self.soft_mode = soft_mode
         self._rng = OwnedGenerator(seed)
 
     # ----------------------------------------------------------------------------------------
@@ -241,7 +253,9 @@ class ModalityMasking(nn.Module):
             return self.p_mask
         assert self.modal_probs is not None, "modal_probs unknown before the first forward"
         q = self.p_mask * self.modal_probs[k]
-        return q * self.p_feature if self.scheme == "soft_m3" else q
+        if self.scheme == "soft_m3" and self.soft_mode == "paper":
+            return q * self.p_feature
+        return q  # m3, and soft_m3 "authors": π_k · p_mask
 
     def _probs_for(self, n: int) -> tuple[float, ...]:
         if self.modal_probs is None:
@@ -268,6 +282,8 @@ class ModalityMasking(nn.Module):
                 keep = torch.rand(m.shape, generator=gen, device=device) >= self.p_mask
                 out.append(m * self._keep_factor(keep, k, m.dtype))  # (B, N, d_l)
             return out
+        if self.scheme == "soft_m3" and self.soft_mode == "authors":
+            return self._soft_authors(mods, probs, gen)
 
         # eq. 4: µM ~ Be(pM) per unit, µΠ ~ Cat(π) per unit; a modality is zeroed where both say so
         unit = {"timestep": (B, N), "sample": (B, 1), "batch": (1, 1)}[self.granularity]
@@ -287,6 +303,16 @@ class ModalityMasking(nn.Module):
             out.append(m * self._keep_factor(~zeroed, k, m.dtype))  # eq. 5: µ_l · m_l
         return out
 
+    def _soft_authors(self, mods: Sequence[Tensor], probs, gen: torch.Generator) -> list[Tensor]:
+        """The authors' soft M3: one modality per batch, Bernoulli(p_mask) per element of it."""
+        device = mods[0].device
+        p = torch.tensor(probs, dtype=torch.float, device=device)
+        k = int(torch.multinomial(p, 1, generator=gen).item())  # the batch's modality
+        out = list(mods)
+        keep = torch.rand(mods[k].shape, generator=gen, device=device) >= self.p_mask  # (B, N, d_k)
+        out[k] = mods[k] * self._keep_factor(keep, k, mods[k].dtype)
+        return out
+
     def _keep_factor(self, keep: Tensor, k: int, dtype: torch.dtype) -> Tensor:
         factor = keep.to(dtype)
         if self.rescale:
@@ -299,5 +325,5 @@ class ModalityMasking(nn.Module):
         return (
             f"scheme={self.scheme!r}, p_mask={self.p_mask}, modal_probs={self.modal_probs}, "
             f"granularity={self.granularity!r}, p_feature={self.p_feature}, "
-            f"rescale={self.rescale}, seed={self.seed}"
+            f"rescale={self.rescale}, seed={self.seed}, soft_mode={self.soft_mode!r}"
         )

@@ -4,22 +4,44 @@ Reference: Hazarika, Li, Cheng, Zhao, Zimmermann, Poria, "Analyzing Modality Rob
 Multimodal Sentiment Analysis", NAACL 2022, sec. 3 ("robust training").
 
 For every training batch a proportion of the samples gets its target modality (the dominant one,
-text in the paper) replaced: some by "missing" (multiplied by 0) and a disjoint set by "noisy"
-(white Gaussian noise added). The paper's "total 30 %" is 15 % missing + 15 % noise, i.e.
-``p_missing=0.15, p_noise=0.15``.
+text in the paper) replaced: some by "missing" (multiplied by 0) and a disjoint set by "noisy".
+The paper's "total 30 %" is 15 % missing + 15 % noise, i.e. ``p_missing=0.15, p_noise=0.15``.
+
+What "noisy" means differs between the paper and its code (github.com/declare-lab/MSA-Robustness),
+so both are here (``noise_kind``), and the additive one has two units (``sigma_scale``):
+
+    noise_kind      sigma_scale   a noisy sample's target modality x (N, d) becomes
+    additive        absolute      x + σ·ε,       ε ~ N(0, 1) i.i.d. per valid element (default;
+                                                 the paper's text, "x + N(0, 1)")
+    additive        rms           x + σ·r·ε,     r = RMS of that modality on clean training data
+    multiplicative  absolute      z·x,           z ~ N(0, σ²) ONE scalar per sample (the code of
+                                                 all five models: ``utterance[i] * noise[i]``)
+
+Multiplicative noise is scale-free (scaling the features scales the output alike) and keeps
+padding at zero; additive noise at an absolute σ is not: with representations whose RMS is
+about 0.05, σ = 1 is ~20x the signal, so "noisy" is close to "replaced by noise".
+``sigma_scale="rms"`` makes σ a signal-to-noise knob instead (σ = 1: noise as strong as the
+signal). Combining ``multiplicative`` with ``rms`` is refused: it would change nothing.
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, Literal
 
 import torch
 from torch import Tensor, nn
 
 from tune_m3.augment.masking import OwnedGenerator, check_mods
 from tune_m3.padding import valid_mask
+
+NoiseKind = Literal["additive", "multiplicative"]
+SigmaScale = Literal["absolute", "rms"]
+CountRule = Literal["round", "floor"]
+NOISE_KINDS: tuple[str, ...] = ("additive", "multiplicative")
+SIGMA_SCALES: tuple[str, ...] = ("absolute", "rms")
+COUNT_RULES: tuple[str, ...] = ("round", "floor")
 
 
 def _round_half_up(x: float) -> int:
@@ -28,20 +50,55 @@ def _round_half_up(x: float) -> int:
     return int(math.floor(x + 0.5 + 1e-9))
 
 
+def _floor(x: float) -> int:
+    # the reference's int(p * B); the epsilon keeps 0.29 * 100 = 28.999999999999996 at 29
+    return int(math.floor(x + 1e-9))
+
+
+def check_noise(noise_kind: str, sigma_scale: str, where: str = "") -> None:
+    """Refuse an unknown noise kind / scale, and ``multiplicative`` with ``rms``."""
+    pre = f"{where}noise_kind" if where else "noise_kind"
+    if noise_kind not in NOISE_KINDS:
+        raise ValueError(f"{pre} must be one of {NOISE_KINDS}; got {noise_kind!r}")
+    scale = f"{where}sigma_scale" if where else "sigma_scale"
+    if sigma_scale not in SIGMA_SCALES:
+        raise ValueError(f"{scale} must be one of {SIGMA_SCALES}; got {sigma_scale!r}")
+    if noise_kind == "multiplicative" and sigma_scale == "rms":
+        raise ValueError(
+            f"{scale}='rms' applies to additive noise only; multiplicative noise (one z ~ "
+            f"N(0, sigma^2) per sample) is already scale-free: use {scale}='absolute'"
+        )
+
+
+def rms_over_valid(x: Tensor, lengths: Tensor | None = None) -> float:
+    """sqrt(mean of x²) over the valid (non-padded) steps and all features of x (B, N, d).
+
+    ``lengths`` (B,) counts the valid steps of front-padded sequences; None = all N are valid.
+    """
+    B, N, d = x.shape
+    x = x.double()
+    if lengths is None:
+        return float(x.square().mean().sqrt())
+    valid = valid_mask(torch.as_tensor(lengths, device=x.device), N)  # (B, N)
+    total = (x.square().sum(-1) * valid).sum()
+    return float((total / (valid.sum() * d)).sqrt())
+
+
 class ModalityPerturbation(nn.Module):
     """Per batch, make an exact number of samples' target modality missing or noisy (train only).
 
     Law, for a batch of B samples (train mode; identity in eval mode):
 
-    - k_missing = round(p_missing · B) and k_noise = round(p_noise · B) (rounding half up;
-      k_noise is capped at B − k_missing).
+    - k_missing = round(p_missing · B) and k_noise = round(p_noise · B) (``count="round"``:
+      rounding half up; ``count="floor"``: truncated, as the reference code's ``int(p · B)``);
+      k_noise is capped at B − k_missing.
     - One random permutation of the batch is drawn; its first k_missing samples are "missing": the
-      target modality is multiplied by 0 at all time steps. The next k_noise samples are "noisy":
-      N(0, sigma²) noise is added to every feature of the target modality. The two sets are
-      disjoint; other modalities and other samples pass through unchanged.
-    - If ``lengths`` (B,) is given, noise is added only on the valid steps of the front-padded
-      sequences (the last lengths[b] steps), so padding stays zero. Without it, all N steps are
-      noised.
+      target modality is multiplied by 0 at all time steps. The next k_noise samples are "noisy"
+      (see the module docstring for the three kinds of noise). The two sets are disjoint; other
+      modalities and other samples pass through unchanged.
+    - Additive noise: if ``lengths`` (B,) is given, noise is added only on the valid steps of the
+      front-padded sequences (the last lengths[b] steps), so padding stays zero; without it, all
+      N steps are noised. Multiplicative noise keeps zeros at zero by itself.
 
     The paper's convention is a *total* proportion split in half: "30 %" means
     ``p_missing=0.15, p_noise=0.15``.
@@ -50,7 +107,14 @@ class ModalityPerturbation(nn.Module):
         p_missing: fraction of each batch whose target modality is zeroed, in [0, 1].
         p_noise: fraction of each batch whose target modality gets noise, in [0, 1];
             p_missing + p_noise <= 1.
-        sigma: standard deviation of the noise (>= 0); the paper uses 1.
+        sigma: standard deviation of the noise (>= 0); the paper uses 1. In units of the
+            modality's RMS when ``sigma_scale="rms"``; of z when ``noise_kind="multiplicative"``.
+        noise_kind: ``"additive"`` (default) or ``"multiplicative"``.
+        sigma_scale: ``"absolute"`` (default) or ``"rms"``; with ``"rms"`` the layer needs the
+            RMS r of the clean target modality: pass ``rms`` or call :meth:`set_rms` before the
+            first training batch (``train.py`` measures it on the training data).
+        rms: r, see ``sigma_scale``.
+        count: ``"round"`` (default, half up) or ``"floor"`` (the reference code).
         target: index of the perturbed modality in the list passed to forward (0 = text by this
             project's (text, audio, vision) convention).
         seed: seed of the layer's own ``torch.Generator``; None draws one from torch's global RNG.
@@ -62,8 +126,9 @@ class ModalityPerturbation(nn.Module):
 
     Notes:
         The counts are exact per batch, not Bernoulli per sample: a batch of 32 with 0.15 + 0.15
-        always has 5 missing and 5 noisy samples. Small batches round: with B = 4 and
-        p_missing = 0.05 no sample is ever perturbed.
+        always has 5 missing and 5 noisy samples (4 + 4 with ``count="floor"``, as in the
+        reference code). Small batches round: with B = 4 and p_missing = 0.05 no sample is ever
+        perturbed.
     """
 
     def __init__(
@@ -73,6 +138,10 @@ class ModalityPerturbation(nn.Module):
         sigma: float = 1.0,
         target: int = 0,
         seed: int | None = None,
+        noise_kind: NoiseKind = "additive",
+        sigma_scale: SigmaScale = "absolute",
+        rms: float | None = None,
+        count: CountRule = "round",
     ):
         super().__init__()
         if not 0.0 <= float(p_missing) <= 1.0:
@@ -88,6 +157,15 @@ class ModalityPerturbation(nn.Module):
             raise ValueError(f"sigma must be >= 0; got {sigma}")
         if int(target) != target or int(target) < 0:
             raise ValueError(f"target must be a non-negative modality index; got {target}")
+        check_noise(noise_kind, sigma_scale)
+        if count not in COUNT_RULES:
+            raise ValueError(f"count must be one of {COUNT_RULES}; got {count!r}")
+        self.noise_kind = noise_kind
+        self.sigma_scale = sigma_scale
+        self.count = count
+        self.rms: float | None = None
+        if rms is not None:
+            self.set_rms(rms)
         self.p_missing = float(p_missing)
         self.p_noise = float(p_noise)
         self.sigma = float(sigma)
@@ -108,10 +186,28 @@ class ModalityPerturbation(nn.Module):
         """Restore a state from ``generator_state()``; the next draws continue that stream."""
         self._rng.set_state(state)
 
+    def set_rms(self, rms: float) -> None:
+        """Set r, the RMS of the clean target modality that ``sigma_scale="rms"`` scales by."""
+        if not (math.isfinite(float(rms)) and float(rms) >= 0.0):
+            raise ValueError(f"rms must be a finite number >= 0; got {rms}")
+        self.rms = float(rms)
+
+    def noise_std(self) -> float:
+        """The standard deviation of additive noise (σ, or σ·r with ``sigma_scale="rms"``)."""
+        if self.sigma_scale == "absolute":
+            return self.sigma
+        if self.rms is None:
+            raise RuntimeError(
+                "sigma_scale='rms' but the layer does not know the modality's RMS yet: pass rms= "
+                "or call set_rms() before training (train.py measures it on the training data)"
+            )
+        return self.sigma * self.rms
+
     def counts(self, batch_size: int) -> tuple[int, int]:
         """(k_missing, k_noise) for a batch of ``batch_size`` samples."""
-        k_missing = min(_round_half_up(self.p_missing * batch_size), batch_size)
-        k_noise = min(_round_half_up(self.p_noise * batch_size), batch_size - k_missing)
+        rule = _round_half_up if self.count == "round" else _floor
+        k_missing = min(rule(self.p_missing * batch_size), batch_size)
+        k_noise = min(rule(self.p_noise * batch_size), batch_size - k_missing)
         return k_missing, k_noise
 
     def sample_indices(
@@ -132,7 +228,8 @@ class ModalityPerturbation(nn.Module):
         if self.target >= len(mods):
             raise ValueError(f"target={self.target} but forward got only {len(mods)} modalities")
         k_missing, k_noise = self.counts(B)
-        if not self.training or (k_missing == 0 and (k_noise == 0 or self.sigma == 0.0)):
+        silent_noise = k_noise == 0 or (self.sigma == 0.0 and self.noise_kind == "additive")
+        if not self.training or (k_missing == 0 and silent_noise):
             return list(mods)
 
         x = mods[self.target]  # (B, N, d)
@@ -143,16 +240,23 @@ class ModalityPerturbation(nn.Module):
         keep[missing] = 0.0
         out = x * keep.view(B, 1, 1)  # missing: m · 0 at every step
 
-        if k_noise > 0 and self.sigma > 0.0:
+        if self.noise_kind == "multiplicative" and k_noise > 0:
+            gen = self._rng.get(x.device)
+            z = torch.randn((k_noise,), generator=gen, device=x.device, dtype=x.dtype)  # (k,)
+            scale = torch.ones(B, dtype=x.dtype, device=x.device)
+            scale[noisy] = z * self.sigma
+            out = out * scale.view(B, 1, 1)  # noisy: z · m, z ~ N(0, σ²), one z per sample
+        elif k_noise > 0 and self.sigma > 0.0:
+            std = self.noise_std()
             gen = self._rng.get(x.device)
             noise = torch.randn(
                 (k_noise, N, x.shape[-1]), generator=gen, device=x.device, dtype=x.dtype
             )  # (k_noise, N, d)
-            noise = noise * self.sigma
+            noise = noise * std
             if lengths is not None:
                 lengths = torch.as_tensor(lengths, device=x.device)
                 noise = noise * valid_mask(lengths[noisy], N).unsqueeze(-1).to(x.dtype)
-            out = out.index_add(0, noisy, noise)  # noisy: m + ε, ε ~ N(0, σ²)
+            out = out.index_add(0, noisy, noise)  # noisy: m + ε, ε ~ N(0, std²)
 
         result = list(mods)
         result[self.target] = out
@@ -161,5 +265,6 @@ class ModalityPerturbation(nn.Module):
     def extra_repr(self) -> str:
         return (
             f"p_missing={self.p_missing}, p_noise={self.p_noise}, sigma={self.sigma}, "
-            f"target={self.target}, seed={self.seed}"
+            f"target={self.target}, seed={self.seed}, noise_kind={self.noise_kind!r}, "
+            f"sigma_scale={self.sigma_scale!r}, rms={self.rms}, count={self.count!r}"
         )

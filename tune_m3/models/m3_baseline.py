@@ -21,7 +21,11 @@ Design choices where the paper leaves room (with the paper's sizes h = hidden = 
 - Cross-attention modules own their projections (6 matrices each: W^Q, W^K, W^V for both sides).
   m_TAV is symmetric like the others: text with the audio-visual m_AV.
 - Dropout (0.2) acts on the encoders' Bi-LSTM outputs, between stacked LSTM layers, and on the
-  final summary before the linear layer; attention weights are not dropped.
+  final summary before the linear layer; attention weights are not dropped by default. The
+  authors' code also drops every attention matrix (after the softmax) at the model's dropout
+  rate: ``attn_dropout=0.2`` gives that.
+- Initialisation is PyTorch's default; the authors' code re-initialises every attention
+  projection (W^Q, W^K, W^V, self- and cross-attention) with Xavier-uniform: ``init="xavier"``.
 - With MOSEI dims (300, 74, 35) this gives 1,633,801 parameters, the same count as the authors'
   implementation (which instead sums the two LSTM directions to d = 100, makes m_TAV one-sided and
   pools the last Bi-LSTM with attention; the differences cancel exactly).
@@ -153,23 +157,31 @@ class BiLSTM(nn.Module):
         return x
 
 
-def _attend(q: Tensor, k: Tensor, v: Tensor, valid: Tensor | None) -> Tensor:
-    """softmax(Q K^T / sqrt(d_k)) V with padded keys excluded; q, k (B, N, d_k), v (B, N, d_v)."""
+def _attend(q: Tensor, k: Tensor, v: Tensor, valid: Tensor | None, p_drop: float = 0.0) -> Tensor:
+    """softmax(Q K^T / sqrt(d_k)) V with padded keys excluded; q, k (B, N, d_k), v (B, N, d_v).
+
+    ``p_drop`` > 0 drops attention weights after the softmax (training only; from torch's
+    global RNG, like nn.Dropout).
+    """
     mask = None if valid is None else valid.transpose(1, 2)  # (B, 1, N): True = key takes part
+    if p_drop > 0.0:
+        return F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=p_drop)
     return F.scaled_dot_product_attention(q, k, v, attn_mask=mask)  # (B, N, d_v)
 
 
 class SelfAttention(nn.Module):
     """Scaled dot-product self-attention: m = softmax(Q K^T / sqrt(proj)) V, (B, N, proj)."""
 
-    def __init__(self, d_in: int, proj: int):
+    def __init__(self, d_in: int, proj: int, attn_dropout: float = 0.0):
         super().__init__()
         self.q = nn.Linear(d_in, proj, bias=False)
         self.k = nn.Linear(d_in, proj, bias=False)
         self.v = nn.Linear(d_in, proj, bias=False)
+        self.attn_dropout = attn_dropout
 
     def forward(self, x: Tensor, valid: Tensor | None) -> Tensor:
-        out = _attend(self.q(x), self.k(x), self.v(x), valid)  # (B, N, proj)
+        p = self.attn_dropout if self.training else 0.0
+        out = _attend(self.q(x), self.k(x), self.v(x), valid, p)  # (B, N, proj)
         return out if valid is None else out * valid
 
 
@@ -183,14 +195,16 @@ class SymmetricCrossAttention(nn.Module):
     query side's own representation.
     """
 
-    def __init__(self, d: int):
+    def __init__(self, d: int, attn_dropout: float = 0.0):
         super().__init__()
         self.q_k, self.k_k, self.v_k = (nn.Linear(d, d, bias=False) for _ in range(3))
         self.q_l, self.k_l, self.v_l = (nn.Linear(d, d, bias=False) for _ in range(3))
+        self.attn_dropout = attn_dropout
 
     def forward(self, m_k: Tensor, m_l: Tensor, valid: Tensor | None) -> Tensor:
-        a_kl = _attend(self.q_k(m_k), self.k_l(m_l), self.v_l(m_l), valid) + m_k  # (B, N, d)
-        a_lk = _attend(self.q_l(m_l), self.k_k(m_k), self.v_k(m_k), valid) + m_l  # (B, N, d)
+        p = self.attn_dropout if self.training else 0.0
+        a_kl = _attend(self.q_k(m_k), self.k_l(m_l), self.v_l(m_l), valid, p) + m_k  # (B, N, d)
+        a_lk = _attend(self.q_l(m_l), self.k_k(m_k), self.v_k(m_k), valid, p) + m_l  # (B, N, d)
         m_kl = a_kl + a_lk
         return m_kl if valid is None else m_kl * valid
 
@@ -198,11 +212,11 @@ class SymmetricCrossAttention(nn.Module):
 class Encoder(nn.Module):
     """DNN-I for one modality: Bi-LSTM, dropout, self-attention. (B, N, D_l) -> (B, N, d)."""
 
-    def __init__(self, d_in: int, cfg: ModelConfig):
+    def __init__(self, d_in: int, cfg: ModelConfig, attn_dropout: float = 0.0):
         super().__init__()
         self.rnn = BiLSTM(d_in, cfg.hidden, cfg.num_layers, cfg.dropout)
         self.drop = nn.Dropout(cfg.dropout)
-        self.attn = SelfAttention(2 * cfg.hidden, cfg.proj)
+        self.attn = SelfAttention(2 * cfg.hidden, cfg.proj, attn_dropout)
 
     def forward(self, x: Tensor, lengths: Tensor | None, valid: Tensor | None) -> Tensor:
         h = self.drop(self.rnn(x, lengths))  # (B, N, 2h)
@@ -229,6 +243,10 @@ class M3Baseline(nn.Module):
         config: :class:`ModelConfig`.
         augment: applied to [m_T, m_A, m_V] between DNN-I and DNN-II.
         input_augment: applied to the raw input features before DNN-I.
+        attn_dropout: dropout rate on every attention matrix (self and cross), in [0, 1);
+            0 (default) = none. The authors' code uses the model dropout, 0.2.
+        init: ``"default"`` (PyTorch's) or ``"xavier"``: Xavier-uniform for every attention
+            projection weight, the authors' choice; LSTMs and the head keep PyTorch's init.
 
     Example::
 
@@ -246,21 +264,36 @@ class M3Baseline(nn.Module):
         config: ModelConfig,
         augment: nn.Module | None = None,
         input_augment: nn.Module | None = None,
+        *,
+        attn_dropout: float = 0.0,
+        init: str = "default",
     ):
         super().__init__()
+        if not 0.0 <= float(attn_dropout) < 1.0:
+            raise ValueError(f"attn_dropout must be in [0, 1); got {attn_dropout}")
+        if init not in ("default", "xavier"):
+            raise ValueError(f"init must be 'default' or 'xavier'; got {init!r}")
         self.config = config
-        cfg = config
+        self.attn_dropout = float(attn_dropout)
+        self.init = init
+        cfg, p_att = config, float(attn_dropout)
         self.input_augment = input_augment if input_augment is not None else AugmentPipeline()
-        self.encoders = nn.ModuleList(Encoder(d_in, cfg) for d_in in cfg.input_dims)
+        self.encoders = nn.ModuleList(Encoder(d_in, cfg, p_att) for d_in in cfg.input_dims)
         self.augment = augment if augment is not None else AugmentPipeline()
         d = cfg.d
-        self.cross_ta = SymmetricCrossAttention(d)
-        self.cross_tv = SymmetricCrossAttention(d)
-        self.cross_av = SymmetricCrossAttention(d)
-        self.cross_tav = SymmetricCrossAttention(d)
+        self.cross_ta = SymmetricCrossAttention(d, p_att)
+        self.cross_tv = SymmetricCrossAttention(d, p_att)
+        self.cross_av = SymmetricCrossAttention(d, p_att)
+        self.cross_tav = SymmetricCrossAttention(d, p_att)
         self.fusion_rnn = BiLSTM(7 * d, cfg.hidden, cfg.num_layers, cfg.dropout)
         self.drop = nn.Dropout(cfg.dropout)
         self.head = nn.Linear(2 * cfg.hidden, 1)
+        if init == "xavier":
+            # after every module exists, so the default init consumed the same RNG as before
+            for module in self.modules():
+                if isinstance(module, (SelfAttention, SymmetricCrossAttention)):
+                    for lin in module.children():
+                        nn.init.xavier_uniform_(lin.weight)
 
     def num_parameters(self) -> int:
         return sum(p.numel() for p in self.parameters())
