@@ -1,8 +1,9 @@
 """Test-time robustness checks (Hazarika et al., NAACL 2022, sec. 3) on a trained model.
 
 For each modality l, each kind of damage and each test fraction f (default 5, 10, 15, 30 %):
-a fixed-seed subset of f·N test samples has the *representation* of modality l (the encoder
-output, before fusion: the model's ``encode``/``fuse`` split) changed, the rest is left clean:
+a fixed-seed subset of f·N test samples has modality l changed where the training augmentation
+acts (the model's ``augment_at``: the baseline's fusion input, i.e. the encoder output; or the
+input features), the rest is left clean:
 
 - ``missing``: multiplied by 0;
 - ``noisy``: white Gaussian noise N(0, sigma^2) added on the valid (non-padded) steps.
@@ -20,9 +21,12 @@ Metric names (one pattern, used from here to MLflow to the tables)::
                                                       largest fraction, divided by that fraction
 
 Cost: the subsets are nested (one permutation; the first f·N indices), and a sample's perturbed
-prediction does not depend on which other samples are perturbed. So one clean pass (encode +
-fuse) plus, per (modality, kind), one fuse of the largest subset gives every cell: about
-1 + 6·0.3 = 2.8 clean passes for the default grid instead of 24 (see bench/).
+prediction does not depend on which other samples are perturbed. So one clean pass plus, per
+(modality, kind), one pass of the largest subset gives every cell: about 1 + 6·0.3 = 2.8 clean
+passes for the default grid instead of 24 (see bench/). When the hooked submodule's output is
+the model's output (the baseline's ``fusion``), the damaged passes start at the hook from the
+clean pass's captured inputs: the encoders run once per sample. Otherwise the damaged subset
+runs through the whole model with the damage applied at the hook.
 
 Pairing: the subset and the noise depend only on ``seed`` (and the eval batch size for the
 noise), not on the model, so two models are compared on the same damaged samples.
@@ -54,6 +58,25 @@ def perturbed_order(n: int, seed: int) -> np.ndarray:
     return np.random.default_rng(seed).permutation(n)
 
 
+def _damage(li: int, kind: str, sigma: float, noise_seed: int):
+    """The damage of modality ``li`` at the hook: zeroed, or N(0, sigma²) on its valid steps."""
+
+    def apply(seq: list[torch.Tensor], lens: list[torch.Tensor | None]) -> list[torch.Tensor]:
+        out = list(seq)
+        x = seq[li]  # (b', N, d)
+        if kind == "missing":
+            out[li] = torch.zeros_like(x)
+            return out
+        g = torch.Generator(device=x.device).manual_seed(noise_seed)
+        noise = torch.randn(x.shape, generator=g, device=x.device)
+        if lens[li] is not None:  # front padding stays zero
+            noise = noise * valid_mask(lens[li], x.shape[1])[..., None]
+        out[li] = x + sigma * noise.to(x.dtype)
+        return out
+
+    return apply
+
+
 @torch.no_grad()
 def run_diagnostics(
     model,
@@ -69,7 +92,8 @@ def run_diagnostics(
 ) -> tuple[dict[str, float], np.ndarray]:
     """Run the checks; returns (flat metrics dict incl. ``test_*`` clean metrics, clean preds (N,)).
 
-    ``test`` holds the arrays of the test split: one (N, L, d) array per modality, ``labels`` (N,)
+    ``model`` is the wrapped model (:class:`tune_m3.models.seam.AugmentedModel`); the damage
+    acts at its ``augment_at``. ``test`` holds the arrays of the test split: one (N, L, d) array per modality, ``labels`` (N,)
     and ``lengths`` (N,). ``modalities`` are the ones damaged; ``all_modalities`` is the model's
     input order.
     """
@@ -89,30 +113,24 @@ def run_diagnostics(
     for b, lo in enumerate(range(0, n, batch_size)):
         idx = np.arange(lo, min(n, lo + batch_size))
         mods, lengths, _ = batch_tensors(test, idx, all_modalities, device)
-        reps = model.encode(mods, lengths)  # [m_l (B, N', d)]
-        clean[idx] = model.fuse(reps, lengths).double().cpu().numpy()
+        with model.capture() as cap:
+            clean[idx] = model(mods, lengths).double().cpu().numpy()
         sel = np.flatnonzero(chosen[idx])  # positions in the batch that get damaged
         if sel.size == 0:
             continue
-        sel_t = torch.as_tensor(sel, device=reps[0].device)
-        sub = [r.index_select(0, sel_t) for r in reps]  # (b', N', d)
-        sub_len = None if lengths is None else lengths.index_select(0, sel_t)
+        sel_t = torch.as_tensor(sel, device=device)
         for mi, m in enumerate(modalities):
             li = list(all_modalities).index(m)
             for kind in KINDS:
-                reps_k = list(sub)
-                if kind == "missing":
-                    reps_k[li] = torch.zeros_like(sub[li])
+                damage = _damage(li, kind, sigma, seed * 1_000_003 + b * 101 + mi)
+                if cap.terminal:  # start from the hook's captured inputs
+                    out = model.rerun_from_hook(cap, sel_t, damage)
                 else:
-                    g = torch.Generator(device=sub[li].device).manual_seed(
-                        seed * 1_000_003 + b * 101 + mi
-                    )
-                    noise = torch.randn(sub[li].shape, generator=g, device=sub[li].device)
-                    if sub_len is not None:  # front padding stays zero
-                        noise = noise * valid_mask(sub_len, sub[li].shape[1])[..., None]
-                    reps_k[li] = sub[li] + sigma * noise.to(sub[li].dtype)
-                out = model.fuse(reps_k, sub_len).double().cpu().numpy()
-                damaged[(m, kind)][idx[sel]] = out
+                    sub_mods = {k: v.index_select(0, sel_t) for k, v in mods.items()}
+                    sub_len = {k: v.index_select(0, sel_t) for k, v in lengths.items()}
+                    with model.intervene(damage):
+                        out = model(sub_mods, sub_len)
+                damaged[(m, kind)][idx[sel]] = out.double().cpu().numpy()
 
     clean_metrics = compute_metrics(clean, labels)
     result: dict[str, float] = {f"test_{k}": v for k, v in clean_metrics.items()}

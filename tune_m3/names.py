@@ -38,6 +38,7 @@ def length_key(modality: str) -> str:
     """
     return f"{LENGTHS}_{modality}"
 
+
 # ------------------------------------------------------------------------------ diagnostics
 
 DIAG_KINDS: Final[tuple[str, ...]] = ("missing", "noisy")

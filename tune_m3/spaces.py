@@ -11,9 +11,14 @@ validated; unknown keys get a did-you-mean)::
         like: mosei                  #     shape to imitate: mosei | mosi
         scale: 0.04                  #     fraction of the real split sizes
         seed: 0
+    model:                           # optional; a bare name also works: `model: mult`
+      class: m3_baseline             #   m3_baseline (default) | mult | module:Class
+      kwargs: {hidden: 64}           #   constructor kwargs (only for this class)
+      augment_at: fusion             #   input | a submodule's dotted name (default: the model's)
     fixed:                           # TrialConfig fields held fixed (see tune_m3/config.py)
       max_epochs: 30
-    search:                          # TrialConfig fields (or audio_share) searched
+    search:                          # TrialConfig fields, model.<kw> or audio_share searched
+      model.hidden: {choice: [32, 64, 128]}
       p_mask: {uniform: [0.05, 0.5]}           # uniform | loguniform | quniform: [lo, hi, q]
       lr: {loguniform: [1.0e-4, 2.0e-3]}
       scheme: {choice: [m3, soft_m3]}          # choice: categorical
@@ -49,7 +54,15 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from tune_m3.config import TrialConfig, did_you_mean, format_validation_error, make_config
+from tune_m3.config import (
+    MODEL_PREFIX,
+    TrialConfig,
+    did_you_mean,
+    field_names,
+    format_validation_error,
+    is_model_key,
+    make_config,
+)
 from tune_m3.errors import UserError
 
 SPACES_DIR = Path(__file__).resolve().parent / "search_spaces"
@@ -80,6 +93,24 @@ class SynthSpec(_Strict):
 class DatasetSpec(_Strict):
     name: str
     synthetic: SynthSpec | None = None
+
+
+class ModelSpec(_Strict):
+    """The ``model:`` block (see docs/models.md); a bare string is ``{class: <string>}``."""
+
+    class_: str = Field("m3_baseline", alias="class", min_length=1)
+    kwargs: dict[str, Any] = Field(default_factory=dict)
+    augment_at: str | None = Field(None, min_length=1)
+
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+    def values(self) -> dict[str, Any]:
+        """The block as TrialConfig values (model, model.<kw>, augment_at)."""
+        out: dict[str, Any] = {"model": self.class_}
+        out.update({f"{MODEL_PREFIX}{k}": v for k, v in self.kwargs.items()})
+        if self.augment_at is not None:
+            out["augment_at"] = self.augment_at
+        return out
 
 
 class Dist(_Strict):
@@ -143,6 +174,7 @@ class Resources(_Strict):
 class SearchSpace(_Strict):
     description: str = ""
     dataset: DatasetSpec
+    model: ModelSpec = Field(default_factory=ModelSpec)
     fixed: dict[str, Any] = Field(default_factory=dict)
     search: dict[str, Dist] = Field(default_factory=dict)
     simplex: dict[str, Any] = Field(default_factory=lambda: {"audio_share": 0.5})
@@ -159,6 +191,11 @@ class SearchSpace(_Strict):
     # filled in by load_space
     name: str = ""
     path: str = ""
+
+    @field_validator("model", mode="before")
+    @classmethod
+    def _model(cls, v: Any) -> Any:
+        return {"class": v} if isinstance(v, str) else v
 
     @field_validator("simplex")
     @classmethod
@@ -198,6 +235,11 @@ class SearchSpace(_Strict):
             values.update(self.variants[variant])
         share = p.pop("audio_share", self.simplex["audio_share"])
         values.update(p)
+        # the model block's kwargs belong to its class: they apply unless another model was
+        # chosen (--set model=..., a grid axis over model)
+        block = self.model.values()
+        if values.get("model", block["model"]) == block["model"]:
+            values = {**block, **values}
         values["dataset"] = self.dataset.name
         if len(self.seeds) == 1 and "seed" not in params:
             values.setdefault("seed", self.seeds[0])
@@ -225,10 +267,10 @@ class SearchSpace(_Strict):
 
 def _check_semantics(space: SearchSpace) -> None:
     where = f"{space.path}"
-    known = list(TrialConfig.model_fields)
+    known = field_names()
     for section, keys in (("fixed", space.fixed), ("search", space.search)):
         for k in keys:
-            if k not in known and k != "audio_share":
+            if k not in known and k != "audio_share" and not is_model_key(k):
                 raise UserError(
                     f"{where}: {section}.{k}: unknown parameter{did_you_mean(k, known + ['audio_share'])}"
                 )
@@ -239,7 +281,7 @@ def _check_semantics(space: SearchSpace) -> None:
                 )
     for name, bundle in space.variants.items():
         for k in bundle:
-            if k not in known:
+            if k not in known and not is_model_key(k):
                 raise UserError(
                     f"{where}: variants.{name}.{k}: unknown parameter{did_you_mean(k, known)}"
                 )
@@ -290,7 +332,24 @@ def _check_semantics(space: SearchSpace) -> None:
         raise UserError(
             f"{where}: metric: '{space.metric}' is not a per-epoch metric; use val_<mae|corr|acc2|f1|acc7|...>"
         )
-    space.example_configs()  # every corner must make a valid TrialConfig (pi sum, p_missing + p_noise, ...)
+    configs = space.example_configs()  # every corner must be a valid TrialConfig (pi sum, ...)
+    check_space_models(configs)
+
+
+def check_space_models(configs: list[TrialConfig], input_dims=None) -> None:
+    """Build every distinct model of ``configs`` on a tiny fake batch (UserError if one fails).
+
+    ``input_dims`` ({"text": d_T, ...}) defaults to MOSEI's; the search's dry run may pass the
+    dataset's. One build per distinct (model, kwargs, augment_at): about 0.1 s for the built-ins.
+    """
+    from tune_m3.models.seam import check_model_spec
+
+    seen = set()
+    for cfg in configs:
+        key = (cfg.model, repr(sorted(cfg.model_kwargs.items())), cfg.augment_at)
+        if key not in seen:
+            seen.add(key)
+            check_model_spec(cfg, input_dims)
 
 
 def available_spaces() -> list[str]:
@@ -372,6 +431,12 @@ def describe(space: SearchSpace) -> str:
         )
     )
     lines.append(f"  metric: {space.metric} ({space.mode})")
+    m = space.model
+    lines.append(
+        f"  model: {m.class_}"
+        + (f" kwargs {m.kwargs}" if m.kwargs else "")
+        + (f" augment_at {m.augment_at}" if m.augment_at else "")
+    )
     lines.append(f"  fixed: {space.fixed}")
     for k, d in space.search.items():
         lines.append(f"  search {k}: {d.kind} {d.args}")

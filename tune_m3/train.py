@@ -30,7 +30,6 @@ import numpy as np
 import torch
 from torch import nn
 
-from tune_m3.augment import AugmentPipeline, ModalityMasking, ModalityPerturbation
 from tune_m3.batches import batch_tensors
 from tune_m3.config import (
     MODALITY_NAMES,
@@ -42,9 +41,12 @@ from tune_m3.config import (
 from tune_m3.diagnostics import run_diagnostics
 from tune_m3.errors import UserError, cli_main
 from tune_m3.metrics import compute_metrics
-from tune_m3.models import M3Baseline, ModelConfig
+from tune_m3.models.seam import AugmentedModel, build_model, check_model_spec
 
-Arrays = Mapping[str, np.ndarray]  # one split: modality -> (N, L, d), "labels" (N,), "lengths" (N,)
+__all__ = ["build_model", "train", "predict", "load_checkpoint", "evaluate_final"]
+
+# one split: modality -> (N, L_l, d_l), "labels" (N,), "lengths" (N,) [+ "lengths_<modality>"]
+Arrays = Mapping[str, np.ndarray]
 CHECKPOINT_FILE = "state.pt"
 EVAL_BATCH = 256
 
@@ -72,49 +74,6 @@ def resolve_device(name: str) -> torch.device:
             )
         return torch.device("cuda")
     return torch.device("cpu")
-
-
-def build_model(cfg: TrialConfig, input_dims: tuple[int, ...]) -> M3Baseline:
-    """The baseline with the configured masking / perturbation at the configured hook."""
-    torch.manual_seed(cfg.seed)
-    layers: list[nn.Module] = []
-    if cfg.scheme != "none" and cfg.p_mask > 0:
-        layers.append(
-            ModalityMasking(
-                cfg.scheme,
-                p_mask=cfg.p_mask,
-                modal_probs=cfg.modal_probs,
-                granularity=cfg.granularity,
-                p_feature=cfg.p_feature,
-                rescale=cfg.rescale,
-                seed=cfg.seed * 7 + 2,
-            )
-        )
-    if cfg.p_missing > 0 or cfg.p_noise > 0:
-        layers.append(
-            ModalityPerturbation(
-                p_missing=cfg.p_missing,
-                p_noise=cfg.p_noise,
-                sigma=cfg.sigma,
-                target=MODALITY_NAMES.index(cfg.perturb_target),
-                seed=cfg.seed * 7 + 3,
-            )
-        )
-    aug = AugmentPipeline(layers)
-    mcfg = ModelConfig(
-        input_dims=tuple(input_dims),
-        hidden=cfg.hidden,
-        proj=cfg.proj,
-        dropout=cfg.dropout,
-        num_layers=cfg.num_layers,
-    )
-    if cfg.mask_at == "input":
-        return M3Baseline(mcfg, input_augment=aug)
-    return M3Baseline(mcfg, augment=aug)
-
-
-def _augment_layers(model: M3Baseline) -> list[AugmentPipeline]:
-    return [model.input_augment, model.augment]
 
 
 @torch.no_grad()
@@ -212,7 +171,9 @@ def train(
         torch.set_num_threads(cfg.threads)
     device = resolve_device(cfg.device)
     train_arr, valid_arr = data["train"], data["valid"]
-    input_dims = tuple(train_arr[m].shape[2] for m in MODALITY_NAMES)
+    input_dims = {m: train_arr[m].shape[2] for m in MODALITY_NAMES}
+    # every model-spec mistake ends here, before the first epoch, as one UserError
+    check_model_spec(cfg, input_dims, {m: min(6, train_arr[m].shape[1]) for m in MODALITY_NAMES})
     model = build_model(cfg, input_dims).to(device)
     opt = torch.optim.Adam(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     sched = torch.optim.lr_scheduler.ReduceLROnPlateau(
@@ -236,8 +197,7 @@ def train(
         sched.load_state_dict(ck["scheduler"])
         shuffle.set_state(ck["shuffle_rng"])
         torch.set_rng_state(ck["torch_rng"])
-        for layer, st in zip(_augment_layers(model), ck["augment_rng"], strict=True):
-            layer.set_generator_state(st)
+        model.set_generator_state(ck["augment_rng"])
         start_epoch = ck["epoch"] + 1
         best_val, best_epoch, bad_epochs = ck["best_val_loss"], ck["best_epoch"], ck["bad_epochs"]
         best_state, history = ck["best_model"], ck["history"]
@@ -308,7 +268,7 @@ def train(
                     "scheduler": sched.state_dict(),
                     "shuffle_rng": shuffle.get_state(),
                     "torch_rng": torch.get_rng_state(),
-                    "augment_rng": [layer.generator_state() for layer in _augment_layers(model)],
+                    "augment_rng": model.generator_state(),
                     "epoch": epoch,
                     "best_val_loss": best_val,
                     "best_epoch": best_epoch,
@@ -362,7 +322,7 @@ def _evaluate_best(model, best_state, cfg, test, device) -> dict[str, float]:
 
 
 def evaluate_final(
-    model: M3Baseline, cfg: TrialConfig, test: Arrays, device: torch.device
+    model: AugmentedModel, cfg: TrialConfig, test: Arrays, device: torch.device
 ) -> dict[str, float]:
     """test_* metrics of ``model`` and, if configured, the diag_* robustness checks."""
     if not cfg.diagnostics:

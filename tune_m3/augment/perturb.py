@@ -39,7 +39,7 @@ class ModalityPerturbation(nn.Module):
       target modality is multiplied by 0 at all time steps. The next k_noise samples are "noisy":
       N(0, sigma²) noise is added to every feature of the target modality. The two sets are
       disjoint; other modalities and other samples pass through unchanged.
-    - If ``lengths`` (B,) is given, noise is added only on the valid steps of the front-padded
+    - If ``lengths`` (B,) is given (or a list of them, one per modality), noise is added only on the valid steps of the front-padded
       sequences (the last lengths[b] steps), so padding stays zero. Without it, all N steps are
       noised.
 
@@ -128,7 +128,7 @@ class ModalityPerturbation(nn.Module):
 
     def forward(self, mods: Sequence[Tensor], lengths: Tensor | None = None) -> list[Tensor]:
         """Perturb the target modality of a list of M tensors (B, N, d_l)."""
-        B, N = check_mods(mods)
+        B, _ = check_mods(mods)
         if self.target >= len(mods):
             raise ValueError(f"target={self.target} but forward got only {len(mods)} modalities")
         k_missing, k_noise = self.counts(B)
@@ -136,6 +136,9 @@ class ModalityPerturbation(nn.Module):
             return list(mods)
 
         x = mods[self.target]  # (B, N, d)
+        N = x.shape[1]
+        if isinstance(lengths, list | tuple):  # one (B,) tensor (or None) per modality
+            lengths = lengths[self.target]
         missing, noisy = self.sample_indices(B, x.device)  # (k_missing,), (k_noise,)
         self.last_indices = (missing, noisy)
 

@@ -4,10 +4,9 @@ Reference: Georgiou, Paraskevopoulos, Potamianos, "M3: MultiModal Masking applie
 analysis", Interspeech 2021, sec. 2.1 and Fig. 1. Top to bottom:
 
     x_T, x_A, x_V            (B, N, D_l)   word-aligned features, FRONT-padded with zeros
-    input_augment            (optional hook on raw features; identity by default)
     DNN-I, per modality l:   Bi-LSTM -> (B, N, 2h) -> scaled dot-product self-attention -> m_l (B, N, d)
-    augment                  the paper's place for M3 (identity by default)
-    DNN-II:                  four symmetric cross-attentions  m_TA, m_TV, m_AV, m_TAV  (B, N, d)
+    (M3 acts here: the input of ``fusion``, this model's default ``augment_at``)
+    DNN-II (``fusion``):     four symmetric cross-attentions  m_TA, m_TV, m_AV, m_TAV  (B, N, d)
                              m~ = m_T | m_A | m_V | m_TAV | m_AV | m_TV | m_TA        (B, N, 7d)
                              Bi-LSTM -> last state of both directions (B, 2h) -> dropout -> linear
     output                   (B,) one sentiment score per sample
@@ -38,14 +37,13 @@ sequences, up to float rounding.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from tune_m3.augment import AugmentPipeline
 from tune_m3.names import MODALITIES as MODALITY_NAMES
 from tune_m3.padding import valid_mask
 
@@ -213,47 +211,17 @@ class Encoder(nn.Module):
 # the model
 
 
-class M3Baseline(nn.Module):
-    """The M3 paper's baseline with two augmentation hooks. forward(mods, lengths) -> (B,).
+class Fusion(nn.Module):
+    """DNN-II: [m_T, m_A, m_V] (B, N, d) -> predictions (B,). The baseline's default ``augment_at``.
 
-    ``forward = fuse(augment(encode(input_augment(mods))))``:
-
-    - ``encode(mods, lengths)`` is DNN-I and returns [m_T, m_A, m_V], each (B, N, d).
-    - ``augment`` is where M3 sits in the paper (between DNN-I and DNN-II).
-    - ``fuse(reps, lengths)`` is DNN-II and returns the (B,) regression output.
-
-    Both hooks are modules with ``forward(mods, lengths=None) -> list[Tensor]`` and default to the
-    identity; augmentation layers are themselves the identity in eval mode.
-
-    Args:
-        config: :class:`ModelConfig`.
-        augment: applied to [m_T, m_A, m_V] between DNN-I and DNN-II.
-        input_augment: applied to the raw input features before DNN-I.
-
-    Example::
-
-        model = M3Baseline(ModelConfig(input_dims=(300, 74, 35)),
-                           augment=ModalityMasking("m3", p_mask=0.2, seed=0))
-        y = model([x_t, x_a, x_v], lengths)  # (B,)
-
-    Notes:
-        ``lengths`` (B,) counts the valid steps of front-padded sequences, each in [1, N]; None
-        means every step is valid. Checking the range costs one device synchronisation per call.
+    Four symmetric cross-attentions, concatenation to (B, N, 7d), a Bi-LSTM and a linear head.
+    ``lengths`` (B,) or None; lengths all equal to N are treated as None (same numbers, no mask).
     """
 
-    def __init__(
-        self,
-        config: ModelConfig,
-        augment: nn.Module | None = None,
-        input_augment: nn.Module | None = None,
-    ):
+    def __init__(self, cfg: ModelConfig):
         super().__init__()
-        self.config = config
-        cfg = config
-        self.input_augment = input_augment if input_augment is not None else AugmentPipeline()
-        self.encoders = nn.ModuleList(Encoder(d_in, cfg) for d_in in cfg.input_dims)
-        self.augment = augment if augment is not None else AugmentPipeline()
         d = cfg.d
+        self.hidden = cfg.hidden
         self.cross_ta = SymmetricCrossAttention(d)
         self.cross_tv = SymmetricCrossAttention(d)
         self.cross_av = SymmetricCrossAttention(d)
@@ -262,45 +230,10 @@ class M3Baseline(nn.Module):
         self.drop = nn.Dropout(cfg.dropout)
         self.head = nn.Linear(2 * cfg.hidden, 1)
 
-    def num_parameters(self) -> int:
-        return sum(p.numel() for p in self.parameters())
-
-    # ---------------------------------------------------------------------------------------------
-
-    def _check_lengths(
-        self, lengths: Tensor | Sequence[int] | None, B: int, N: int, device
-    ) -> Tensor | None:
-        """lengths as a long tensor on ``device``, or None when absent or all equal to N."""
-        if lengths is None:
-            return None
-        lengths = torch.as_tensor(lengths, device=device).long()
-        if lengths.shape != (B,):
-            raise ValueError(f"lengths must have shape ({B},); got {tuple(lengths.shape)}")
-        lo, hi = torch.stack(torch.aminmax(lengths)).tolist()  # one device sync
-        if lo < 1 or hi > N:
-            raise ValueError(f"lengths must be in [1, {N}] (N = sequence length); got [{lo}, {hi}]")
-        return None if lo == N else lengths
-
-    def _check_mods(
-        self, mods: Sequence[Tensor], widths: Sequence[int], what: str
-    ) -> tuple[int, int]:
-        if len(mods) != 3:
-            raise ValueError(f"{what} must be 3 tensors (text, audio, vision); got {len(mods)}")
-        B, N = mods[0].shape[:2]
-        for name, m, width in zip(MODALITY_NAMES, mods, widths, strict=True):
-            if m.dim() != 3 or tuple(m.shape[:2]) != (B, N) or m.shape[-1] != width:
-                raise ValueError(
-                    f"{what}: {name} must have shape ({B}, {N}, {width}); got {tuple(m.shape)}"
-                )
-        return B, N
-
-    def _encode(self, mods: Sequence[Tensor], lengths: Tensor | None) -> list[Tensor]:
-        valid = _valid(lengths, mods[0].shape[1])
-        return [enc(x, lengths, valid) for enc, x in zip(self.encoders, mods, strict=True)]
-
-    def _fuse(self, reps: Sequence[Tensor], lengths: Tensor | None) -> Tensor:
+    def forward(self, reps: Sequence[Tensor], lengths: Tensor | None = None) -> Tensor:
         m_t, m_a, m_v = reps  # each (B, N, d)
         B, N, _ = m_t.shape
+        lengths = _check_lengths(lengths, B, N, m_t.device)
         valid = _valid(lengths, N)
         m_ta = self.cross_ta(m_t, m_a, valid)
         m_tv = self.cross_tv(m_t, m_v, valid)
@@ -310,7 +243,7 @@ class M3Baseline(nn.Module):
         if valid is not None:
             fused = fused * valid  # whatever augmentation left on padded steps is dropped
         h = self.fusion_rnn(fused, lengths)  # (B, N, 2h)
-        H = self.config.hidden
+        H = self.hidden
         # padding is in front: the forward direction has read every valid step at t = N - 1,
         # the backward direction at the first valid step t = N - lengths[b]
         h_fwd = h[:, -1, :H]  # (B, h)
@@ -321,23 +254,106 @@ class M3Baseline(nn.Module):
         m_o = self.drop(torch.cat([h_fwd, h_bwd], dim=-1))  # (B, 2h)
         return self.head(m_o).squeeze(-1)  # (B,)
 
-    # ---------------------------------------------------------------------------------------------
 
-    def encode(self, mods: Sequence[Tensor], lengths: Tensor | None = None) -> list[Tensor]:
-        """DNN-I: raw features [x_T, x_A, x_V] (B, N, D_l) -> [m_T, m_A, m_V], each (B, N, d)."""
-        B, N = self._check_mods(mods, self.config.input_dims, "mods")
-        return self._encode(mods, self._check_lengths(lengths, B, N, mods[0].device))
+def _check_lengths(lengths: Tensor | Sequence[int] | None, B: int, N: int, device) -> Tensor | None:
+    """lengths as a long tensor on ``device``, or None when absent or all equal to N."""
+    if lengths is None:
+        return None
+    lengths = torch.as_tensor(lengths, device=device).long()
+    if lengths.shape != (B,):
+        raise ValueError(f"lengths must have shape ({B},); got {tuple(lengths.shape)}")
+    lo, hi = torch.stack(torch.aminmax(lengths)).tolist()  # one device sync
+    if lo < 1 or hi > N:
+        raise ValueError(f"lengths must be in [1, {N}] (N = sequence length); got [{lo}, {hi}]")
+    return None if lo == N else lengths
 
-    def fuse(self, reps: Sequence[Tensor], lengths: Tensor | None = None) -> Tensor:
-        """DNN-II: [m_T, m_A, m_V] (B, N, d) -> predictions (B,)."""
-        B, N = self._check_mods(reps, (self.config.d,) * 3, "reps")
-        return self._fuse(reps, self._check_lengths(lengths, B, N, reps[0].device))
 
-    def forward(self, mods: Sequence[Tensor], lengths: Tensor | None = None) -> Tensor:
-        """[x_T, x_A, x_V] (B, N, D_l), lengths (B,) or None -> predictions (B,)."""
-        B, N = self._check_mods(mods, self.config.input_dims, "mods")
-        lengths = self._check_lengths(lengths, B, N, mods[0].device)
-        mods = self.input_augment(mods, lengths)
-        reps = self._encode(mods, lengths)  # [m_T, m_A, m_V], each (B, N, d)
-        reps = self.augment(reps, lengths)  # M3 goes here
-        return self._fuse(reps, lengths)  # (B,)
+def _as_list(mods: Mapping[str, Tensor] | Sequence[Tensor], what: str) -> list[Tensor]:
+    """Per-modality tensors in (text, audio, vision) order, from a dict or a sequence."""
+    if isinstance(mods, Mapping):
+        missing = [m for m in MODALITY_NAMES if m not in mods]
+        if missing:
+            raise ValueError(f"{what} has no {missing[0]!r} entry; keys: {sorted(mods)}")
+        return [mods[m] for m in MODALITY_NAMES]
+    if len(mods) != 3:
+        raise ValueError(f"{what} must be 3 tensors (text, audio, vision); got {len(mods)}")
+    return list(mods)
+
+
+class M3Baseline(nn.Module):
+    """The M3 paper's baseline. ``M3Baseline(input_dims, **kwargs)``; ``forward(mods, lengths)`` -> (B,).
+
+    ``forward = fusion(encode(mods))``: ``encode`` is DNN-I and returns [m_T, m_A, m_V], each
+    (B, N, d); ``fusion`` (a submodule, :class:`Fusion`) is DNN-II. The paper puts M3 between the
+    two, which is why ``fusion`` is this model's default ``augment_at`` (see docs/models.md): the
+    augmentation is attached from outside by :mod:`tune_m3.models.seam`, not built in.
+
+    Args:
+        input_dims: ``{"text": D_T, "audio": D_A, "vision": D_V}`` (or a (D_T, D_A, D_V) tuple).
+        hidden, proj, dropout, num_layers: see :class:`ModelConfig` (paper defaults).
+
+    Example::
+
+        model = M3Baseline({"text": 300, "audio": 74, "vision": 35})
+        y = model({"text": x_t, "audio": x_a, "vision": x_v}, lengths)  # (B,)
+
+    Notes:
+        Word-aligned features only: every modality must have the same number of steps N.
+        ``lengths`` is a (B,) tensor, a dict of them per modality (all equal on aligned data; the
+        text entry is used) or None; each in [1, N]. Checking the range costs one device
+        synchronisation per call.
+    """
+
+    def __init__(
+        self,
+        input_dims: Mapping[str, int] | Sequence[int] | ModelConfig,
+        hidden: int = 100,
+        proj: int = 100,
+        dropout: float = 0.2,
+        num_layers: int = 1,
+    ):
+        super().__init__()
+        if isinstance(input_dims, ModelConfig):
+            cfg = input_dims
+        else:
+            dims = input_dims
+            if isinstance(dims, Mapping):
+                dims = _as_list(dims, "input_dims")
+            cfg = ModelConfig(tuple(dims), hidden, proj, dropout, num_layers)
+        self.config = cfg
+        self.encoders = nn.ModuleList(Encoder(d_in, cfg) for d_in in cfg.input_dims)
+        self.fusion = Fusion(cfg)
+
+    def num_parameters(self) -> int:
+        return sum(p.numel() for p in self.parameters())
+
+    def _inputs(self, mods, lengths) -> tuple[list[Tensor], Tensor | None]:
+        mods = _as_list(mods, "mods")
+        B, N = mods[0].shape[:2]
+        for name, m, width in zip(MODALITY_NAMES, mods, self.config.input_dims, strict=True):
+            if m.dim() != 3 or m.shape[0] != B or m.shape[-1] != width:
+                raise ValueError(
+                    f"mods: {name} must have shape ({B}, N, {width}); got {tuple(m.shape)}"
+                )
+            if m.shape[1] != N:
+                raise ValueError(
+                    f"m3_baseline needs word-aligned features (one step count for all "
+                    f"modalities); text has {N} steps, {name} {m.shape[1]}. Use model=mult "
+                    "for unaligned features"
+                )
+        if isinstance(lengths, Mapping):
+            lengths = lengths[MODALITY_NAMES[0]]
+        return mods, _check_lengths(lengths, B, N, mods[0].device)
+
+    def encode(self, mods, lengths=None) -> list[Tensor]:
+        """DNN-I: raw features (B, N, D_l) -> [m_T, m_A, m_V], each (B, N, d), zero on padding."""
+        mods, lengths = self._inputs(mods, lengths)
+        valid = _valid(lengths, mods[0].shape[1])
+        return [enc(x, lengths, valid) for enc, x in zip(self.encoders, mods, strict=True)]
+
+    def forward(self, mods, lengths=None) -> Tensor:
+        """mods (B, N, D_l) per modality, lengths (B,) or None -> predictions (B,)."""
+        mods, lengths = self._inputs(mods, lengths)
+        valid = _valid(lengths, mods[0].shape[1])
+        reps = [enc(x, lengths, valid) for enc, x in zip(self.encoders, mods, strict=True)]
+        return self.fusion(reps, lengths)  # (B,); M3 acts on reps at fusion's input
