@@ -304,6 +304,8 @@ class M3Baseline(nn.Module):
         synchronisation per call.
     """
 
+    augment_at = "fusion"  # the seam's default hook: DNN-II's input [m_T, m_A, m_V]
+
     def __init__(
         self,
         input_dims: Mapping[str, int] | Sequence[int] | ModelConfig,

@@ -41,10 +41,10 @@ from tune_m3.augment import AugmentPipeline, ModalityMasking, ModalityPerturbati
 from tune_m3.errors import UserError
 from tune_m3.names import MODALITIES
 
-# built-in name -> ("module:Class", default augment_at)
-BUILTINS: dict[str, tuple[str, str]] = {
-    "m3_baseline": ("tune_m3.models.m3_baseline:M3Baseline", "fusion"),
-    "mult": ("tune_m3.models.mult:MulT", "crossmodal"),
+# built-in name -> "module:Class"
+BUILTINS: dict[str, str] = {
+    "m3_baseline": "tune_m3.models.m3_baseline:M3Baseline",
+    "mult": "tune_m3.models.mult:MulT",
 }
 DEFAULT_MODEL = "m3_baseline"
 MOSEI_DIMS = {"text": 300, "audio": 74, "vision": 35}
@@ -63,11 +63,14 @@ def _did_you_mean(name: str) -> str:
 
 
 def resolve_class(spec: str) -> tuple[type[nn.Module], str]:
-    """(class, default augment_at) of a built-in name or ``module:Class``."""
+    """(class, default augment_at) of a built-in name or ``module:Class``.
+
+    The default ``augment_at`` is the class attribute ``augment_at`` if it has one, else "input".
+    """
     if spec in BUILTINS:
-        target, default_at = BUILTINS[spec]
+        target = BUILTINS[spec]
     elif ":" in spec:
-        target, default_at = spec, "input"
+        target = spec
     else:
         raise UserError(
             f"model '{spec}': not a built-in model{_did_you_mean(spec)} and not 'module:Class'; "
@@ -93,6 +96,12 @@ def resolve_class(spec: str) -> tuple[type[nn.Module], str]:
         raise UserError(
             f"model '{spec}': '{cls_name}' is not a torch.nn.Module subclass; "
             "give a class deriving from nn.Module"
+        )
+    default_at = getattr(cls, "augment_at", "input")
+    if not isinstance(default_at, str):
+        raise UserError(
+            f"model '{spec}': {cls_name}.augment_at must be a string (a submodule's name or "
+            f"'input'); got {type(default_at).__name__}"
         )
     return cls, default_at
 
