@@ -2,10 +2,16 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
 from conftest import tiny_arrays
+from searchutil import TINY_FIXED, make_search_env, mlflow_runs, run_search, write_space
 from torch import nn
 from user_models import LateFusion
 
@@ -248,3 +254,58 @@ def test_config_model_keys_and_params():
     assert legacy.params()["model.hidden"] == 8
     with pytest.raises(UserError, match="did you mean 'augment_at'"):
         make_config({"augment_a": "input"}, where="--set")
+
+
+TESTS = Path(__file__).resolve().parent
+
+
+def test_train_cli_runs_a_user_model_from_the_working_directory(tmp_path):
+    """The docs' worked example, as a user runs it: `python -m tune_m3.train` in its directory."""
+    (tmp_path / "user_models.py").write_text((TESTS / "user_models.py").read_text())
+    env = make_search_env(tmp_path / "w")
+    args = ["--dataset", "tiny", "--epochs", "2", "--set", "threads=1"]
+    args += ["--set", "model=user_models:LateFusion", "--set", "model.hidden=16"]
+    args += ["--set", "scheme=m3", "--set", "p_mask=0.3", "--set", "diag_fractions=[0.3]"]
+    out = subprocess.run(
+        [sys.executable, "-m", "tune_m3.train", *args],
+        env=env,
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert out.returncode == 0, out.stdout[-2000:] + out.stderr[-3000:]
+    assert "test: " in out.stdout and "text missing" in out.stdout
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    "aug", [{"scheme": "m3", "p_mask": 0.3}, {"p_missing": 0.15, "p_noise": 0.15}]
+)
+def test_search_end_to_end_with_a_user_model(tmp_path, aug):
+    """2 trials x 2 epochs of the worked example; child runs carry model and its kwargs."""
+    (tmp_path / "user_models.py").write_text((TESTS / "user_models.py").read_text())
+    env = make_search_env(tmp_path / "w")
+    fixed = {k: v for k, v in TINY_FIXED.items() if k not in ("hidden", "proj")}
+    space = write_space(
+        tmp_path / "user.yaml",
+        model={"class": "user_models:LateFusion", "kwargs": {"dropout": 0.0}},
+        fixed={**fixed, **aug, "max_epochs": 2},
+        search={"model.hidden": {"choice": [8, 16]}, "lr": {"loguniform": [1e-3, 1e-2]}},
+        algorithm={"type": "optuna", "seed": 0},
+        scheduler={"type": "fifo"},
+        num_samples=2,
+    )
+    cwd = os.getcwd()
+    os.chdir(tmp_path)  # the user's directory: where user_models.py is
+    try:
+        run_search(env, "--space", str(space), "--experiment", "user_model")
+    finally:
+        os.chdir(cwd)
+    _, _, children = mlflow_runs(env, "user_model")
+    assert len(children) == 2
+    for r in children:
+        assert r.data.params["model"] == "user_models:LateFusion"
+        assert r.data.params["model.hidden"] in ("8", "16")
+        assert r.data.params["model.dropout"] == "0.0"
+        assert "diag_test_text_missing_30_corr_drop" in r.data.metrics
