@@ -403,9 +403,7 @@ CASES = [
         [S, "--space", "{space_model_out}", "--dry-run"],
         ["bad_models:Wide", "returned (4, 2)"],
     ),
-    Case(
-        "space-model-kwarg", [S, "--space", "{space_model_kw}", "--dry-run"], ["'hiden'"]
-    ),
+    Case("space-model-kwarg", [S, "--space", "{space_model_kw}", "--dry-run"], ["'hiden'"]),
     Case("space-model-key", [S, "--space", "{space_model_key}", "--dry-run"], ["klass"]),
     # ---------------------------------------------------------------- analysis, resync
     Case("report-no-store", ["analysis.report", "--experiment", "e"], ["mlflow.db"]),

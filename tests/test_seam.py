@@ -13,7 +13,6 @@ import torch
 from conftest import tiny_arrays
 from searchutil import TINY_FIXED, make_search_env, mlflow_runs, run_search, write_space
 from torch import nn
-from user_models import LateFusion
 
 from tune_m3.batches import batch_tensors
 from tune_m3.config import make_config
