@@ -69,12 +69,14 @@ def spy_on(model):
 
 
 @pytest.mark.parametrize(
-    ("model", "kind"), [("test_seam:DictSeq", "dict"), ("user_models:LateFusion", "list")]
+    ("model", "kind"),
+    [("test_seam:DictSeq", "dict"), ("user_models:LateFusion", "list"), ("mult", "list")],
 )
 def test_masking_law_at_a_user_models_hook(model, kind):
     """P(modality l zeroed) = pM * pi_l, measured on what the user's hooked module receives."""
     probs, p_mask = (0.5, 0.3, 0.2), 0.6
-    c = cfg(model, scheme="m3", p_mask=p_mask, pi_text=0.5, pi_audio=0.3, pi_vision=0.2)
+    small = {"model.d": 4, "model.heads": 2, "model.layers": 1} if model == "mult" else {}
+    c = cfg(model, scheme="m3", p_mask=p_mask, pi_text=0.5, pi_audio=0.3, pi_vision=0.2, **small)
     net = build_model(c, DIMS).train()
     seen = spy_on(net)
     mods, lengths = fake_batch(DIMS, {"text": 5, "audio": 9, "vision": 3}, B=3000)
@@ -231,16 +233,26 @@ def test_batches_trim_each_modality_by_its_own_lengths():
         np.testing.assert_array_equal(lens[m].numpy(), arr["lengths"][idx])
 
 
-def test_user_model_trains_on_unaligned_arrays():
+@pytest.mark.parametrize(
+    "model",
+    [{"model": "user_models:LateFusion"}, {"model": "mult", "model.d": 4, "model.heads": 2}],
+)
+def test_models_train_on_unaligned_arrays(model):
     data = {s: unaligned_split(n=16, seed=i) for i, s in enumerate(("train", "valid", "test"))}
     res = train(
         make_config(
-            {"model": "user_models:LateFusion", "scheme": "m3", "p_mask": 0.3, "max_epochs": 2}
-            | {"diag_fractions": (0.3,), "threads": 1, "p_noise": 0.2, "perturb_target": "vision"}
+            {**model, "scheme": "m3", "p_mask": 0.3, "max_epochs": 2, "diag_fractions": (0.3,)}
+            | {"threads": 1, "p_noise": 0.2, "perturb_target": "vision"}
         ),
         data,
     )
     assert np.isfinite(res.final["test_mae"]) and "diag_test_vision_noisy_30_mae" in res.final
+
+
+def test_baseline_on_unaligned_arrays_is_a_clear_error_before_training():
+    data = {s: unaligned_split(n=16, seed=i) for i, s in enumerate(("train", "valid", "test"))}
+    with pytest.raises(UserError, match="m3_baseline.*aligned.*model=mult"):
+        train(make_config({"max_epochs": 1}), data)
 
 
 def test_config_model_keys_and_params():

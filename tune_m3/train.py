@@ -173,7 +173,11 @@ def train(
     train_arr, valid_arr = data["train"], data["valid"]
     input_dims = {m: train_arr[m].shape[2] for m in MODALITY_NAMES}
     # every model-spec mistake ends here, before the first epoch, as one UserError
-    check_model_spec(cfg, input_dims, {m: min(6, train_arr[m].shape[1]) for m in MODALITY_NAMES})
+    steps = {m: train_arr[m].shape[1] for m in MODALITY_NAMES}
+    # a tiny batch whose step counts are equal, or unequal, as the data's are
+    check_model_spec(
+        cfg, input_dims, {m: max(1, 8 * n // max(steps.values())) for m, n in steps.items()}
+    )
     model = build_model(cfg, input_dims).to(device)
     opt = torch.optim.Adam(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     sched = torch.optim.lr_scheduler.ReduceLROnPlateau(
