@@ -188,6 +188,21 @@ class Capture:
 # ------------------------------------------------------------------------------------ the wrapper
 
 
+def _as_dicts(mods, lengths) -> tuple[dict[str, Tensor], dict[str, Tensor]]:
+    if not isinstance(mods, Mapping):
+        mods = dict(zip(MODALITIES, mods, strict=True))
+    if lengths is None or isinstance(lengths, Tensor):
+        lengths = {
+            m: (
+                lengths
+                if lengths is not None
+                else torch.full((x.shape[0],), x.shape[1], dtype=torch.long, device=x.device)
+            )
+            for m, x in mods.items()
+        }
+    return dict(mods), dict(lengths)
+
+
 class AugmentedModel(nn.Module):
     """A model plus the augmentation at ``augment_at``; what training, diagnostics and benches see.
 
@@ -257,9 +272,15 @@ class AugmentedModel(nn.Module):
 
     # ------------------------------------------------------------------------------ forward
 
-    def forward(self, mods: Mapping[str, Tensor], lengths: Mapping[str, Tensor]) -> Tensor:
-        """mods {l: (B, N_l, d_l)}, lengths {l: (B,)} -> predictions (B,)."""
-        B = next(iter(mods.values())).shape[0]
+    def forward(self, mods, lengths=None) -> Tensor:
+        """mods {l: (B, N_l, d_l)}, lengths {l: (B,)} -> predictions (B,).
+
+        For scripts and benches, ``mods`` may also be a sequence in (text, audio, vision) order
+        and ``lengths`` one (B,) tensor for all modalities, or None (every step valid); the
+        model always receives the two dicts.
+        """
+        mods, lengths = _as_dicts(mods, lengths)
+        B = mods[MODALITIES[0]].shape[0]
         # (lengths, steps) of each modality's input: the hook reuses lengths where steps match
         self._lengths = [
             (lengths.get(m) if lengths else None, mods[m].shape[1] if m in mods else 0)
