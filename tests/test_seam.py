@@ -320,3 +320,9 @@ def test_search_end_to_end_with_a_user_model(tmp_path, aug):
         assert r.data.params["model.hidden"] in ("8", "16")
         assert r.data.params["model.dropout"] == "0.0"
         assert "diag_test_text_missing_30_corr_drop" in r.data.metrics
+
+
+def test_docs_worked_example_is_the_tested_user_model():
+    docs = (TESTS.parent / "docs" / "models.md").read_text()
+    code = (TESTS / "user_models.py").read_text().split('"""', 2)[2].lstrip("\n")
+    assert f"```python\n{code}```" in docs, "docs/models.md and tests/user_models.py differ"

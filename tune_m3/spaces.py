@@ -431,12 +431,15 @@ def describe(space: SearchSpace) -> str:
         )
     )
     lines.append(f"  metric: {space.metric} ({space.mode})")
-    m = space.model
-    lines.append(
-        f"  model: {m.class_}"
-        + (f" kwargs {m.kwargs}" if m.kwargs else "")
-        + (f" augment_at {m.augment_at}" if m.augment_at else "")
-    )
+    if "model" in space.search:
+        lines.append("  model: searched (below)")
+    else:  # the model trials get: the model block, unless --set / fixed chose another
+        first = space.example_configs()[0]
+        lines.append(
+            f"  model: {first.model}"
+            + (f" kwargs {first.model_kwargs}" if first.model_kwargs else "")
+            + (f" augment_at {first.augment_at}" if first.augment_at else "")
+        )
     lines.append(f"  fixed: {space.fixed}")
     for k, d in space.search.items():
         lines.append(f"  search {k}: {d.kind} {d.args}")
