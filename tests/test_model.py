@@ -118,15 +118,13 @@ def test_encode_then_fusion_equals_forward_in_eval():
     assert torch.all(reps[0][1, :5] == 0)
 
 
-def test_dict_inputs_equal_list_inputs_and_unaligned_is_refused():
+def test_dict_inputs_equal_list_inputs():
     model = small().eval()
     x = inputs((6, 3, 4), 3, 5)
     lengths = torch.tensor([5, 2, 4])
     as_dict = dict(zip(("text", "audio", "vision"), x, strict=True))
     lens = {m: lengths for m in as_dict}
     assert torch.equal(model(as_dict, lens), model(x, lengths))
-    with pytest.raises(ValueError, match="aligned"):
-        model({**as_dict, "audio": torch.randn(3, 7, 3)}, lens)
 
 
 def test_m3_changes_training_outputs_but_not_evaluation():
@@ -207,3 +205,31 @@ def test_bad_inputs_are_clear_errors():
         model(x, torch.tensor([0, 2]))
     with pytest.raises(ValueError, match="lengths"):
         model(x, torch.tensor([5]))
+
+
+def test_unaligned_inputs_padding_exact_and_align_to_law():
+    from tune_m3.models.m3_baseline import align_to
+
+    # align_to: 6 source steps onto 3 -> means of pairs; 2 onto 4 -> nearest earlier step
+    x = torch.arange(6.0).view(1, 6, 1)
+    assert align_to(x, None, 3, None).flatten().tolist() == [0.5, 2.5, 4.5]
+    y = torch.tensor([[[0.0], [7.0], [9.0]]])  # front-padded: 2 valid steps
+    out = align_to(y, torch.tensor([2]), 5, torch.tensor([4]))
+    assert out.flatten().tolist() == [0.0, 7.0, 7.0, 9.0, 9.0]
+    # the model: a padded unaligned batch gives the unpadded predictions
+    model = small().eval()
+    steps = {"text": 5, "audio": 9, "vision": 3}
+    g = torch.Generator().manual_seed(0)
+    x = {
+        m: torch.randn(3, n, d, generator=g)
+        for (m, n), d in zip(steps.items(), (6, 3, 4), strict=True)
+    }
+    lens = {m: torch.tensor([n, max(1, n - 2), 1]) for m, n in steps.items()}
+    for m, n in steps.items():
+        for i, k in enumerate(lens[m].tolist()):
+            x[m][i, : n - k] = 0.0
+    batched = model(x, lens)
+    for i in range(3):
+        one = {m: x[m][i : i + 1, steps[m] - int(lens[m][i]) :] for m in steps}
+        single = model(one, {m: lens[m][i : i + 1] for m in steps})
+        assert torch.allclose(single, batched[i : i + 1], atol=1e-5)

@@ -249,12 +249,6 @@ def test_models_train_on_unaligned_arrays(model):
     assert np.isfinite(res.final["test_mae"]) and "diag_test_vision_noisy_30_mae" in res.final
 
 
-def test_baseline_on_unaligned_arrays_is_a_clear_error_before_training():
-    data = {s: unaligned_split(n=16, seed=i) for i, s in enumerate(("train", "valid", "test"))}
-    with pytest.raises(UserError, match="m3_baseline.*aligned.*model=mult"):
-        train(make_config({"max_epochs": 1}), data)
-
-
 def test_config_model_keys_and_params():
     c = make_config({"model": "mult", "model.d": 16, "augment_at": "input"})
     assert c.model_kwargs == {"d": 16}

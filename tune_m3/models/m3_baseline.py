@@ -298,10 +298,11 @@ class M3Baseline(nn.Module):
         y = model({"text": x_t, "audio": x_a, "vision": x_v}, lengths)  # (B,)
 
     Notes:
-        Word-aligned features only: every modality must have the same number of steps N.
-        ``lengths`` is a (B,) tensor, a dict of them per modality (all equal on aligned data; the
-        text entry is used) or None; each in [1, N]. Checking the range costs one device
-        synchronisation per call.
+        Word-aligned features are the paper's setting. Unaligned features (N_l differs per
+        modality) are encoded per modality and put on the text's steps before DNN-II (see
+        :meth:`encode`). ``lengths`` is a (B,) tensor, a dict of them per modality (all equal
+        on aligned data; the text entry is used) or None; each in [1, N_l]. Checking the range
+        costs one device synchronisation per call (per modality on unaligned inputs).
     """
 
     augment_at = "fusion"  # the seam's default hook: DNN-II's input [m_T, m_A, m_V]
@@ -329,33 +330,78 @@ class M3Baseline(nn.Module):
     def num_parameters(self) -> int:
         return sum(p.numel() for p in self.parameters())
 
-    def _inputs(self, mods, lengths) -> tuple[list[Tensor], Tensor | None]:
+    def _inputs(self, mods, lengths) -> tuple[list[Tensor], list[Tensor | None]]:
+        """Checked inputs and per-modality lengths (None where every step is valid).
+
+        Aligned inputs (one N for all modalities) share the text's lengths, as before the seam.
+        """
         mods = _as_list(mods, "mods")
-        B, N = mods[0].shape[:2]
+        B = mods[0].shape[0]
         for name, m, width in zip(MODALITY_NAMES, mods, self.config.input_dims, strict=True):
             if m.dim() != 3 or m.shape[0] != B or m.shape[-1] != width:
                 raise ValueError(
                     f"mods: {name} must have shape ({B}, N, {width}); got {tuple(m.shape)}"
                 )
-            if m.shape[1] != N:
-                raise ValueError(
-                    f"m3_baseline needs word-aligned features (one step count for all "
-                    f"modalities); text has {N} steps, {name} {m.shape[1]}. Use model=mult "
-                    "for unaligned features"
-                )
-        if isinstance(lengths, Mapping):
-            lengths = lengths[MODALITY_NAMES[0]]
-        return mods, _check_lengths(lengths, B, N, mods[0].device)
+        if not isinstance(lengths, Mapping):
+            lengths = dict.fromkeys(MODALITY_NAMES, lengths)
+        if len({m.shape[1] for m in mods}) == 1:  # aligned
+            text = _check_lengths(lengths[MODALITY_NAMES[0]], B, mods[0].shape[1], mods[0].device)
+            return mods, [text] * len(mods)
+        return mods, [
+            _check_lengths(lengths[name], B, m.shape[1], m.device)
+            for name, m in zip(MODALITY_NAMES, mods, strict=True)
+        ]
 
     def encode(self, mods, lengths=None) -> list[Tensor]:
-        """DNN-I: raw features (B, N, D_l) -> [m_T, m_A, m_V], each (B, N, d), zero on padding."""
-        mods, lengths = self._inputs(mods, lengths)
-        valid = _valid(lengths, mods[0].shape[1])
-        return [enc(x, lengths, valid) for enc, x in zip(self.encoders, mods, strict=True)]
+        """DNN-I: raw features (B, N_l, D_l) -> [m_T, m_A, m_V], each (B, N_T, d), zero on padding.
+
+        Unaligned inputs: each modality is encoded on its own steps, then audio and vision are
+        put on the text's steps by :func:`align_to` (the mean of the steps in each text step's
+        share of the clip), so DNN-II sees word-aligned representations.
+        """
+        return self._encode(*self._inputs(mods, lengths))
+
+    def _encode(self, mods: list[Tensor], lens: list[Tensor | None]) -> list[Tensor]:
+        reps = [
+            enc(x, n, _valid(n, x.shape[1]))
+            for enc, x, n in zip(self.encoders, mods, lens, strict=True)
+        ]  # (B, N_l, d)
+        N = mods[0].shape[1]
+        return [
+            r if r.shape[1] == N else align_to(r, n, N, lens[0])
+            for r, n in zip(reps, lens, strict=True)
+        ]
 
     def forward(self, mods, lengths=None) -> Tensor:
-        """mods (B, N, D_l) per modality, lengths (B,) or None -> predictions (B,)."""
-        mods, lengths = self._inputs(mods, lengths)
-        valid = _valid(lengths, mods[0].shape[1])
-        reps = [enc(x, lengths, valid) for enc, x in zip(self.encoders, mods, strict=True)]
-        return self.fusion(reps, lengths)  # (B,); M3 acts on reps at fusion's input
+        """mods (B, N_l, D_l) per modality, lengths (B,), a dict of them or None -> (B,)."""
+        mods, lens = self._inputs(mods, lengths)
+        reps = self._encode(mods, lens)  # [m_T, m_A, m_V], each (B, N_T, d)
+        return self.fusion(reps, lens[0])  # (B,); M3 acts on reps at fusion's input
+
+
+def align_to(x: Tensor, src_len: Tensor | None, n_out: int, out_len: Tensor | None) -> Tensor:
+    """Resample front-padded x (B, N_s, d) onto n_out front-padded steps, per sample.
+
+    Sample b's src_len[b] valid steps are spread evenly over its out_len[b] valid output steps:
+    output step t (0-based among the valid ones) is the mean of the source steps j with
+    floor(j · out_len / src_len) = t, or, when it gets none (a source shorter than the output),
+    source step floor(t · src_len / out_len). Padded output steps are zero. None lengths mean
+    every step is valid. The law depends only on valid steps, so padding changes nothing.
+    """
+    B, Ns, d = x.shape
+    dev = x.device
+    src = torch.full((B,), Ns, device=dev) if src_len is None else src_len
+    out = torch.full((B,), n_out, device=dev) if out_len is None else out_len
+    j = torch.arange(Ns, device=dev) - (Ns - src).unsqueeze(1)  # (B, Ns) index among valid steps
+    t = (j.clamp(min=0) * out.unsqueeze(1)) // src.unsqueeze(1)  # (B, Ns) target valid step
+    slot = torch.where(j >= 0, n_out - out.unsqueeze(1) + t, n_out)  # padded -> a spare slot
+    sums = x.new_zeros(B, n_out + 1, d).scatter_add_(1, slot.unsqueeze(-1).expand(-1, -1, d), x)
+    counts = x.new_zeros(B, n_out + 1).scatter_add_(1, slot, torch.ones_like(x[..., 0]))
+    mean = sums[:, :n_out] / counts[:, :n_out].clamp(min=1).unsqueeze(-1)  # (B, n_out, d)
+    # output steps no source step fell into: the nearest source step before them
+    k = torch.arange(n_out, device=dev) - (n_out - out).unsqueeze(1)  # (B, n_out)
+    pick = Ns - src.unsqueeze(1) + (k.clamp(min=0) * src.unsqueeze(1)) // out.unsqueeze(1)
+    nearest = x.gather(1, pick.clamp(max=Ns - 1).unsqueeze(-1).expand(-1, -1, d))
+    valid = (k >= 0).unsqueeze(-1)  # (B, n_out, 1)
+    empty = (counts[:, :n_out] == 0).unsqueeze(-1)
+    return torch.where(empty, nearest, mean) * valid
