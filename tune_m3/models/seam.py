@@ -427,7 +427,9 @@ def check_model_spec(
         model = build_model(cfg, dims).train()
         # every hook path runs, even with no augmentation configured
         model.augment = augment_layers(
-            cfg.model_copy(update={"scheme": "m3", "p_mask": 0.5, "p_missing": 0.25})
+            cfg.model_copy(
+                update={"scheme": "m3", "p_mask": 0.5, "p_missing": 0.25, "p_noise": 0.25}
+            )
         )
         mods, lengths = fake_batch(dims, steps)
         try:
