@@ -126,9 +126,18 @@ def test_bad_hook_and_output_shapes_are_user_errors():
         def forward(self, mods, lengths):
             return super().forward(mods, lengths).expand(-1, 2)  # (B, 2)
 
+    class Twice(DictSeq):
+        def forward(self, mods, lengths):
+            seqs = {m: p(mods[m]) for m, p in self.proj.items()}
+            return self.head(self.mixer(seqs) + self.mixer(seqs))
+
     import test_seam as me
 
-    me.Flat, me.Wide = Flat, Wide
+    me.Flat, me.Wide, me.Twice = Flat, Wide, Twice
+    with pytest.raises(UserError, match="'mixer' ran 2 times in one forward"):
+        check_model_spec(cfg("test_seam:Twice"), DIMS)
+    with pytest.raises(UserError, match="'proj' ran 0 times"):  # a ModuleDict is never called
+        check_model_spec(cfg(augment_at="proj"), DIMS)
     with pytest.raises(UserError, match="first positional argument"):
         check_model_spec(cfg("test_seam:Flat"), DIMS)
     with pytest.raises(UserError, match=r"returned \(4, 2\)"):

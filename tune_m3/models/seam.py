@@ -238,6 +238,7 @@ class AugmentedModel(nn.Module):
         self._lengths: list[tuple[Tensor | None, int]] | None = None
         self._damage: Damage | None = None
         self._capture: Capture | None = None
+        self._calls = 0  # hook calls in the current forward: must be exactly 1
 
     # -------------------------------------------------------------------------------- hooks
 
@@ -249,6 +250,7 @@ class AugmentedModel(nn.Module):
         ]
 
     def _pre_hook(self, module, args, kwargs):
+        self._calls += 1
         active = self.training and len(self.augment) > 0
         if not (active or self._damage is not None or self._capture is not None):
             return None
@@ -286,10 +288,17 @@ class AugmentedModel(nn.Module):
             (lengths.get(m) if lengths else None, mods[m].shape[1] if m in mods else 0)
             for m in MODALITIES
         ]
+        self._calls = 0
         try:
             out = self.net(mods, lengths)
         finally:
             self._lengths = None
+        if self._calls != 1:
+            raise ValueError(
+                f"model '{self.name}': augment_at '{self.augment_at}' ran {self._calls} times in "
+                "one forward; it must run exactly once, on all modalities together (hook the "
+                "module that receives them, or use 'input')"
+            )
         if self._capture is not None:
             self._capture.terminal = self._capture.output is out
         if not isinstance(out, Tensor) or tuple(out.shape) not in ((B,), (B, 1)):
