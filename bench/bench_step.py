@@ -7,6 +7,11 @@
     python bench/bench_step.py --device cuda --procs 1,2,4,8 --amp none,bf16   # on a GPU machine
     python bench/bench_step.py --model mult --seq-len 50,500,500   # MulT on unaligned features
 
+``--mmsa DIR`` (with ``--model mult``): also time the MulT of the MMSA toolkit
+(``MMSA/models/singleTask/MULT.py``, installed with ``pip install --no-deps --target DIR
+mmsa==2.2.1``; nothing of it is in this repo) at the same dims, width, heads, layers and
+dropouts, alternating the two in rounds in one process, and print the ratio of samples/s.
+
 ``--model``: any model spec of a space file (``m3_baseline``, ``mult``, ``module:Class``), built
 through the same seam as training. ``--seq-len`` is one L for all modalities, or L_T,L_A,L_V
 (unaligned; ``--lengths full`` only). FLOPs are counted by hand for the aligned baseline and by
@@ -248,6 +253,87 @@ def augment_seconds(cfg: TrialConfig, B=32, L=50, reps=200) -> float:
     return statistics.median(times)
 
 
+def load_mmsa_mult(root: str):
+    """MMSA's ``MULT`` class from ``root`` (a ``pip install --target`` directory), without running
+    the package's ``__init__`` (which needs transformers for its BERT models)."""
+    import importlib
+    import sys
+    import types
+    from pathlib import Path
+
+    base = Path(root) / "MMSA"
+    if not (base / "models" / "singleTask" / "MULT.py").is_file():
+        raise SystemExit(f"--mmsa {root}: no MMSA/models/singleTask/MULT.py there")
+    for name, sub in (
+        ("MMSA", ""),
+        ("MMSA.models", "models"),
+        ("MMSA.models.singleTask", "models/singleTask"),
+        ("MMSA.models.subNets", "models/subNets"),
+    ):
+        mod = types.ModuleType(name)
+        mod.__path__ = [str(base / sub)]
+        sys.modules[name] = mod
+    sys.modules["MMSA.models.subNets"].BertTextEncoder = None  # only with use_bert
+    return importlib.import_module("MMSA.models.singleTask.MULT").MULT
+
+
+def compare_mmsa(root: str, threads: int, B: int, L, rounds: int, steps: int) -> None:
+    """Ours (``mult`` through the seam) vs MMSA's MULT, alternated, 1 process, CPU."""
+    from types import SimpleNamespace
+
+    torch.set_num_threads(threads)
+    Ls = L if isinstance(L, tuple) else (L, L, L)
+    args = SimpleNamespace(
+        use_bert=False,
+        dst_feature_dim_nheads=(30, 5),
+        feature_dims=DIMS,
+        nlevels=5,
+        attn_dropout=0.1,
+        attn_dropout_a=0.0,
+        attn_dropout_v=0.0,
+        relu_dropout=0.1,
+        embed_dropout=0.25,
+        res_dropout=0.1,
+        output_dropout=0.0,
+        text_dropout=0.25,
+        attn_mask=True,
+        train_mode="regression",
+        num_classes=1,
+        conv1d_kernel_size_l=1,
+        conv1d_kernel_size_a=1,
+        conv1d_kernel_size_v=1,
+    )
+    torch.manual_seed(0)
+    theirs = load_mmsa_mult(root)(args).train()
+    ours = build_model(TrialConfig(model="mult"), DIMS).train()
+    batches = make_batches("full", B, Ls, steps)
+    models = {
+        "ours": (ours, lambda xs, ln: ours(xs, ln)),
+        "mmsa": (theirs, lambda xs, ln: theirs(*xs)["M"].squeeze(-1)),
+    }
+    opts = {k: torch.optim.Adam(m.parameters(), lr=1e-3) for k, (m, _) in models.items()}
+    rates: dict[str, list[float]] = {k: [] for k in models}
+    for r in range(rounds + 1):  # round 0 warms up
+        for k, (_, fwd) in models.items():
+            t0 = time.perf_counter()
+            for xs, ln, y in batches:
+                loss = (fwd(xs, ln) - y).abs().mean()
+                opts[k].zero_grad(set_to_none=True)
+                loss.backward()
+                opts[k].step()
+            if r:
+                rates[k].append(B * len(batches) / (time.perf_counter() - t0))
+    n = {k: sum(p.numel() for p in m.parameters()) for k, (m, _) in models.items()}
+    med = {k: statistics.median(v) for k, v in rates.items()}
+    print(
+        f"MulT vs MMSA MULT, L={'/'.join(map(str, Ls))}, B={B}, {threads} thread(s), {rounds} "
+        f"alternated rounds: ours {med['ours']:.1f} samples/s ({n['ours']:,} params), MMSA "
+        f"{med['mmsa']:.1f} samples/s ({n['mmsa']:,} params): ratio {med['ours'] / med['mmsa']:.2f}"
+        f" (per round: {', '.join(f'{a / b:.2f}' for a, b in zip(rates['ours'], rates['mmsa'], strict=True))})",
+        flush=True,
+    )
+
+
 def _list(p: argparse.ArgumentParser, flag: str, value: str, allowed) -> list[str]:
     """A comma list of ``flag`` whose items are all in ``allowed``; else argparse's error (exit 2)."""
     items = value.split(",")
@@ -282,6 +368,8 @@ def main() -> None:
     p.add_argument("--blocks", type=int, default=5, help="timed blocks (the median is quoted)")
     p.add_argument("--augment-cost", action="store_true", help="also time augmentation alone")
     p.add_argument("--json", help="append one JSON line per configuration to this file")
+    p.add_argument("--mmsa", metavar="DIR", help="compare --model mult with MMSA's MULT from DIR")
+    p.add_argument("--rounds", type=int, default=3, help="--mmsa: alternated rounds")
     args = p.parse_args()
     schemes = _list(p, "--schemes", args.schemes, list(SCHEMES))
     length_modes = _list(p, "--lengths", args.lengths, ["full", "random", "bucketed"])
@@ -297,6 +385,11 @@ def main() -> None:
         p.error("--seq-len L_T,L_A,L_V needs --lengths full")
     if args.augment_cost and args.model != "m3_baseline":
         p.error("--augment-cost times the baseline's representation width; use --model m3_baseline")
+    if args.mmsa:
+        if args.model != "mult" or args.device != "cpu":
+            p.error("--mmsa compares --model mult on --device cpu")
+        compare_mmsa(args.mmsa, args.threads, args.batch, seq_len, args.rounds, args.steps)
+        return
     on_gpu = args.device.startswith("cuda")
     if on_gpu and not torch.cuda.is_available():
         p.error("--device cuda but torch sees no CUDA device")
