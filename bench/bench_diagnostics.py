@@ -19,6 +19,7 @@ import time
 import numpy as np
 import torch
 
+from tune_m3.batches import batch_tensors
 from tune_m3.config import TrialConfig
 from tune_m3.diagnostics import KINDS, perturbed_order, run_diagnostics
 from tune_m3.metrics import compute_metrics
@@ -43,7 +44,7 @@ def make_test(n: int, seed: int = 0) -> dict:
 
 @torch.no_grad()
 def naive(model, test: dict, seed: int = 1234, sigma: float = 1.0, batch: int = 256) -> dict:
-    """24 full passes: encode + fuse of every sample, with the chosen ones damaged."""
+    """24 full passes of every sample, with the chosen ones damaged at the hook."""
     n = len(test["labels"])
     order = perturbed_order(n, seed)
     out = {}
@@ -55,17 +56,19 @@ def naive(model, test: dict, seed: int = 1234, sigma: float = 1.0, batch: int = 
                 preds = np.empty(n)
                 for lo in range(0, n, batch):
                     idx = np.arange(lo, min(n, lo + batch))
-                    mods = [torch.from_numpy(test[k][idx]) for k in MODS]
-                    lengths = torch.from_numpy(test["lengths"][idx].astype(np.int64))
-                    reps = model.encode(mods, lengths)
-                    sel = torch.from_numpy(chosen[idx])
-                    if kind == "missing":
-                        reps[li] = reps[li] * (~sel)[:, None, None]
-                    else:
-                        reps[li] = (
-                            reps[li] + sigma * torch.randn_like(reps[li]) * sel[:, None, None]
-                        )
-                    preds[idx] = model.fuse(reps, lengths).double().numpy()
+                    mods, lengths, _ = batch_tensors(test, idx, MODS, "cpu")
+                    sel = torch.from_numpy(chosen[idx])[:, None, None]  # (B, 1, 1)
+
+                    def damage(seq, lens, li=li, kind=kind, sel=sel):
+                        out = list(seq)
+                        if kind == "missing":
+                            out[li] = seq[li] * ~sel
+                        else:
+                            out[li] = seq[li] + sigma * torch.randn_like(seq[li]) * sel
+                        return out
+
+                    with model.intervene(damage):  # damage at the model's augment_at
+                        preds[idx] = model(mods, lengths).double().numpy()
                 out[(m, kind, f)] = compute_metrics(preds, test["labels"])
     return out
 

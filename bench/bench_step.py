@@ -1,10 +1,21 @@
-"""Training throughput of the baseline (samples/s) at MOSEI dims, B = 32, L = 50.
+"""Training throughput of a model (samples/s) at MOSEI dims, B = 32, L = 50.
 
     python bench/bench_step.py --threads 1                       # the issue's step benchmark
     python bench/bench_step.py --threads 1 --procs 2             # 2 concurrent 1-thread trials
     python bench/bench_step.py --lengths random,bucketed         # batches as train() builds them
     python bench/bench_step.py --schemes none,m3,perturb --augment-cost
     python bench/bench_step.py --device cuda --procs 1,2,4,8 --amp none,bf16   # on a GPU machine
+    python bench/bench_step.py --model mult --seq-len 50,500,500   # MulT on unaligned features
+
+``--mmsa DIR`` (with ``--model mult``): also time the MulT of the MMSA toolkit
+(``MMSA/models/singleTask/MULT.py``, installed with ``pip install --no-deps --target DIR
+mmsa==2.2.1``; nothing of it is in this repo) at the same dims, width, heads, layers and
+dropouts, alternating the two in rounds in one process, and print the ratio of samples/s.
+
+``--model``: any model spec of a space file (``m3_baseline``, ``mult``, ``module:Class``), built
+through the same seam as training. ``--seq-len`` is one L for all modalities, or L_T,L_A,L_V
+(unaligned; ``--lengths full`` only). FLOPs are counted by hand for the aligned baseline and by
+torch's ``FlopCounterMode`` (one step, forward + backward) otherwise.
 
 One training step = forward, L1 loss, backward, Adam step. Prints one line per configuration:
 median samples/s over timed blocks (and, with several processes, each process's median and
@@ -36,6 +47,7 @@ import torch
 from torch import nn
 
 from tune_m3.config import TrialConfig
+from tune_m3.names import MODALITIES
 from tune_m3.train import build_model, epoch_batches
 
 DIMS = (300, 74, 35)  # CMU-MOSEI: GloVe text, COVAREP audio, Facet vision
@@ -103,10 +115,19 @@ def _sync(device: str) -> None:
 # batches
 
 
-def make_batches(mode: str, B: int, L: int, n_batches: int, seed: int = 0):
-    """``n_batches`` of (features [x_T, x_A, x_V], lengths or None, labels), front-padded."""
+def make_batches(mode: str, B: int, L, n_batches: int, seed: int = 0):
+    """``n_batches`` of (features [x_T, x_A, x_V], lengths or None, labels), front-padded.
+
+    ``L`` a tuple (L_T, L_A, L_V): unaligned full-length batches, lengths per modality."""
     rng = np.random.default_rng(seed)
     g = torch.Generator().manual_seed(seed)
+    if isinstance(L, tuple):
+        out = []
+        for _ in range(n_batches):
+            xs = [torch.randn(B, n, d, generator=g) for n, d in zip(L, DIMS, strict=True)]
+            lens = {m: torch.full((B,), n) for m, n in zip(MODALITIES, L, strict=True)}
+            out.append((xs, lens, torch.randn(B, generator=g)))
+        return out
     if mode == "full":
         lens = [np.full(B, L)] * n_batches
     else:
@@ -132,16 +153,19 @@ def run_steps(opts: dict, barrier=None) -> dict:
     """Time training steps in this process; returns samples/s per block and the setup."""
     torch.set_num_threads(opts["threads"])
     device = opts["device"]
-    cfg = TrialConfig(**SCHEMES[opts["scheme"]])
+    cfg = TrialConfig(**SCHEMES[opts["scheme"]], model=opts["model"])
     model = build_model(cfg, DIMS).to(device)
     model.train()
+    counted = None
+    if opts["model"] != "m3_baseline" or isinstance(opts["seq_len"], tuple):
+        counted = counted_flops(model, opts["batch"], opts["seq_len"], device)
     if opts["compile"]:  # "default", or "reduce-overhead" (CUDA graphs on a GPU)
         model = torch.compile(model, mode=opts["compile"])
     opt = torch.optim.Adam(model.parameters(), lr=5e-4)
     loss_fn = nn.L1Loss()
     B = opts["batch"]
     batches = [
-        ([x.to(device) for x in xs], None if ln is None else ln.to(device), y.to(device))
+        ([x.to(device) for x in xs], _to(ln, device), y.to(device))
         for xs, ln, y in make_batches(opts["lengths"], B, opts["seq_len"], opts["steps"])
     ]
     amp = {"none": None, "bf16": torch.bfloat16, "fp16": torch.float16}[opts["amp"]]
@@ -173,8 +197,25 @@ def run_steps(opts: dict, barrier=None) -> dict:
         _sync(device)
         rates.append(B * len(batches) / (time.perf_counter() - t0))
     n_params = sum(p.numel() for p in model.parameters())
-    lens = [xs[0].shape[1] for xs, _, _ in batches]
-    return {"rates": rates, "params": n_params, "padded_lengths": lens}
+    lens = [sum(x.shape[1] for x in xs) / len(xs) for xs, _, _ in batches]
+    return {"rates": rates, "params": n_params, "padded_lengths": lens, "flops": counted}
+
+
+def _to(lengths, device):
+    if isinstance(lengths, dict):
+        return {m: v.to(device) for m, v in lengths.items()}
+    return None if lengths is None else lengths.to(device)
+
+
+def counted_flops(model, B: int, L, device: str) -> float:
+    """Matmul FLOPs of one training step (forward + backward) by torch's FlopCounterMode."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    xs, ln, _ = make_batches("full", B, L, 1, seed=1)[0]
+    with torch.random.fork_rng(devices=[]), FlopCounterMode(display=False) as fc:
+        model([x.to(device) for x in xs], _to(ln, device)).sum().backward()
+    model.zero_grad(set_to_none=True)
+    return float(fc.get_total_flops())
 
 
 def _worker(opts, barrier, queue):
@@ -200,7 +241,7 @@ def augment_seconds(cfg: TrialConfig, B=32, L=50, reps=200) -> float:
     """Median seconds of the augmentation layers alone on one batch of DNN-I outputs (3 x (B, L, d))."""
     model = build_model(cfg, DIMS)
     model.train()
-    d = model.config.d
+    d = model.net.config.d  # the baseline's DNN-I width
     xs = [torch.randn(B, L, d, requires_grad=True) for _ in range(3)]
     lengths = torch.randint(L // 2, L + 1, (B,))
     times = []
@@ -210,6 +251,87 @@ def augment_seconds(cfg: TrialConfig, B=32, L=50, reps=200) -> float:
         sum(o.sum() for o in out).backward()
         times.append(time.perf_counter() - t0)
     return statistics.median(times)
+
+
+def load_mmsa_mult(root: str):
+    """MMSA's ``MULT`` class from ``root`` (a ``pip install --target`` directory), without running
+    the package's ``__init__`` (which needs transformers for its BERT models)."""
+    import importlib
+    import sys
+    import types
+    from pathlib import Path
+
+    base = Path(root) / "MMSA"
+    if not (base / "models" / "singleTask" / "MULT.py").is_file():
+        raise SystemExit(f"--mmsa {root}: no MMSA/models/singleTask/MULT.py there")
+    for name, sub in (
+        ("MMSA", ""),
+        ("MMSA.models", "models"),
+        ("MMSA.models.singleTask", "models/singleTask"),
+        ("MMSA.models.subNets", "models/subNets"),
+    ):
+        mod = types.ModuleType(name)
+        mod.__path__ = [str(base / sub)]
+        sys.modules[name] = mod
+    sys.modules["MMSA.models.subNets"].BertTextEncoder = None  # only with use_bert
+    return importlib.import_module("MMSA.models.singleTask.MULT").MULT
+
+
+def compare_mmsa(root: str, threads: int, B: int, L, rounds: int, steps: int) -> None:
+    """Ours (``mult`` through the seam) vs MMSA's MULT, alternated, 1 process, CPU."""
+    from types import SimpleNamespace
+
+    torch.set_num_threads(threads)
+    Ls = L if isinstance(L, tuple) else (L, L, L)
+    args = SimpleNamespace(
+        use_bert=False,
+        dst_feature_dim_nheads=(30, 5),
+        feature_dims=DIMS,
+        nlevels=5,
+        attn_dropout=0.1,
+        attn_dropout_a=0.0,
+        attn_dropout_v=0.0,
+        relu_dropout=0.1,
+        embed_dropout=0.25,
+        res_dropout=0.1,
+        output_dropout=0.0,
+        text_dropout=0.25,
+        attn_mask=True,
+        train_mode="regression",
+        num_classes=1,
+        conv1d_kernel_size_l=1,
+        conv1d_kernel_size_a=1,
+        conv1d_kernel_size_v=1,
+    )
+    torch.manual_seed(0)
+    theirs = load_mmsa_mult(root)(args).train()
+    ours = build_model(TrialConfig(model="mult"), DIMS).train()
+    batches = make_batches("full", B, Ls, steps)
+    models = {
+        "ours": (ours, lambda xs, ln: ours(xs, ln)),
+        "mmsa": (theirs, lambda xs, ln: theirs(*xs)["M"].squeeze(-1)),
+    }
+    opts = {k: torch.optim.Adam(m.parameters(), lr=1e-3) for k, (m, _) in models.items()}
+    rates: dict[str, list[float]] = {k: [] for k in models}
+    for r in range(rounds + 1):  # round 0 warms up
+        for k, (_, fwd) in models.items():
+            t0 = time.perf_counter()
+            for xs, ln, y in batches:
+                loss = (fwd(xs, ln) - y).abs().mean()
+                opts[k].zero_grad(set_to_none=True)
+                loss.backward()
+                opts[k].step()
+            if r:
+                rates[k].append(B * len(batches) / (time.perf_counter() - t0))
+    n = {k: sum(p.numel() for p in m.parameters()) for k, (m, _) in models.items()}
+    med = {k: statistics.median(v) for k, v in rates.items()}
+    print(
+        f"MulT vs MMSA MULT, L={'/'.join(map(str, Ls))}, B={B}, {threads} thread(s), {rounds} "
+        f"alternated rounds: ours {med['ours']:.1f} samples/s ({n['ours']:,} params), MMSA "
+        f"{med['mmsa']:.1f} samples/s ({n['mmsa']:,} params): ratio {med['ours'] / med['mmsa']:.2f}"
+        f" (per round: {', '.join(f'{a / b:.2f}' for a, b in zip(rates['ours'], rates['mmsa'], strict=True))})",
+        flush=True,
+    )
 
 
 def _list(p: argparse.ArgumentParser, flag: str, value: str, allowed) -> list[str]:
@@ -240,11 +362,14 @@ def main() -> None:
         help="torch.compile the model; optional mode: default, reduce-overhead (CUDA graphs)",
     )
     p.add_argument("--batch", type=int, default=32)
-    p.add_argument("--seq-len", type=int, default=50)
+    p.add_argument("--seq-len", default="50", help="L, or L_T,L_A,L_V (unaligned)")
+    p.add_argument("--model", default="m3_baseline", help="m3_baseline, mult or module:Class")
     p.add_argument("--steps", type=int, default=10, help="steps per timed block")
     p.add_argument("--blocks", type=int, default=5, help="timed blocks (the median is quoted)")
     p.add_argument("--augment-cost", action="store_true", help="also time augmentation alone")
     p.add_argument("--json", help="append one JSON line per configuration to this file")
+    p.add_argument("--mmsa", metavar="DIR", help="compare --model mult with MMSA's MULT from DIR")
+    p.add_argument("--rounds", type=int, default=3, help="--mmsa: alternated rounds")
     args = p.parse_args()
     schemes = _list(p, "--schemes", args.schemes, list(SCHEMES))
     length_modes = _list(p, "--lengths", args.lengths, ["full", "random", "bucketed"])
@@ -252,6 +377,19 @@ def main() -> None:
     procs_list = args.procs.split(",")
     if not all(k.isdigit() and int(k) >= 1 for k in procs_list):
         p.error(f"--procs: {args.procs!r} is not a comma list of positive integers, e.g. 1,2,4")
+    seq = args.seq_len.split(",")
+    if len(seq) not in (1, 3) or not all(x.isdigit() and int(x) >= 1 for x in seq):
+        p.error(f"--seq-len: {args.seq_len!r} is not L or L_T,L_A,L_V (positive integers)")
+    seq_len = int(seq[0]) if len(seq) == 1 else tuple(map(int, seq))
+    if isinstance(seq_len, tuple) and length_modes != ["full"]:
+        p.error("--seq-len L_T,L_A,L_V needs --lengths full")
+    if args.augment_cost and args.model != "m3_baseline":
+        p.error("--augment-cost times the baseline's representation width; use --model m3_baseline")
+    if args.mmsa:
+        if args.model != "mult" or args.device != "cpu":
+            p.error("--mmsa compares --model mult on --device cpu")
+        compare_mmsa(args.mmsa, args.threads, args.batch, seq_len, args.rounds, args.steps)
+        return
     on_gpu = args.device.startswith("cuda")
     if on_gpu and not torch.cuda.is_available():
         p.error("--device cuda but torch sees no CUDA device")
@@ -287,23 +425,26 @@ def main() -> None:
                         "amp": amp,
                         "compile": args.compile,
                         "batch": args.batch,
-                        "seq_len": args.seq_len,
+                        "seq_len": seq_len,
+                        "model": args.model,
                         "steps": args.steps,
                         "blocks": args.blocks,
                     }
                     res = run_concurrent(opts, procs)
                     per_proc = [statistics.median(r["rates"]) for r in res]
                     agg = sum(per_proc)
-                    flops = step_flops(res[0]["padded_lengths"], args.batch)
+                    flops = res[0]["flops"] or step_flops(res[0]["padded_lengths"], args.batch)
                     # work done per second by all processes over the matmul rate they share:
                     # one GPU, or (on CPU) one rate per process with its own cores
                     capacity = peaks[amp] * (1 if on_gpu else procs)
                     frac = agg / args.batch * flops / capacity
                     key = f"{scheme}/{lengths}/{amp}"
+                    scheme_txt = f"{args.model} {scheme}" if args.model != "m3_baseline" else scheme
                     base_rate.setdefault(key, per_proc[0])
                     slow = base_rate[key] / statistics.mean(per_proc)
                     line = (
-                        f"{scheme:<8} lengths={lengths:<8} amp={amp:<4} procs={procs} "
+                        f"{scheme_txt:<8} lengths={lengths:<8} L={args.seq_len} amp={amp:<4} "
+                        f"procs={procs} "
                         f"threads={args.threads}: {agg:7.1f} samples/s"
                         + (
                             f" (per process {', '.join(f'{r:.1f}' for r in per_proc)}; "

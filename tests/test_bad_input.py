@@ -157,7 +157,54 @@ def world(tmp_path_factory) -> dict:
     (files / "unlogged.json").write_text("{not json")
     w["unlogged_bad"] = str(files / "unlogged.json")
     w["missing"] = str(files / "does_not_exist")
+
+    # user models, importable by the commands through PYTHONPATH
+    (files / "bad_models.py").write_text(BAD_MODELS)
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(files), env.get("PYTHONPATH")]))
+    no_kw = {k: v for k, v in TINY_FIXED.items() if k not in ("hidden", "proj")}
+    w["space_model_out"] = _space(
+        files / "model_out.yaml", model={"class": "bad_models:Wide"}, fixed=no_kw
+    )
+    w["space_model_kw"] = _space(
+        files / "model_kw.yaml", model={"class": "m3_baseline", "kwargs": {"hiden": 8}}
+    )
+    w["space_model_key"] = _space(files / "model_key.yaml", model={"klass": "mult"})
     return w
+
+
+BAD_MODELS = """
+import torch
+from torch import nn
+
+
+class NotModule:
+    def __init__(self, input_dims):
+        pass
+
+
+class Plain(nn.Module):
+    augment_at = "mix"
+
+    def __init__(self, input_dims):
+        super().__init__()
+        self.proj = nn.ModuleDict({m: nn.Linear(d, 4) for m, d in input_dims.items()})
+        self.mix = nn.Identity()
+
+    def forward(self, mods, lengths):
+        pooled = [self.proj[m](x.mean(1)) for m, x in mods.items()]
+        return self.mix(pooled)[0].sum(-1)
+
+
+class TensorHook(Plain):
+    def forward(self, mods, lengths):
+        pooled = [self.proj[m](x.mean(1)) for m, x in mods.items()]
+        return self.mix(torch.cat(pooled, -1)).sum(-1)
+
+
+class Wide(Plain):
+    def forward(self, mods, lengths):
+        return torch.stack([super().forward(mods, lengths)] * 2, -1)
+"""
 
 
 def _truncate(path: Path) -> None:
@@ -167,6 +214,7 @@ def _truncate(path: Path) -> None:
 
 S, D, T = "tune_m3.search", "tune_m3.data", "tune_m3.train"
 TINY_TRAIN = ["--dataset", "tiny", "--set", "hidden=8", "--set", "proj=8", "--epochs", "1"]
+TRAIN_MODEL = [T, "--dataset", "tiny", "--epochs", "1", "--set"]
 
 CASES = [
     # ---------------------------------------------------------------- search: flags
@@ -392,6 +440,45 @@ CASES = [
         [D, "synth", "--scale", "0", "--data-dir", "{store}"],
         ["scale"],
     ),
+    # ---------------------------------------------------------------- model specs (docs/models.md)
+    Case("model-unknown", [*TRAIN_MODEL, "model=mul"], ["model 'mul'", "did you mean 'mult'"]),
+    Case("model-no-module", [*TRAIN_MODEL, "model=nosuch:X"], ["'nosuch:X'", "PYTHONPATH"]),
+    Case("model-no-class", [*TRAIN_MODEL, "model=bad_models:Nope"], ["has no 'Nope'"]),
+    Case(
+        "model-not-module", [*TRAIN_MODEL, "model=bad_models:NotModule"], ["not a torch.nn.Module"]
+    ),
+    Case(
+        "model-kwarg-refused",
+        [*TRAIN_MODEL, "model=bad_models:Plain", "--set", "model.width=3"],
+        ["bad_models:Plain", "'width'", "model.kwargs"],
+    ),
+    Case(
+        "model-baseline-kwarg",
+        [*TRAIN_MODEL, "model.hiden=3"],
+        ["model 'm3_baseline'", "'hiden'"],
+    ),
+    Case(
+        "model-augment-at",
+        [*TRAIN_MODEL, "augment_at=fusoin"],
+        ["augment_at 'fusoin'", "encoders, fusion"],
+    ),
+    Case(
+        "model-hook-shape",
+        [*TRAIN_MODEL, "model=bad_models:TensorHook"],
+        ["bad_models:TensorHook", "augment_at 'mix'", "first positional argument"],
+    ),
+    Case(
+        "model-output-shape",
+        [*TRAIN_MODEL, "model=bad_models:Wide"],
+        ["bad_models:Wide", "returned (4, 2)"],
+    ),
+    Case(
+        "space-model-output",
+        [S, "--space", "{space_model_out}", "--dry-run"],
+        ["bad_models:Wide", "returned (4, 2)"],
+    ),
+    Case("space-model-kwarg", [S, "--space", "{space_model_kw}", "--dry-run"], ["'hiden'"]),
+    Case("space-model-key", [S, "--space", "{space_model_key}", "--dry-run"], ["klass"]),
     # ---------------------------------------------------------------- analysis, resync
     Case("report-no-store", ["analysis.report", "--experiment", "e"], ["mlflow.db"]),
     Case(

@@ -256,10 +256,24 @@ def test_wrong_number_of_modalities_is_a_clear_error():
         uniform(ones((3, 3, 3)))
 
 
-def test_mismatched_batch_or_time_is_an_error():
+def test_mismatched_batch_is_an_error():
+    # different step counts are allowed (unaligned features: see test_unaligned_timestep_law)
     layer = ModalityMasking().train()
     with pytest.raises(ValueError, match="share"):
-        layer([torch.ones(2, 5, 3), torch.ones(2, 4, 3), torch.ones(2, 5, 3)])
+        layer([torch.ones(2, 5, 3), torch.ones(3, 5, 3), torch.ones(2, 5, 3)])
+
+
+def test_unaligned_timestep_law():
+    """N_l differs: each modality's own steps are masked with P = p_mask * pi_l, at most one
+    modality per end-aligned unit."""
+    layer = ModalityMasking("m3", p_mask=0.6, modal_probs=(0.5, 0.3, 0.2), seed=0).train()
+    out = layer([torch.ones(4000, 5, 2), torch.ones(4000, 12, 3), torch.ones(4000, 3, 1)])
+    zeroed = [(o == 0).all(-1) for o in out]  # (B, N_l)
+    for z, pi in zip(zeroed, (0.5, 0.3, 0.2), strict=True):
+        assert abs(z.float().mean().item() - 0.6 * pi) < 0.01
+    # the last 3 steps are shared units: never two modalities there
+    last = torch.stack([z[:, -3:] for z in zeroed]).sum(0)
+    assert last.max() <= 1
 
 
 @pytest.mark.parametrize("dims", [(7, 2), (5, 1, 9, 3)])

@@ -1,4 +1,4 @@
-"""M3Baseline: shapes, exact padding handling, encode/fuse split, hooks, size, trainability."""
+"""M3Baseline: shapes, exact padding handling, encode/fusion split, size, trainability."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import pytest
 import torch
 from torch import nn
 
-from tune_m3.augment import ModalityMasking
+from tune_m3.augment import AugmentPipeline, ModalityMasking
 from tune_m3.models import M3Baseline, ModelConfig
 from tune_m3.models.m3_baseline import BiLSTM
 
@@ -107,58 +107,41 @@ def test_lengths_all_full_equals_no_lengths():
     assert torch.allclose(model(x, [5, 5, 5]), model(x))
 
 
-def test_encode_then_fuse_equals_forward_in_eval():
+def test_encode_then_fusion_equals_forward_in_eval():
     model = small().eval()
     x = inputs((6, 3, 4), 3, 7)
     lengths = torch.tensor([7, 2, 5])
     reps = model.encode(x, lengths)
     assert [r.shape for r in reps] == [torch.Size([3, 7, 8])] * 3
-    assert torch.allclose(model.fuse(reps, lengths), model(x, lengths))
+    assert torch.allclose(model.fusion(reps, lengths), model(x, lengths))
     # the representations are zero on padded steps
     assert torch.all(reps[0][1, :5] == 0)
 
 
-class Spy(nn.Module):
-    def __init__(self):
-        super().__init__()
-        self.calls = []
-
-    def forward(self, mods, lengths=None):
-        self.calls.append((self.training, [m.shape for m in mods], lengths))
-        return list(mods)
-
-
-def test_augment_hooks_are_called_with_representations_and_raw_features():
-    spy, raw_spy = Spy(), Spy()
-    model = M3Baseline(
-        ModelConfig(input_dims=(6, 3, 4), hidden=8, proj=10), augment=spy, input_augment=raw_spy
-    )
-    model.train()
-    lengths = torch.tensor([4, 2])
-    model(inputs((6, 3, 4), 2, 4), lengths)
-    assert spy.calls[0][0] is True
-    assert spy.calls[0][1] == [torch.Size([2, 4, 10])] * 3  # m_T, m_A, m_V
-    assert torch.equal(spy.calls[0][2], lengths)
-    assert raw_spy.calls[0][1] == [
-        torch.Size([2, 4, 6]),
-        torch.Size([2, 4, 3]),
-        torch.Size([2, 4, 4]),
-    ]
+def test_dict_inputs_equal_list_inputs():
+    model = small().eval()
+    x = inputs((6, 3, 4), 3, 5)
+    lengths = torch.tensor([5, 2, 4])
+    as_dict = dict(zip(("text", "audio", "vision"), x, strict=True))
+    lens = {m: lengths for m in as_dict}
+    assert torch.equal(model(as_dict, lens), model(x, lengths))
 
 
 def test_m3_changes_training_outputs_but_not_evaluation():
-    m3 = ModalityMasking("m3", p_mask=1.0, modal_probs=(1, 0, 0), seed=0)
-    model = small(dropout=0.0)
-    model.augment = m3
-    x = inputs((6, 3, 4), 3, 5)
+    from tune_m3.models.seam import AugmentedModel
+
+    m3 = AugmentPipeline([ModalityMasking("m3", p_mask=1.0, modal_probs=(1, 0, 0), seed=0)])
+    model = AugmentedModel(small(dropout=0.0), m3, "fusion", "m3_baseline")
     plain = small(dropout=0.0)
-    plain.load_state_dict(model.state_dict())
+    plain.load_state_dict(model.net.state_dict())
+    x = dict(zip(("text", "audio", "vision"), inputs((6, 3, 4), 3, 5), strict=True))
+    lens = {m: torch.tensor([5, 5, 5]) for m in x}
     model.train()
     plain.train()
-    assert not torch.allclose(model(x), plain(x))
+    assert not torch.allclose(model(x, lens), plain(x, lens))
     model.eval()
     plain.eval()
-    assert torch.allclose(model(x), plain(x))
+    assert torch.allclose(model(x, lens), plain(x, lens))
 
 
 def test_a_few_adam_steps_reduce_the_l1_loss():
@@ -278,3 +261,31 @@ def test_xavier_init_touches_attention_projections_only():
         assert lin.weight.abs().max() > 0.8 * bound
     with pytest.raises(ValueError, match="init"):
         _built(init="kaiming")
+
+
+def test_unaligned_inputs_padding_exact_and_align_to_law():
+    from tune_m3.models.m3_baseline import align_to
+
+    # align_to: 6 source steps onto 3 -> means of pairs; 2 onto 4 -> nearest earlier step
+    x = torch.arange(6.0).view(1, 6, 1)
+    assert align_to(x, None, 3, None).flatten().tolist() == [0.5, 2.5, 4.5]
+    y = torch.tensor([[[0.0], [7.0], [9.0]]])  # front-padded: 2 valid steps
+    out = align_to(y, torch.tensor([2]), 5, torch.tensor([4]))
+    assert out.flatten().tolist() == [0.0, 7.0, 7.0, 9.0, 9.0]
+    # the model: a padded unaligned batch gives the unpadded predictions
+    model = small().eval()
+    steps = {"text": 5, "audio": 9, "vision": 3}
+    g = torch.Generator().manual_seed(0)
+    x = {
+        m: torch.randn(3, n, d, generator=g)
+        for (m, n), d in zip(steps.items(), (6, 3, 4), strict=True)
+    }
+    lens = {m: torch.tensor([n, max(1, n - 2), 1]) for m, n in steps.items()}
+    for m, n in steps.items():
+        for i, k in enumerate(lens[m].tolist()):
+            x[m][i, : n - k] = 0.0
+    batched = model(x, lens)
+    for i in range(3):
+        one = {m: x[m][i : i + 1, steps[m] - int(lens[m][i]) :] for m in steps}
+        single = model(one, {m: lens[m][i : i + 1] for m in steps})
+        assert torch.allclose(single, batched[i : i + 1], atol=1e-5)

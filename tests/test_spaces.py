@@ -9,6 +9,7 @@ import time
 import pytest
 import yaml
 
+from tune_m3.config import make_config
 from tune_m3.errors import UserError
 from tune_m3.spaces import available_spaces, load_space
 
@@ -20,8 +21,9 @@ SHIPPED = {
     "perturb_mosi": 30,
     "m3_grid_mosei": 40,
     "masking_schemes_mosei": 20,
-    "robust_grid_mosei": 12,
-    "robust_grid_mosi": 12,
+    "robust_grid_mosei": 24,
+    "robust_grid_mosi": 24,
+    "m3_mult_mosei": 40,
 }
 
 
@@ -45,12 +47,33 @@ def test_m3_grid_is_the_papers_table3_grid():
     assert sorted({p["seed"] for p in points}) == [0, 1, 2, 3, 4]
 
 
-def test_robust_grid_variants_times_seeds():
+def test_robust_grid_variants_times_models_times_seeds():
     space = load_space("robust_grid_mosei")
     pts = space.grid_points()
-    assert len(pts) == 12
-    v = space.trial_values({"variant": "15+15", "seed": 2})
-    assert (v["p_missing"], v["p_noise"], v["seed"]) == (0.15, 0.15, 2)
+    assert len(pts) == 24
+    assert {p["model"] for p in pts} == {"m3_baseline", "mult"}
+    v = space.trial_values({"variant": "15+15", "model": "mult", "seed": 2})
+    assert (v["p_missing"], v["p_noise"], v["seed"], v["model"]) == (0.15, 0.15, 2, "mult")
+
+
+def test_model_block_bare_or_full_and_model_kwargs_searched(tmp_path):
+    bare = tmp_path / "bare.yaml"
+    bare.write_text(yaml.safe_dump({**BASE, "model": "mult"}))
+    assert load_space(str(bare)).example_configs()[0].model == "mult"
+    full = tmp_path / "full.yaml"
+    spec = {"class": "mult", "kwargs": {"d": 10, "heads": 2}, "augment_at": "input"}
+    search = {**BASE["search"], "model.layers": {"choice": [1, 2]}}
+    full.write_text(yaml.safe_dump({**BASE, "model": spec, "search": search}))
+    space = load_space(str(full))
+    cfg = make_config(space.trial_values({"p_mask": 0.1, "model.layers": 2}))
+    assert (cfg.model, cfg.augment_at) == ("mult", "input")
+    assert cfg.model_kwargs == {"d": 10, "heads": 2, "layers": 2}
+    assert cfg.params()["model.layers"] == 2
+    # the block's kwargs belong to its class: another model chosen by --set drops them
+    kw = tmp_path / "kw.yaml"
+    kw.write_text(yaml.safe_dump({**BASE, "model": {"class": "mult", "kwargs": {"d": 10}}}))
+    other = load_space(str(kw), overrides={"model": "m3_baseline", "model.hidden": 4})
+    assert make_config(other.trial_values({"p_mask": 0.1})).model_kwargs == {"hidden": 4}
 
 
 BASE = {
@@ -195,7 +218,7 @@ def test_dry_run_lists_the_exact_grid_without_ray(tmp_path):
     out, _ = _cli(
         "--space", "robust_grid_mosei", "--dry-run", env_extra={"TUNE_M3_DATA_DIR": str(tmp_path)}
     )
-    assert "trials: 12" in out.stdout and "variant=15+15  seed=2" in out.stdout
+    assert "trials: 24" in out.stdout and "variant=15+15  model=mult  seed=2" in out.stdout
 
 
 def test_missing_dataset_fails_before_ray(tmp_path):

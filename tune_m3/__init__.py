@@ -1,13 +1,14 @@
 """tune_m3: hyperparameter search for robust multimodal training.
 
 M3 modality masking (Georgiou et al., Interspeech 2021) and modality perturbation
-(Hazarika et al., NAACL 2022) around the M3 paper's baseline model, searched with
-Ray Tune + Optuna + ASHA and tracked in MLflow.
+(Hazarika et al., NAACL 2022) around any multimodal model (the M3 paper's baseline, a
+MulT-style transformer, or the user's own ``nn.Module``), searched with Ray Tune + Optuna +
+ASHA and tracked in MLflow.
 
 The public surface is small; everything else may move:
 
 - ``tune_m3.augment``: ``ModalityMasking``, ``ModalityPerturbation``
-- ``tune_m3.models``: ``M3Baseline``, ``ModelConfig``
+- ``tune_m3.models``: ``M3Baseline``, ``MulT``, ``build_model``, ``AugmentedModel``
 - ``tune_m3.metrics``: ``compute_metrics``
 - ``tune_m3.data``: ``load_dataset``, ``build_synthetic``, ``import_file``
 """

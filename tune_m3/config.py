@@ -26,13 +26,23 @@ name               paper symbol                meaning
 ``perturb_count``  —                           ``round`` (half up) or ``floor`` (paper's code)
 ``soft_m3_mode``   —                           ``paper`` (pM gate, p_feature share) or
                                                ``authors`` (one modality per batch, rate π·pM)
+``model``          —                           ``m3_baseline`` (default), ``mult`` or
+                                               ``module:Class`` (docs/models.md)
+``model.<kw>``     —                           a constructor kwarg of the model, e.g.
+                                               ``model.hidden``; held in ``model_kwargs``
+``augment_at``     —                           where masking/perturbation act: ``input`` or
+                                               a submodule (default: the model's own)
 =================  ==========================  =============================================
+
+The baseline's kwargs from before the model seam (``hidden``, ``proj``, ``dropout``,
+``num_layers``, ``attn_dropout``, ``init``) are still accepted as aliases of ``model.hidden`` etc.
+and logged as the latter.
 
 The ``diag_*`` fields configure the test-time checks the same way (``diag_noise_kind``,
 ``diag_sigma_scale``). Options that reproduce the authors' code rather than the papers' text
-(``soft_m3_mode``, ``perturb_count``, ``attn_dropout``, ``init``, ``lr_cooldown``, ``min_lr``,
-``granularity: batch``) are listed with their effect in docs/fidelity.md; every default is the
-behaviour tune_m3 had before they existed.
+(``soft_m3_mode``, ``perturb_count``, ``model.attn_dropout``, ``model.init``, ``lr_cooldown``,
+``min_lr``, ``granularity: batch``) are listed with their effect in docs/fidelity.md; every
+default is the behaviour tune_m3 had before they existed.
 
 Invalid values are refused at construction with a message that names the field.
 """
@@ -70,7 +80,6 @@ class TrialConfig(BaseModel):
         "paper", description="soft_m3: authors = one modality per batch, no pM gate"
     )
     rescale: bool = False
-    mask_at: Literal["representation", "input"] = "representation"
 
     # modality perturbation (robustness paper)
     p_missing: float = Field(0.0, ge=0.0, le=1.0)
@@ -81,15 +90,12 @@ class TrialConfig(BaseModel):
     perturb_count: Literal["round", "floor"] = "round"
     perturb_target: Literal["text", "audio", "vision"] = "text"
 
-    # model (M3 paper sec. 2.1 defaults)
-    hidden: int = Field(100, ge=1)
-    proj: int = Field(100, ge=1)
-    dropout: float = Field(0.2, ge=0.0, lt=1.0)
-    num_layers: int = Field(1, ge=1)
-    attn_dropout: float = Field(0.0, ge=0.0, lt=1.0, description="dropout on attention weights")
-    init: Literal["default", "xavier"] = Field(
-        "default", description="xavier: Xavier-uniform attention projections (authors' code)"
-    )
+    # model (docs/models.md): a built-in name or "module:Class", its constructor kwargs (given as
+    # model.<kw> keys: --set model.hidden=64), and where M3 / perturbation act ("input" or a
+    # submodule's dotted name; None = the model's default: a built-in's fusion input, else input)
+    model: str = Field("m3_baseline", min_length=1)
+    model_kwargs: dict[str, Any] = Field(default_factory=dict)
+    augment_at: str | None = Field(None, min_length=1)
 
     # optimisation
     lr: float = Field(5e-4, gt=0.0)
@@ -118,6 +124,22 @@ class TrialConfig(BaseModel):
     diag_noise_kind: Literal["additive", "multiplicative"] = "additive"
     diag_sigma_scale: Literal["absolute", "rms"] = "absolute"
     diag_seed: int = 1234
+
+    @model_validator(mode="before")
+    @classmethod
+    def _model_keys(cls, values: Any) -> Any:
+        """``model.<kw>`` keys (and the legacy flat baseline names) -> ``model_kwargs``."""
+        if not isinstance(values, dict):
+            return values
+        values = dict(values)
+        kwargs = dict(values.pop("model_kwargs", None) or {})
+        for key in list(values):
+            if key.startswith(MODEL_PREFIX):
+                kwargs[key[len(MODEL_PREFIX) :]] = values.pop(key)
+            elif key in LEGACY_MODEL_KEYS:
+                kwargs.setdefault(key, values.pop(key))
+        values["model_kwargs"] = kwargs
+        return values
 
     @model_validator(mode="after")
     def _check(self) -> TrialConfig:
@@ -149,15 +171,34 @@ class TrialConfig(BaseModel):
         return (self.pi_text, self.pi_audio, self.pi_vision)
 
     def params(self) -> dict[str, Any]:
-        """Flat params for MLflow / tables (tuples as comma-separated strings)."""
+        """Flat params for MLflow / tables (tuples as comma-separated strings).
+
+        The model's kwargs appear as ``model.<kw>`` (the same keys as ``--set`` and space files).
+        """
         out = {}
         for k, v in self.model_dump().items():
+            if k == "model_kwargs":
+                out.update({f"{MODEL_PREFIX}{kw}": x for kw, x in sorted(v.items())})
+                continue
             out[k] = ",".join(map(str, v)) if isinstance(v, tuple) else v
         return out
 
 
+MODEL_PREFIX = "model."
+# Flat names of the baseline's kwargs from before the model seam, still accepted as aliases of
+# model.<name> (``--set hidden=64`` == ``--set model.hidden=64``); logged as model.<name>.
+LEGACY_MODEL_KEYS = ("hidden", "proj", "dropout", "num_layers", "attn_dropout", "init")
+
+
+def is_model_key(key: str) -> bool:
+    """A model kwarg key (``model.hidden``) or a legacy alias of one (``hidden``)."""
+    return (key.startswith(MODEL_PREFIX) and len(key) > len(MODEL_PREFIX)) or key in (
+        LEGACY_MODEL_KEYS
+    )
+
+
 def field_names() -> list[str]:
-    return list(TrialConfig.model_fields)
+    return [k for k in TrialConfig.model_fields if k != "model_kwargs"]
 
 
 def did_you_mean(key: str, choices: list[str]) -> str:
@@ -170,7 +211,8 @@ def make_config(values: dict[str, Any], where: str = "config") -> TrialConfig:
     try:
         return TrialConfig(**values)
     except ValidationError as err:
-        raise UserError(format_validation_error(err, where, field_names())) from None
+        known = field_names() + [MODEL_PREFIX + k for k in LEGACY_MODEL_KEYS]
+        raise UserError(format_validation_error(err, where, known)) from None
 
 
 def format_validation_error(err: ValidationError, where: str, known: list[str]) -> str:

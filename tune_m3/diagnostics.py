@@ -1,8 +1,9 @@
 """Test-time robustness checks (Hazarika et al., NAACL 2022, sec. 3) on a trained model.
 
 For each modality l, each kind of damage and each test fraction f (default 5, 10, 15, 30 %):
-a fixed-seed subset of f·N test samples has the *representation* of modality l (the encoder
-output, before fusion: the model's ``encode``/``fuse`` split) changed, the rest is left clean:
+a fixed-seed subset of f·N test samples has modality l changed where the training augmentation
+acts (the model's ``augment_at``: the baseline's fusion input, i.e. the encoder output; or the
+input features), the rest is left clean:
 
 - ``missing``: multiplied by 0;
 - ``noisy``: by default white Gaussian noise N(0, sigma^2) added on the valid (non-padded) steps
@@ -27,9 +28,12 @@ Metric names (one pattern, used from here to MLflow to the tables)::
                                                       largest fraction, divided by that fraction
 
 Cost: the subsets are nested (one permutation; the first f·N indices), and a sample's perturbed
-prediction does not depend on which other samples are perturbed. So one clean pass (encode +
-fuse) plus, per (modality, kind), one fuse of the largest subset gives every cell: about
-1 + 6·0.3 = 2.8 clean passes for the default grid instead of 24 (see bench/).
+prediction does not depend on which other samples are perturbed. So one clean pass plus, per
+(modality, kind), one pass of the largest subset gives every cell: about 1 + 6·0.3 = 2.8 clean
+passes for the default grid instead of 24 (see bench/). When the hooked submodule's output is
+the model's output (the baseline's ``fusion``), the damaged passes start at the hook from the
+clean pass's captured inputs: the encoders run once per sample. Otherwise the damaged subset
+runs through the whole model with the damage applied at the hook.
 
 Pairing: the subset and the noise draws depend only on ``seed`` (and the eval batch size for the
 noise), not on the model, so two models are compared on the same damaged samples. Surprise: with
@@ -75,7 +79,7 @@ def measure_rms(
     model,
     arrays: Mapping[str, np.ndarray],
     modalities: Sequence[str] = MODALITIES,
-    at: str = "representation",
+    at: str = "hook",
     seed: int = 0,
     n_samples: int = RMS_SAMPLES,
     batch_size: int = 256,
@@ -85,9 +89,10 @@ def measure_rms(
     """RMS of each modality over valid steps and features: {modality: r_l}.
 
     Reads a fixed-seed subset of ``n_samples`` clips of ``arrays`` (all when fewer) in eval mode
-    (no dropout, no augmentation): the encoder output (``at="representation"``, where M3 and the
-    diagnostics act) or the raw input features (``at="input"``). One number per modality, pooled
-    over every valid element of the subset: r_l = sqrt(sum x^2 / (valid steps · d_l)).
+    (no dropout, no augmentation) through the wrapped model: the per-modality tensors at its
+    ``augment_at`` (``at="hook"``, where M3, perturbation and the diagnostics act) or the raw
+    input features (``at="input"``). One number per modality, pooled over every valid element
+    of the subset: r_l = sqrt(sum x^2 / (valid steps · d_l)).
     """
     from tune_m3.batches import batch_tensors  # local: keeps this module importable alone
 
@@ -101,12 +106,18 @@ def measure_rms(
         for lo in range(0, pick.size, batch_size):
             idx = pick[lo : lo + batch_size]
             mods, lengths, _ = batch_tensors(arrays, idx, all_modalities, device)
-            reps = model.encode(mods, lengths) if at == "representation" else list(mods)
+            if at == "hook":
+                reps, lens = model.hook_inputs(mods, lengths)
+            else:
+                reps, lens = [mods[m] for m in all_modalities], [lengths[m] for m in all_modalities]
             for m in modalities:
-                x = reps[list(all_modalities).index(m)]  # (B, N, d)
-                steps = x.shape[0] * x.shape[1] if lengths is None else int(lengths.sum())
+                i = list(all_modalities).index(m)
+                x, n_valid = reps[i], lens[i]  # (B, N, d) or pooled (B, d); (B,) or None
+                if x.dim() == 2:  # pooled at the hook: one step per sample
+                    x, n_valid = x.unsqueeze(1), None
+                steps = x.shape[0] * x.shape[1] if n_valid is None else int(n_valid.sum())
                 count = steps * x.shape[-1]
-                sums[m] += rms_over_valid(x, lengths) ** 2 * count
+                sums[m] += rms_over_valid(x, n_valid) ** 2 * count
                 counts[m] += count
     finally:
         model.train(was_training)
@@ -151,6 +162,29 @@ def perturbed_order(n: int, seed: int) -> np.ndarray:
     return np.random.default_rng(seed).permutation(n)
 
 
+def _damage(
+    li: int,
+    kind: str,
+    sigma: float,
+    noise_seed: int,
+    noise_kind: str = "additive",
+    rms: float | None = None,
+):
+    """The damage of modality ``li`` at the hook: zeroed, or noise by :func:`_noisy`'s law."""
+
+    def apply(seq: list[torch.Tensor], lens: list[torch.Tensor | None]) -> list[torch.Tensor]:
+        out = list(seq)
+        x = seq[li]  # (b', N, d)
+        if kind == "missing":
+            out[li] = torch.zeros_like(x)
+            return out
+        g = torch.Generator(device=x.device).manual_seed(noise_seed)
+        out[li] = _noisy(x, lens[li], g, sigma, noise_kind, rms)
+        return out
+
+    return apply
+
+
 @torch.no_grad()
 def run_diagnostics(
     model,
@@ -169,7 +203,8 @@ def run_diagnostics(
 ) -> tuple[dict[str, float], np.ndarray]:
     """Run the checks; returns (flat metrics dict incl. ``test_*`` clean metrics, clean preds (N,)).
 
-    ``test`` holds the arrays of the test split: one (N, L, d) array per modality, ``labels`` (N,)
+    ``model`` is the wrapped model (:class:`tune_m3.models.seam.AugmentedModel`); the damage
+    acts at its ``augment_at``. ``test`` holds the arrays of the test split: one (N, L, d) array per modality, ``labels`` (N,)
     and ``lengths`` (N,). ``modalities`` are the ones damaged; ``all_modalities`` is the model's
     input order. ``noise_kind`` / ``sigma_scale`` choose the law of ``noisy`` (module docstring);
     ``sigma_scale="rms"`` needs ``rms`` = {modality: r_l} from :func:`measure_rms` on the
@@ -193,28 +228,25 @@ def run_diagnostics(
     for b, lo in enumerate(range(0, n, batch_size)):
         idx = np.arange(lo, min(n, lo + batch_size))
         mods, lengths, _ = batch_tensors(test, idx, all_modalities, device)
-        reps = model.encode(mods, lengths)  # [m_l (B, N', d)]
-        clean[idx] = model.fuse(reps, lengths).double().cpu().numpy()
+        with model.capture() as cap:
+            clean[idx] = model(mods, lengths).double().cpu().numpy()
         sel = np.flatnonzero(chosen[idx])  # positions in the batch that get damaged
         if sel.size == 0:
             continue
-        sel_t = torch.as_tensor(sel, device=reps[0].device)
-        sub = [r.index_select(0, sel_t) for r in reps]  # (b', N', d)
-        sub_len = None if lengths is None else lengths.index_select(0, sel_t)
+        sel_t = torch.as_tensor(sel, device=device)
         for mi, m in enumerate(modalities):
             li = list(all_modalities).index(m)
             for kind in KINDS:
-                reps_k = list(sub)
-                if kind == "missing":
-                    reps_k[li] = torch.zeros_like(sub[li])
+                r = None if rms is None else float(rms[m])
+                damage = _damage(li, kind, sigma, seed * 1_000_003 + b * 101 + mi, noise_kind, r)
+                if cap.terminal:  # start from the hook's captured inputs
+                    out = model.rerun_from_hook(cap, sel_t, damage)
                 else:
-                    g = torch.Generator(device=sub[li].device).manual_seed(
-                        seed * 1_000_003 + b * 101 + mi
-                    )
-                    r = None if rms is None else float(rms[m])
-                    reps_k[li] = _noisy(sub[li], sub_len, g, sigma, noise_kind, r)
-                out = model.fuse(reps_k, sub_len).double().cpu().numpy()
-                damaged[(m, kind)][idx[sel]] = out
+                    sub_mods = {k: v.index_select(0, sel_t) for k, v in mods.items()}
+                    sub_len = {k: v.index_select(0, sel_t) for k, v in lengths.items()}
+                    with model.intervene(damage):
+                        out = model(sub_mods, sub_len)
+                damaged[(m, kind)][idx[sel]] = out.double().cpu().numpy()
 
     clean_metrics = compute_metrics(clean, labels)
     result: dict[str, float] = {f"test_{k}": v for k, v in clean_metrics.items()}

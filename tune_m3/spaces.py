@@ -12,9 +12,14 @@ validated; unknown keys get a did-you-mean)::
         scale: 0.04                  #     fraction of the real split sizes
         seed: 0
         unaligned: false             #     true: audio/vision have more steps than text
+    model:                           # optional; a bare name also works: `model: mult`
+      class: m3_baseline             #   m3_baseline (default) | mult | module:Class
+      kwargs: {hidden: 64}           #   constructor kwargs (only for this class)
+      augment_at: fusion             #   input | a submodule's dotted name (default: the model's)
     fixed:                           # TrialConfig fields held fixed (see tune_m3/config.py)
       max_epochs: 30
-    search:                          # TrialConfig fields (or audio_share) searched
+    search:                          # TrialConfig fields, model.<kw> or audio_share searched
+      model.hidden: {choice: [32, 64, 128]}
       p_mask: {uniform: [0.05, 0.5]}           # uniform | loguniform | quniform: [lo, hi, q]
       lr: {loguniform: [1.0e-4, 2.0e-3]}
       scheme: {choice: [m3, soft_m3]}          # choice: categorical
@@ -28,9 +33,9 @@ validated; unknown keys get a did-you-mean)::
     seeds: [0, 1, 2]                 # training seeds; each configuration is repeated per seed
     confirm: {top_k: 3, seeds: [1, 2, 3]}   # after the search: re-train the top 3 once per seed
                                      # (full training, no ASHA); the winner is the best mean
-    objectives:                      # instead of metric/mode: Optuna multi-objective (NSGA-free
-      - {metric: val_mae, mode: min} #   TPE); ASHA prunes on the first only; diag_val_* metrics
-      - {metric: diag_val_text_missing_30_mae_drop, mode: min}   # are computed per epoch
+    objectives:                      # instead of metric/mode: Optuna multi-objective TPE;
+      - {metric: val_mae, mode: min} #   ASHA prunes on the first only; the diag_val_* metrics
+      - {metric: diag_val_text_missing_30_mae_drop, mode: min}   # are computed every epoch
     reference: [0.6, 0.2]            # hypervolume reference point (default: the worst trial)
     algorithm: {type: optuna, seed: 0}         # or {type: grid}
     scheduler: {type: asha, grace_period: 2, reduction_factor: 2}   # or {type: fifo}
@@ -57,7 +62,15 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from tune_m3.config import TrialConfig, did_you_mean, format_validation_error, make_config
+from tune_m3.config import (
+    MODEL_PREFIX,
+    TrialConfig,
+    did_you_mean,
+    field_names,
+    format_validation_error,
+    is_model_key,
+    make_config,
+)
 from tune_m3.errors import UserError
 from tune_m3.names import epoch_metrics, is_epoch_metric
 
@@ -91,6 +104,24 @@ class SynthSpec(_Strict):
 class DatasetSpec(_Strict):
     name: str
     synthetic: SynthSpec | None = None
+
+
+class ModelSpec(_Strict):
+    """The ``model:`` block (see docs/models.md); a bare string is ``{class: <string>}``."""
+
+    class_: str = Field("m3_baseline", alias="class", min_length=1)
+    kwargs: dict[str, Any] = Field(default_factory=dict)
+    augment_at: str | None = Field(None, min_length=1)
+
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+    def values(self) -> dict[str, Any]:
+        """The block as TrialConfig values (model, model.<kw>, augment_at)."""
+        out: dict[str, Any] = {"model": self.class_}
+        out.update({f"{MODEL_PREFIX}{k}": v for k, v in self.kwargs.items()})
+        if self.augment_at is not None:
+            out["augment_at"] = self.augment_at
+        return out
 
 
 class Dist(_Strict):
@@ -166,6 +197,7 @@ class Resources(_Strict):
 class SearchSpace(_Strict):
     description: str = ""
     dataset: DatasetSpec
+    model: ModelSpec = Field(default_factory=ModelSpec)
     fixed: dict[str, Any] = Field(default_factory=dict)
     search: dict[str, Dist] = Field(default_factory=dict)
     simplex: dict[str, Any] = Field(default_factory=lambda: {"audio_share": 0.5})
@@ -185,6 +217,11 @@ class SearchSpace(_Strict):
     # filled in by load_space
     name: str = ""
     path: str = ""
+
+    @field_validator("model", mode="before")
+    @classmethod
+    def _model(cls, v: Any) -> Any:
+        return {"class": v} if isinstance(v, str) else v
 
     @field_validator("simplex")
     @classmethod
@@ -227,6 +264,11 @@ class SearchSpace(_Strict):
             values.update(self.variants[variant])
         share = p.pop("audio_share", self.simplex["audio_share"])
         values.update(p)
+        # the model block's kwargs belong to its class: they apply unless another model was
+        # chosen (--set model=..., a grid axis over model)
+        block = self.model.values()
+        if values.get("model", block["model"]) == block["model"]:
+            values = {**block, **values}
         values["dataset"] = self.dataset.name
         if len(self.seeds) == 1 and "seed" not in params:
             values.setdefault("seed", self.seeds[0])
@@ -258,10 +300,10 @@ class SearchSpace(_Strict):
 
 def _check_semantics(space: SearchSpace) -> None:
     where = f"{space.path}"
-    known = list(TrialConfig.model_fields)
+    known = field_names()
     for section, keys in (("fixed", space.fixed), ("search", space.search)):
         for k in keys:
-            if k not in known and k != "audio_share":
+            if k not in known and k != "audio_share" and not is_model_key(k):
                 raise UserError(
                     f"{where}: {section}.{k}: unknown parameter{did_you_mean(k, known + ['audio_share'])}"
                 )
@@ -272,7 +314,7 @@ def _check_semantics(space: SearchSpace) -> None:
                 )
     for name, bundle in space.variants.items():
         for k in bundle:
-            if k not in known:
+            if k not in known and not is_model_key(k):
                 raise UserError(
                     f"{where}: variants.{name}.{k}: unknown parameter{did_you_mean(k, known)}"
                 )
@@ -318,7 +360,24 @@ def _check_semantics(space: SearchSpace) -> None:
     _check_objectives(space, where)
     _check_metric(space.metric, where)
     _check_types(space, where)
-    space.example_configs()  # every corner must make a valid TrialConfig (pi sum, p_missing + p_noise, ...)
+    configs = space.example_configs()  # every corner must be a valid TrialConfig (pi sum, ...)
+    check_space_models(configs)
+
+
+def check_space_models(configs: list[TrialConfig], input_dims=None) -> None:
+    """Build every distinct model of ``configs`` on a tiny fake batch (UserError if one fails).
+
+    ``input_dims`` ({"text": d_T, ...}) defaults to MOSEI's; the search's dry run may pass the
+    dataset's. One build per distinct (model, kwargs, augment_at): about 0.1 s for the built-ins.
+    """
+    from tune_m3.models.seam import check_model_spec
+
+    seen = set()
+    for cfg in configs:
+        key = (cfg.model, repr(sorted(cfg.model_kwargs.items())), cfg.augment_at)
+        if key not in seen:
+            seen.add(key)
+            check_model_spec(cfg, input_dims)
 
 
 def _check_objectives(space: SearchSpace, where: str) -> None:
@@ -366,9 +425,12 @@ def _check_metric(metric: str, where: str, key: str = "metric") -> None:
 
 
 def field_kind(name: str) -> str:
-    """'int', 'float', 'bool' or 'other' for a TrialConfig field (audio_share: 'float')."""
+    """'int', 'float', 'bool', 'other' for a TrialConfig field (audio_share: 'float'); 'any'
+    for a model kwarg (``model.<kw>``: its type is the model's business, checked when built)."""
     if name == "audio_share":
         return "float"
+    if "." in name:
+        return "any"
     field = TrialConfig.model_fields.get(name)
     ann = getattr(field, "annotation", None)
     args = [a for a in typing.get_args(ann) if a is not type(None)] or [ann]
@@ -487,6 +549,15 @@ def describe(space: SearchSpace) -> str:
         )
     )
     lines.append(f"  metric: {space.metric} ({space.mode})")
+    if "model" in space.search:
+        lines.append("  model: searched (below)")
+    else:  # the model trials get: the model block, unless --set / fixed chose another
+        first = space.example_configs()[0]
+        lines.append(
+            f"  model: {first.model}"
+            + (f" kwargs {first.model_kwargs}" if first.model_kwargs else "")
+            + (f" augment_at {first.augment_at}" if first.augment_at else "")
+        )
     lines.append(f"  fixed: {space.fixed}")
     for k, d in space.search.items():
         lines.append(f"  search {k}: {d.kind} {d.args}")

@@ -40,7 +40,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from tune_m3.augment import AugmentPipeline, ModalityMasking, ModalityPerturbation
+from tune_m3.augment.perturb import ModalityPerturbation
 from tune_m3.batches import batch_tensors
 from tune_m3.config import (
     MODALITY_NAMES,
@@ -52,9 +52,12 @@ from tune_m3.config import (
 from tune_m3.diagnostics import measure_rms, rms_key, run_diagnostics
 from tune_m3.errors import UserError, cli_main
 from tune_m3.metrics import compute_metrics
-from tune_m3.models import M3Baseline, ModelConfig
+from tune_m3.models.seam import AugmentedModel, build_model, check_model_spec
 
-Arrays = Mapping[str, np.ndarray]  # one split: modality -> (N, L, d), "labels" (N,), "lengths" (N,)
+__all__ = ["build_model", "train", "predict", "load_checkpoint", "evaluate_final"]
+
+# one split: modality -> (N, L_l, d_l), "labels" (N,), "lengths" (N,) [+ "lengths_<modality>"]
+Arrays = Mapping[str, np.ndarray]
 CHECKPOINT_FILE = "state.pt"
 EVAL_BATCH = 256
 
@@ -84,62 +87,17 @@ def resolve_device(name: str) -> torch.device:
     return torch.device("cpu")
 
 
-def build_model(cfg: TrialConfig, input_dims: tuple[int, ...]) -> M3Baseline:
-    """The baseline with the configured masking / perturbation at the configured hook."""
-    torch.manual_seed(cfg.seed)
-    layers: list[nn.Module] = []
-    if cfg.scheme != "none" and cfg.p_mask > 0:
-        layers.append(
-            ModalityMasking(
-                cfg.scheme,
-                p_mask=cfg.p_mask,
-                modal_probs=cfg.modal_probs,
-                granularity=cfg.granularity,
-                p_feature=cfg.p_feature,
-                rescale=cfg.rescale,
-                seed=cfg.seed * 7 + 2,
-                soft_mode=cfg.soft_m3_mode,
-            )
-        )
-    if cfg.p_missing > 0 or cfg.p_noise > 0:
-        layers.append(
-            ModalityPerturbation(
-                p_missing=cfg.p_missing,
-                p_noise=cfg.p_noise,
-                sigma=cfg.sigma,
-                target=MODALITY_NAMES.index(cfg.perturb_target),
-                seed=cfg.seed * 7 + 3,
-                noise_kind=cfg.noise_kind,
-                sigma_scale=cfg.sigma_scale,
-                count=cfg.perturb_count,
-            )
-        )
-    aug = AugmentPipeline(layers)
-    mcfg = ModelConfig(
-        input_dims=tuple(input_dims),
-        hidden=cfg.hidden,
-        proj=cfg.proj,
-        dropout=cfg.dropout,
-        num_layers=cfg.num_layers,
-    )
-    extra = {"attn_dropout": cfg.attn_dropout, "init": cfg.init}
-    if cfg.mask_at == "input":
-        return M3Baseline(mcfg, input_augment=aug, **extra)
-    return M3Baseline(mcfg, augment=aug, **extra)
-
-
-def _rms_perturbations(model: M3Baseline) -> list[ModalityPerturbation]:
+def _rms_perturbations(model: AugmentedModel) -> list[ModalityPerturbation]:
     """The perturbation layers whose noise is scaled by a measured RMS."""
     return [
         layer
-        for pipe in _augment_layers(model)
-        for layer in pipe.layers
+        for layer in model.augment.layers
         if isinstance(layer, ModalityPerturbation) and layer.sigma_scale == "rms"
     ]
 
 
 def _set_noise_rms(
-    model: M3Baseline, cfg: TrialConfig, train_arr: Arrays, device, saved: float | None
+    model: AugmentedModel, cfg: TrialConfig, train_arr: Arrays, device, saved: float | None
 ) -> dict[str, float]:
     """Give rms-scaled perturbation layers their RMS (``saved`` on resume, else measured)."""
     layers = _rms_perturbations(model)
@@ -150,17 +108,13 @@ def _set_noise_rms(
             model,
             train_arr,
             modalities=(cfg.perturb_target,),
-            at=cfg.mask_at,
+            at="hook",
             seed=cfg.seed * 7 + 5,
             device=device,
         )[cfg.perturb_target]
     for layer in layers:
         layer.set_rms(saved)
     return {rms_key(cfg.perturb_target, diag=False): float(saved)}
-
-
-def _augment_layers(model: M3Baseline) -> list[AugmentPipeline]:
-    return [model.input_augment, model.augment]
 
 
 @torch.no_grad()
@@ -258,7 +212,13 @@ def train(
         torch.set_num_threads(cfg.threads)
     device = resolve_device(cfg.device)
     train_arr, valid_arr = data["train"], data["valid"]
-    input_dims = tuple(train_arr[m].shape[2] for m in MODALITY_NAMES)
+    input_dims = {m: train_arr[m].shape[2] for m in MODALITY_NAMES}
+    # every model-spec mistake ends here, before the first epoch, as one UserError
+    steps = {m: train_arr[m].shape[1] for m in MODALITY_NAMES}
+    # a tiny batch whose step counts are equal, or unequal, as the data's are
+    check_model_spec(
+        cfg, input_dims, {m: max(1, 8 * n // max(steps.values())) for m, n in steps.items()}
+    )
     model = build_model(cfg, input_dims).to(device)
     opt = torch.optim.Adam(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     sched = torch.optim.lr_scheduler.ReduceLROnPlateau(
@@ -290,8 +250,7 @@ def train(
         sched.load_state_dict(ck["scheduler"])
         shuffle.set_state(ck["shuffle_rng"])
         torch.set_rng_state(ck["torch_rng"])
-        for layer, st in zip(_augment_layers(model), ck["augment_rng"], strict=True):
-            layer.set_generator_state(st)
+        model.set_generator_state(ck["augment_rng"])
         start_epoch = ck["epoch"] + 1
         best_val, best_epoch, bad_epochs = ck["best_val_loss"], ck["best_epoch"], ck["bad_epochs"]
         best_state, history = ck["best_model"], ck["history"]
@@ -363,7 +322,7 @@ def train(
                     "scheduler": sched.state_dict(),
                     "shuffle_rng": shuffle.get_state(),
                     "torch_rng": torch.get_rng_state(),
-                    "augment_rng": [layer.generator_state() for layer in _augment_layers(model)],
+                    "augment_rng": model.generator_state(),
                     "epoch": epoch,
                     "best_val_loss": best_val,
                     "best_epoch": best_epoch,
@@ -418,7 +377,7 @@ def _evaluate_best(model, best_state, cfg, data, device) -> dict[str, float]:
 
 
 def evaluate_final(
-    model: M3Baseline,
+    model: AugmentedModel,
     cfg: TrialConfig,
     test: Arrays,
     device: torch.device,

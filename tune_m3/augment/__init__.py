@@ -5,8 +5,10 @@
   training).
 - :class:`AugmentPipeline`: several of them in order, e.g. masking then perturbation.
 
-Every layer takes and returns a list of (B, N, d_l) tensors, ``forward(mods, lengths=None)``, is
-the identity in eval mode, and draws its randomness from its own seeded ``torch.Generator``.
+Every layer takes and returns a list of (B, N_l, d_l) tensors (N_l may differ per modality on
+unaligned features), ``forward(mods, lengths=None)`` with ``lengths`` one (B,) tensor or a list
+of them per modality (the model seam passes the list), is the identity in eval mode, and draws
+its randomness from its own seeded ``torch.Generator``.
 """
 
 from __future__ import annotations

@@ -98,20 +98,23 @@ class OwnedGenerator:
 
 
 def check_mods(mods: Sequence[Tensor]) -> tuple[int, int]:
-    """Check a list of (B, N, d_l) tensors with a common B and N; return (B, N)."""
+    """Check a list of (B, N_l, d_l) tensors with a common B; return (B, max N_l).
+
+    N_l may differ per modality (unaligned features); see ModalityMasking's law for timestep units.
+    """
     if isinstance(mods, Tensor) or len(mods) == 0:
-        raise ValueError("mods must be a non-empty sequence of (B, N, d_l) tensors")
+        raise ValueError("mods must be a non-empty sequence of (B, N, d) tensors")
     for i, m in enumerate(mods):
         if m.dim() != 3:
             raise ValueError(f"mods[{i}] must have shape (B, N, d); got {tuple(m.shape)}")
-    B, N = mods[0].shape[:2]
+    B = mods[0].shape[0]
     for i, m in enumerate(mods):
-        if tuple(m.shape[:2]) != (B, N):
+        if m.shape[0] != B:
             raise ValueError(
-                f"all modalities must share (B, N); mods[0] has {(B, N)}, "
-                f"mods[{i}] has {tuple(m.shape[:2])}"
+                f"all modalities must share the batch size B; mods[0] has {B}, "
+                f"mods[{i}] has {m.shape[0]}"
             )
-    return B, N
+    return B, max(m.shape[1] for m in mods)
 
 
 class ModalityMasking(nn.Module):
@@ -145,6 +148,11 @@ class ModalityMasking(nn.Module):
       is masked, a modality per (sample, time step). The marginal P(zeroed) = p_mask · π_l is the
       same as ``"timestep"``, but masking comes in all-or-nothing batches, so its variance across
       batches is much larger. Use it to reproduce the authors' runs, not the paper's equations.
+
+    Unaligned inputs (N_l differs per modality): the timestep units form a (B, max N_l) grid,
+    and modality l, front-padded, uses its last N_l columns (sequences aligned at their end). Each
+    modality's time axis is thus masked with P(zeroed) = p_mask · π_l per step, and modalities
+    of equal N_l still never lose the same step together.
 
     ``rescale=True`` divides kept elements by 1 − P(zeroed) of their modality (1 − p_mask·π_l for
     m3, 1 − p_mask·π_l·p_feature for soft_m3, 1 − p_mask for random_mask), so each element's
@@ -296,6 +304,8 @@ class ModalityMasking(nn.Module):
         out = []
         for k, m in enumerate(mods):
             zeroed = (masked & (which == k)).unsqueeze(-1)  # (B, N|1, 1)
+            if zeroed.shape[1] > m.shape[1]:  # unaligned: this modality's last N_l units
+                zeroed = zeroed[:, zeroed.shape[1] - m.shape[1] :]
             if self.scheme == "soft_m3":
                 # a fresh Bernoulli(p_feature) subset of the features at every masked unit
                 feats = torch.rand((*choice, m.shape[-1]), generator=gen, device=device)

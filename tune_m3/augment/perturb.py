@@ -96,9 +96,10 @@ class ModalityPerturbation(nn.Module):
       target modality is multiplied by 0 at all time steps. The next k_noise samples are "noisy"
       (see the module docstring for the three kinds of noise). The two sets are disjoint; other
       modalities and other samples pass through unchanged.
-    - Additive noise: if ``lengths`` (B,) is given, noise is added only on the valid steps of the
-      front-padded sequences (the last lengths[b] steps), so padding stays zero; without it, all
-      N steps are noised. Multiplicative noise keeps zeros at zero by itself.
+    - Additive noise: if ``lengths`` (B,) is given (or a list of them, one per modality), noise
+      is added only on the valid steps of the front-padded sequences (the last lengths[b]
+      steps), so padding stays zero; without it, all N steps are noised. Multiplicative noise
+      keeps zeros at zero by itself.
 
     The paper's convention is a *total* proportion split in half: "30 %" means
     ``p_missing=0.15, p_noise=0.15``.
@@ -224,7 +225,7 @@ class ModalityPerturbation(nn.Module):
 
     def forward(self, mods: Sequence[Tensor], lengths: Tensor | None = None) -> list[Tensor]:
         """Perturb the target modality of a list of M tensors (B, N, d_l)."""
-        B, N = check_mods(mods)
+        B, _ = check_mods(mods)
         if self.target >= len(mods):
             raise ValueError(f"target={self.target} but forward got only {len(mods)} modalities")
         k_missing, k_noise = self.counts(B)
@@ -233,6 +234,9 @@ class ModalityPerturbation(nn.Module):
             return list(mods)
 
         x = mods[self.target]  # (B, N, d)
+        N = x.shape[1]
+        if isinstance(lengths, list | tuple):  # one (B,) tensor (or None) per modality
+            lengths = lengths[self.target]
         missing, noisy = self.sample_indices(B, x.device)  # (k_missing,), (k_noise,)
         self.last_indices = (missing, noisy)
 

@@ -4,10 +4,9 @@ Reference: Georgiou, Paraskevopoulos, Potamianos, "M3: MultiModal Masking applie
 analysis", Interspeech 2021, sec. 2.1 and Fig. 1. Top to bottom:
 
     x_T, x_A, x_V            (B, N, D_l)   word-aligned features, FRONT-padded with zeros
-    input_augment            (optional hook on raw features; identity by default)
     DNN-I, per modality l:   Bi-LSTM -> (B, N, 2h) -> scaled dot-product self-attention -> m_l (B, N, d)
-    augment                  the paper's place for M3 (identity by default)
-    DNN-II:                  four symmetric cross-attentions  m_TA, m_TV, m_AV, m_TAV  (B, N, d)
+    (M3 acts here: the input of ``fusion``, this model's default ``augment_at``)
+    DNN-II (``fusion``):     four symmetric cross-attentions  m_TA, m_TV, m_AV, m_TAV  (B, N, d)
                              m~ = m_T | m_A | m_V | m_TAV | m_AV | m_TV | m_TA        (B, N, 7d)
                              Bi-LSTM -> last state of both directions (B, 2h) -> dropout -> linear
     output                   (B,) one sentiment score per sample
@@ -42,14 +41,13 @@ sequences, up to float rounding.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from tune_m3.augment import AugmentPipeline
 from tune_m3.names import MODALITIES as MODALITY_NAMES
 from tune_m3.padding import valid_mask
 
@@ -227,113 +225,29 @@ class Encoder(nn.Module):
 # the model
 
 
-class M3Baseline(nn.Module):
-    """The M3 paper's baseline with two augmentation hooks. forward(mods, lengths) -> (B,).
+class Fusion(nn.Module):
+    """DNN-II: [m_T, m_A, m_V] (B, N, d) -> predictions (B,). The baseline's default ``augment_at``.
 
-    ``forward = fuse(augment(encode(input_augment(mods))))``:
-
-    - ``encode(mods, lengths)`` is DNN-I and returns [m_T, m_A, m_V], each (B, N, d).
-    - ``augment`` is where M3 sits in the paper (between DNN-I and DNN-II).
-    - ``fuse(reps, lengths)`` is DNN-II and returns the (B,) regression output.
-
-    Both hooks are modules with ``forward(mods, lengths=None) -> list[Tensor]`` and default to the
-    identity; augmentation layers are themselves the identity in eval mode.
-
-    Args:
-        config: :class:`ModelConfig`.
-        augment: applied to [m_T, m_A, m_V] between DNN-I and DNN-II.
-        input_augment: applied to the raw input features before DNN-I.
-        attn_dropout: dropout rate on every attention matrix (self and cross), in [0, 1);
-            0 (default) = none. The authors' code uses the model dropout, 0.2.
-        init: ``"default"`` (PyTorch's) or ``"xavier"``: Xavier-uniform for every attention
-            projection weight, the authors' choice; LSTMs and the head keep PyTorch's init.
-
-    Example::
-
-        model = M3Baseline(ModelConfig(input_dims=(300, 74, 35)),
-                           augment=ModalityMasking("m3", p_mask=0.2, seed=0))
-        y = model([x_t, x_a, x_v], lengths)  # (B,)
-
-    Notes:
-        ``lengths`` (B,) counts the valid steps of front-padded sequences, each in [1, N]; None
-        means every step is valid. Checking the range costs one device synchronisation per call.
+    Four symmetric cross-attentions, concatenation to (B, N, 7d), a Bi-LSTM and a linear head.
+    ``lengths`` (B,) or None; lengths all equal to N are treated as None (same numbers, no mask).
     """
 
-    def __init__(
-        self,
-        config: ModelConfig,
-        augment: nn.Module | None = None,
-        input_augment: nn.Module | None = None,
-        *,
-        attn_dropout: float = 0.0,
-        init: str = "default",
-    ):
+    def __init__(self, cfg: ModelConfig, attn_dropout: float = 0.0):
         super().__init__()
-        if not 0.0 <= float(attn_dropout) < 1.0:
-            raise ValueError(f"attn_dropout must be in [0, 1); got {attn_dropout}")
-        if init not in ("default", "xavier"):
-            raise ValueError(f"init must be 'default' or 'xavier'; got {init!r}")
-        self.config = config
-        self.attn_dropout = float(attn_dropout)
-        self.init = init
-        cfg, p_att = config, float(attn_dropout)
-        self.input_augment = input_augment if input_augment is not None else AugmentPipeline()
-        self.encoders = nn.ModuleList(Encoder(d_in, cfg, p_att) for d_in in cfg.input_dims)
-        self.augment = augment if augment is not None else AugmentPipeline()
         d = cfg.d
-        self.cross_ta = SymmetricCrossAttention(d, p_att)
-        self.cross_tv = SymmetricCrossAttention(d, p_att)
-        self.cross_av = SymmetricCrossAttention(d, p_att)
-        self.cross_tav = SymmetricCrossAttention(d, p_att)
+        self.hidden = cfg.hidden
+        self.cross_ta = SymmetricCrossAttention(d, attn_dropout)
+        self.cross_tv = SymmetricCrossAttention(d, attn_dropout)
+        self.cross_av = SymmetricCrossAttention(d, attn_dropout)
+        self.cross_tav = SymmetricCrossAttention(d, attn_dropout)
         self.fusion_rnn = BiLSTM(7 * d, cfg.hidden, cfg.num_layers, cfg.dropout)
         self.drop = nn.Dropout(cfg.dropout)
         self.head = nn.Linear(2 * cfg.hidden, 1)
-        if init == "xavier":
-            # after every module exists, so the default init consumed the same RNG as before
-            for module in self.modules():
-                if isinstance(module, (SelfAttention, SymmetricCrossAttention)):
-                    for lin in module.children():
-                        nn.init.xavier_uniform_(lin.weight)
 
-    def num_parameters(self) -> int:
-        return sum(p.numel() for p in self.parameters())
-
-    # ---------------------------------------------------------------------------------------------
-
-    def _check_lengths(
-        self, lengths: Tensor | Sequence[int] | None, B: int, N: int, device
-    ) -> Tensor | None:
-        """lengths as a long tensor on ``device``, or None when absent or all equal to N."""
-        if lengths is None:
-            return None
-        lengths = torch.as_tensor(lengths, device=device).long()
-        if lengths.shape != (B,):
-            raise ValueError(f"lengths must have shape ({B},); got {tuple(lengths.shape)}")
-        lo, hi = torch.stack(torch.aminmax(lengths)).tolist()  # one device sync
-        if lo < 1 or hi > N:
-            raise ValueError(f"lengths must be in [1, {N}] (N = sequence length); got [{lo}, {hi}]")
-        return None if lo == N else lengths
-
-    def _check_mods(
-        self, mods: Sequence[Tensor], widths: Sequence[int], what: str
-    ) -> tuple[int, int]:
-        if len(mods) != 3:
-            raise ValueError(f"{what} must be 3 tensors (text, audio, vision); got {len(mods)}")
-        B, N = mods[0].shape[:2]
-        for name, m, width in zip(MODALITY_NAMES, mods, widths, strict=True):
-            if m.dim() != 3 or tuple(m.shape[:2]) != (B, N) or m.shape[-1] != width:
-                raise ValueError(
-                    f"{what}: {name} must have shape ({B}, {N}, {width}); got {tuple(m.shape)}"
-                )
-        return B, N
-
-    def _encode(self, mods: Sequence[Tensor], lengths: Tensor | None) -> list[Tensor]:
-        valid = _valid(lengths, mods[0].shape[1])
-        return [enc(x, lengths, valid) for enc, x in zip(self.encoders, mods, strict=True)]
-
-    def _fuse(self, reps: Sequence[Tensor], lengths: Tensor | None) -> Tensor:
+    def forward(self, reps: Sequence[Tensor], lengths: Tensor | None = None) -> Tensor:
         m_t, m_a, m_v = reps  # each (B, N, d)
         B, N, _ = m_t.shape
+        lengths = _check_lengths(lengths, B, N, m_t.device)
         valid = _valid(lengths, N)
         m_ta = self.cross_ta(m_t, m_a, valid)
         m_tv = self.cross_tv(m_t, m_v, valid)
@@ -343,7 +257,7 @@ class M3Baseline(nn.Module):
         if valid is not None:
             fused = fused * valid  # whatever augmentation left on padded steps is dropped
         h = self.fusion_rnn(fused, lengths)  # (B, N, 2h)
-        H = self.config.hidden
+        H = self.hidden
         # padding is in front: the forward direction has read every valid step at t = N - 1,
         # the backward direction at the first valid step t = N - lengths[b]
         h_fwd = h[:, -1, :H]  # (B, h)
@@ -354,23 +268,172 @@ class M3Baseline(nn.Module):
         m_o = self.drop(torch.cat([h_fwd, h_bwd], dim=-1))  # (B, 2h)
         return self.head(m_o).squeeze(-1)  # (B,)
 
-    # ---------------------------------------------------------------------------------------------
 
-    def encode(self, mods: Sequence[Tensor], lengths: Tensor | None = None) -> list[Tensor]:
-        """DNN-I: raw features [x_T, x_A, x_V] (B, N, D_l) -> [m_T, m_A, m_V], each (B, N, d)."""
-        B, N = self._check_mods(mods, self.config.input_dims, "mods")
-        return self._encode(mods, self._check_lengths(lengths, B, N, mods[0].device))
+def _check_lengths(lengths: Tensor | Sequence[int] | None, B: int, N: int, device) -> Tensor | None:
+    """lengths as a long tensor on ``device``, or None when absent or all equal to N."""
+    if lengths is None:
+        return None
+    lengths = torch.as_tensor(lengths, device=device).long()
+    if lengths.shape != (B,):
+        raise ValueError(f"lengths must have shape ({B},); got {tuple(lengths.shape)}")
+    lo, hi = torch.stack(torch.aminmax(lengths)).tolist()  # one device sync
+    if lo < 1 or hi > N:
+        raise ValueError(f"lengths must be in [1, {N}] (N = sequence length); got [{lo}, {hi}]")
+    return None if lo == N else lengths
 
-    def fuse(self, reps: Sequence[Tensor], lengths: Tensor | None = None) -> Tensor:
-        """DNN-II: [m_T, m_A, m_V] (B, N, d) -> predictions (B,)."""
-        B, N = self._check_mods(reps, (self.config.d,) * 3, "reps")
-        return self._fuse(reps, self._check_lengths(lengths, B, N, reps[0].device))
 
-    def forward(self, mods: Sequence[Tensor], lengths: Tensor | None = None) -> Tensor:
-        """[x_T, x_A, x_V] (B, N, D_l), lengths (B,) or None -> predictions (B,)."""
-        B, N = self._check_mods(mods, self.config.input_dims, "mods")
-        lengths = self._check_lengths(lengths, B, N, mods[0].device)
-        mods = self.input_augment(mods, lengths)
-        reps = self._encode(mods, lengths)  # [m_T, m_A, m_V], each (B, N, d)
-        reps = self.augment(reps, lengths)  # M3 goes here
-        return self._fuse(reps, lengths)  # (B,)
+def _as_list(mods: Mapping[str, Tensor] | Sequence[Tensor], what: str) -> list[Tensor]:
+    """Per-modality tensors in (text, audio, vision) order, from a dict or a sequence."""
+    if isinstance(mods, Mapping):
+        missing = [m for m in MODALITY_NAMES if m not in mods]
+        if missing:
+            raise ValueError(f"{what} has no {missing[0]!r} entry; keys: {sorted(mods)}")
+        return [mods[m] for m in MODALITY_NAMES]
+    if len(mods) != 3:
+        raise ValueError(f"{what} must be 3 tensors (text, audio, vision); got {len(mods)}")
+    return list(mods)
+
+
+class M3Baseline(nn.Module):
+    """The M3 paper's baseline. ``M3Baseline(input_dims, **kwargs)``; ``forward(mods, lengths)`` -> (B,).
+
+    ``forward = fusion(encode(mods))``: ``encode`` is DNN-I and returns [m_T, m_A, m_V], each
+    (B, N, d); ``fusion`` (a submodule, :class:`Fusion`) is DNN-II. The paper puts M3 between the
+    two, which is why ``fusion`` is this model's default ``augment_at`` (see docs/models.md): the
+    augmentation is attached from outside by :mod:`tune_m3.models.seam`, not built in.
+
+    Args:
+        input_dims: ``{"text": D_T, "audio": D_A, "vision": D_V}`` (or a (D_T, D_A, D_V) tuple).
+        hidden, proj, dropout, num_layers: see :class:`ModelConfig` (paper defaults).
+        attn_dropout: dropout rate on every attention matrix (self and cross), in [0, 1);
+            0 (default) = none. The authors' code uses the model dropout, 0.2.
+        init: ``"default"`` (PyTorch's) or ``"xavier"``: Xavier-uniform for every attention
+            projection weight, the authors' choice; LSTMs and the head keep PyTorch's init.
+
+    Example::
+
+        model = M3Baseline({"text": 300, "audio": 74, "vision": 35})
+        y = model({"text": x_t, "audio": x_a, "vision": x_v}, lengths)  # (B,)
+
+    Notes:
+        Word-aligned features are the paper's setting. Unaligned features (N_l differs per
+        modality) are encoded per modality and put on the text's steps before DNN-II (see
+        :meth:`encode`). ``lengths`` is a (B,) tensor, a dict of them per modality (all equal
+        on aligned data; the text entry is used) or None; each in [1, N_l]. Checking the range
+        costs one device synchronisation per call (per modality on unaligned inputs).
+    """
+
+    augment_at = "fusion"  # the seam's default hook: DNN-II's input [m_T, m_A, m_V]
+
+    def __init__(
+        self,
+        input_dims: Mapping[str, int] | Sequence[int] | ModelConfig,
+        hidden: int = 100,
+        proj: int = 100,
+        dropout: float = 0.2,
+        num_layers: int = 1,
+        attn_dropout: float = 0.0,
+        init: str = "default",
+    ):
+        super().__init__()
+        if not 0.0 <= float(attn_dropout) < 1.0:
+            raise ValueError(f"attn_dropout must be in [0, 1); got {attn_dropout}")
+        if init not in ("default", "xavier"):
+            raise ValueError(f"init must be 'default' or 'xavier'; got {init!r}")
+        self.attn_dropout, self.init = float(attn_dropout), init
+        if isinstance(input_dims, ModelConfig):
+            cfg = input_dims
+        else:
+            dims = input_dims
+            if isinstance(dims, Mapping):
+                dims = _as_list(dims, "input_dims")
+            cfg = ModelConfig(tuple(dims), hidden, proj, dropout, num_layers)
+        self.config = cfg
+        p_att = self.attn_dropout
+        self.encoders = nn.ModuleList(Encoder(d_in, cfg, p_att) for d_in in cfg.input_dims)
+        self.fusion = Fusion(cfg, p_att)
+        if init == "xavier":
+            # after every module exists, so the default init consumed the same RNG as before
+            for module in self.modules():
+                if isinstance(module, (SelfAttention, SymmetricCrossAttention)):
+                    for lin in module.children():
+                        nn.init.xavier_uniform_(lin.weight)
+
+    def num_parameters(self) -> int:
+        return sum(p.numel() for p in self.parameters())
+
+    def _inputs(self, mods, lengths) -> tuple[list[Tensor], list[Tensor | None]]:
+        """Checked inputs and per-modality lengths (None where every step is valid).
+
+        Aligned inputs (one N for all modalities) share the text's lengths, as before the seam.
+        """
+        mods = _as_list(mods, "mods")
+        B = mods[0].shape[0]
+        for name, m, width in zip(MODALITY_NAMES, mods, self.config.input_dims, strict=True):
+            if m.dim() != 3 or m.shape[0] != B or m.shape[-1] != width:
+                raise ValueError(
+                    f"mods: {name} must have shape ({B}, N, {width}); got {tuple(m.shape)}"
+                )
+        if not isinstance(lengths, Mapping):
+            lengths = dict.fromkeys(MODALITY_NAMES, lengths)
+        if len({m.shape[1] for m in mods}) == 1:  # aligned
+            text = _check_lengths(lengths[MODALITY_NAMES[0]], B, mods[0].shape[1], mods[0].device)
+            return mods, [text] * len(mods)
+        return mods, [
+            _check_lengths(lengths[name], B, m.shape[1], m.device)
+            for name, m in zip(MODALITY_NAMES, mods, strict=True)
+        ]
+
+    def encode(self, mods, lengths=None) -> list[Tensor]:
+        """DNN-I: raw features (B, N_l, D_l) -> [m_T, m_A, m_V], each (B, N_T, d), zero on padding.
+
+        Unaligned inputs: each modality is encoded on its own steps, then audio and vision are
+        put on the text's steps by :func:`align_to` (the mean of the steps in each text step's
+        share of the clip), so DNN-II sees word-aligned representations.
+        """
+        return self._encode(*self._inputs(mods, lengths))
+
+    def _encode(self, mods: list[Tensor], lens: list[Tensor | None]) -> list[Tensor]:
+        reps = [
+            enc(x, n, _valid(n, x.shape[1]))
+            for enc, x, n in zip(self.encoders, mods, lens, strict=True)
+        ]  # (B, N_l, d)
+        N = mods[0].shape[1]
+        return [
+            r if r.shape[1] == N else align_to(r, n, N, lens[0])
+            for r, n in zip(reps, lens, strict=True)
+        ]
+
+    def forward(self, mods, lengths=None) -> Tensor:
+        """mods (B, N_l, D_l) per modality, lengths (B,), a dict of them or None -> (B,)."""
+        mods, lens = self._inputs(mods, lengths)
+        reps = self._encode(mods, lens)  # [m_T, m_A, m_V], each (B, N_T, d)
+        return self.fusion(reps, lens[0])  # (B,); M3 acts on reps at fusion's input
+
+
+def align_to(x: Tensor, src_len: Tensor | None, n_out: int, out_len: Tensor | None) -> Tensor:
+    """Resample front-padded x (B, N_s, d) onto n_out front-padded steps, per sample.
+
+    Sample b's src_len[b] valid steps are spread evenly over its out_len[b] valid output steps:
+    output step t (0-based among the valid ones) is the mean of the source steps j with
+    floor(j · out_len / src_len) = t, or, when it gets none (a source shorter than the output),
+    source step floor(t · src_len / out_len). Padded output steps are zero. None lengths mean
+    every step is valid. The law depends only on valid steps, so padding changes nothing.
+    """
+    B, Ns, d = x.shape
+    dev = x.device
+    src = torch.full((B,), Ns, device=dev) if src_len is None else src_len
+    out = torch.full((B,), n_out, device=dev) if out_len is None else out_len
+    j = torch.arange(Ns, device=dev) - (Ns - src).unsqueeze(1)  # (B, Ns) index among valid steps
+    t = (j.clamp(min=0) * out.unsqueeze(1)) // src.unsqueeze(1)  # (B, Ns) target valid step
+    slot = torch.where(j >= 0, n_out - out.unsqueeze(1) + t, n_out)  # padded -> a spare slot
+    sums = x.new_zeros(B, n_out + 1, d).scatter_add_(1, slot.unsqueeze(-1).expand(-1, -1, d), x)
+    counts = x.new_zeros(B, n_out + 1).scatter_add_(1, slot, torch.ones_like(x[..., 0]))
+    mean = sums[:, :n_out] / counts[:, :n_out].clamp(min=1).unsqueeze(-1)  # (B, n_out, d)
+    # output steps no source step fell into: the nearest source step before them
+    k = torch.arange(n_out, device=dev) - (n_out - out).unsqueeze(1)  # (B, n_out)
+    pick = Ns - src.unsqueeze(1) + (k.clamp(min=0) * src.unsqueeze(1)) // out.unsqueeze(1)
+    nearest = x.gather(1, pick.clamp(max=Ns - 1).unsqueeze(-1).expand(-1, -1, d))
+    valid = (k >= 0).unsqueeze(-1)  # (B, n_out, 1)
+    empty = (counts[:, :n_out] == 0).unsqueeze(-1)
+    return torch.where(empty, nearest, mean) * valid
