@@ -200,7 +200,10 @@ def ray_param_space(space: SearchSpace) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for k, d in space.search.items():
         a = d.args
-        if d.kind == "quniform" and field_kind(k) == "int":  # integers stay integers
+        if (
+            d.kind == "quniform"
+            and field_kind(k, space.fixed.get("model", space.model.class_)) == "int"
+        ):
             out[k] = tune.qrandint(int(a[0]), int(a[1]), int(a[2]))
             continue
         out[k] = {

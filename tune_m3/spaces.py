@@ -424,13 +424,28 @@ def _check_metric(metric: str, where: str, key: str = "metric") -> None:
     )
 
 
-def field_kind(name: str) -> str:
+def _baseline_kwarg_kind(kw: str) -> str:
+    """The built-in baseline's kwarg type, from its constructor's defaults ('any' if unknown)."""
+    import inspect
+
+    from tune_m3.models.m3_baseline import M3Baseline
+
+    p = inspect.signature(M3Baseline.__init__).parameters.get(kw)
+    if p is None or p.default is inspect.Parameter.empty:
+        return "any"
+    return {bool: "bool", int: "int", float: "float"}.get(type(p.default), "other")
+
+
+def field_kind(name: str, model: str | None = None) -> str:
     """'int', 'float', 'bool', 'other' for a TrialConfig field (audio_share: 'float'); 'any'
     for a model kwarg (``model.<kw>``: its type is the model's business, checked when built)."""
     if name == "audio_share":
         return "float"
-    if "." in name:
-        return "any"
+    from tune_m3.config import LEGACY_MODEL_KEYS, MODEL_PREFIX
+
+    kw = name.removeprefix(MODEL_PREFIX)
+    if name.startswith(MODEL_PREFIX) or name in LEGACY_MODEL_KEYS:
+        return _baseline_kwarg_kind(kw) if model is None or model == "m3_baseline" else "any"
     field = TrialConfig.model_fields.get(name)
     ann = getattr(field, "annotation", None)
     args = [a for a in typing.get_args(ann) if a is not type(None)] or [ann]
@@ -445,8 +460,10 @@ def field_kind(name: str) -> str:
 
 def _check_types(space: SearchSpace, where: str) -> None:
     """Each searched field gets a distribution of its type (an integer field integers only)."""
+    model = space.fixed.get("model", space.model.class_)
+    model = model if isinstance(model, str) else None
     for k, d in space.search.items():
-        kind = field_kind(k)
+        kind = field_kind(k, model)
         if kind in ("bool", "other") and d.kind in ("uniform", "loguniform", "quniform"):
             raise UserError(
                 f"{where}: search.{k}: {k} takes named values, not numbers from a range; "
