@@ -113,10 +113,10 @@ def test_multiplicative_noise_matches_naive_full_pass():
     with torch.no_grad():
         mods = [torch.from_numpy(test[m]) for m in ("text", "audio", "vision")]
         lengths = torch.from_numpy(test["lengths"].astype(np.int64))
-        reps = model.encode(mods, lengths)
+        reps = model.net.encode(mods, lengths)  # the baseline's hook input: DNN-II's input
         reps[0] = reps[0].clone()
         reps[0][pick] = reps[0][pick] * z.view(-1, 1, 1)
-        naive = model.fuse(reps, lengths).double().numpy()
+        naive = model.net.fusion(reps, lengths).double().numpy()
     expect = compute_metrics(naive, test["labels"])
     assert np.isclose(res["diag_test_text_noisy_30_mae"], expect["mae"], atol=1e-5)
     # z ~ N(0, 0) = 0: multiplicative noise at sigma 0 is exactly "missing"
@@ -133,7 +133,7 @@ def test_measure_rms_and_rms_scaled_diagnostics():
     with torch.no_grad():
         mods = [torch.from_numpy(data["train"][m]) for m in ("text", "audio", "vision")]
         lengths = torch.from_numpy(data["train"]["lengths"].astype(np.int64))
-        reps = model.encode(mods, lengths)
+        reps = model.net.encode(mods, lengths)  # what arrives at the hook (augment_at: fusion)
     valid = (torch.arange(reps[0].shape[1]) >= (reps[0].shape[1] - lengths)[:, None]).double()
     for m, r in zip(("text", "audio", "vision"), reps, strict=True):
         manual = ((r.double() ** 2).sum(-1) * valid).sum() / (valid.sum() * r.shape[-1])

@@ -184,9 +184,11 @@ def test_authors_recipe_space_trains_with_every_option():
 
     space = load_space("m3_authors_recipe_mosei")
     m3 = [c for c in space.example_configs() if c.scheme == "m3"][0]
-    assert (m3.attn_dropout, m3.init, m3.lr_cooldown, m3.min_lr) == (0.2, "xavier", 2, 2.5e-5)
+    kw = m3.model_kwargs
+    assert (kw["attn_dropout"], kw["init"], m3.lr_cooldown, m3.min_lr) == (0.2, "xavier", 2, 2.5e-5)
     assert (m3.granularity, m3.p_mask, m3.modal_probs) == ("batch", 0.25, (0.6, 0.2, 0.2))
-    values = {**m3.model_dump(), **TINY_MODEL, "max_epochs": 2, "diagnostics": False}
+    values = {**m3.model_dump(), "batch_size": 16, "threads": 1, "max_epochs": 2}
+    values.update(diagnostics=False, model_kwargs={**kw, "hidden": 8, "proj": 8})
     res = train(make_config(values), tiny_arrays())
     assert len(res.history) == 2 and np.isfinite(res.final["test_mae"])
 
@@ -213,9 +215,9 @@ def test_build_model_passes_the_recipe_options_through():
         "floor",
         (4, 4),
     )
-    assert (model.attn_dropout, model.init) == (0.1, "xavier")
+    assert (model.net.attn_dropout, model.net.init) == (0.1, "xavier")  # legacy flat names
     default = build_model(cfg(p_noise=0.1), (8, 4, 3))
-    assert (default.attn_dropout, default.init) == (0.0, "default")
+    assert (default.net.attn_dropout, default.net.init) == (0.0, "default")
     assert (default.augment.layers[0].noise_kind, default.augment.layers[0].count) == (
         "additive",
         "round",
