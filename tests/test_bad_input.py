@@ -99,6 +99,18 @@ def world(tmp_path_factory) -> dict:
     w["space_int_q"] = _space(files / "intq.yaml", search={"hidden": {"quniform": [8, 64, 0.5]}})
     w["space_enum_range"] = _space(files / "enum.yaml", search={"scheme": {"uniform": [0, 1]}})
     w["space_metric_typo"] = _space(files / "metric_typo.yaml", metric="val_maee")
+    obj = [{"metric": "val_mae"}, {"metric": "diag_val_text_missing_30_mae_drop"}]
+    w["space_obj_typo"] = _space(
+        files / "obj_typo.yaml", objectives=[{"metric": "val_mea"}, obj[1]], metric="val_mea"
+    )
+    w["space_obj_mode"] = _space(
+        files / "obj_mode.yaml", objectives=[obj[0], {**obj[1], "mode": "minimise"}]
+    )
+    w["space_obj_asha"] = _space(
+        files / "obj_asha.yaml", objectives=obj, metric="val_corr", scheduler={"type": "asha"}
+    )
+    w["space_confirm_k0"] = _space(files / "k0.yaml", confirm={"top_k": 0, "seeds": [1]})
+    w["space_confirm_noseeds"] = _space(files / "noseeds.yaml", confirm={"top_k": 2, "seeds": []})
     (files / "a_file").write_text("not a folder\n")
     w["a_file"] = str(files / "a_file")
     w["space_synth"] = _space(  # a synthetic dataset built on first use: never by a failing run
@@ -292,6 +304,30 @@ CASES = [
                 ["{a_file}/ray", "cannot be created"],
             ),
             ("gpus-absent", ["--space", "{space_ok}", "--gpus-per-trial", "1"], ["0 GPU(s)"]),
+            (
+                "objective-typo",
+                ["--space", "{space_obj_typo}"],
+                ["objectives[0].metric", "did you mean 'val_mae'"],
+            ),
+            ("objective-mode", ["--space", "{space_obj_mode}"], ["objectives.1.mode", "minimise"]),
+            ("objective-asha", ["--space", "{space_obj_asha}"], ["'val_corr'", "first objective"]),
+            ("confirm-top-k-0", ["--space", "{space_confirm_k0}"], ["confirm.top_k"]),
+            ("confirm-no-seeds", ["--space", "{space_confirm_noseeds}"], ["confirm.seeds"]),
+            (
+                "optuna-storage-unreachable",
+                [
+                    "--space",
+                    "{space_ok}",
+                    "--optuna-storage",
+                    "postgresql://u:p@127.0.0.1:{port}/optuna",
+                ],
+                ["--optuna-storage postgresql://", "cannot connect"],
+            ),
+            (
+                "optuna-storage-under-file",
+                ["--space", "{space_ok}", "--optuna-storage", "sqlite:///{a_file}/optuna.db"],
+                ["--optuna-storage", "cannot create"],
+            ),
         ]
         for dry in (False, True)
     ],

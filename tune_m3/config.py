@@ -26,6 +26,8 @@ name               paper symbol                meaning
 ``perturb_count``  —                           ``round`` (half up) or ``floor`` (paper's code)
 ``soft_m3_mode``   —                           ``paper`` (pM gate, p_feature share) or
                                                ``authors`` (one modality per batch, rate π·pM)
+``p_mask_schedule``  —                         pM over epochs: ``constant``, ``linear`` or
+                                               ``cosine`` ramp over ``p_mask_warmup_epochs``
 ``model``          —                           ``m3_baseline`` (default), ``mult`` or
                                                ``module:Class`` (docs/models.md)
 ``model.<kw>``     —                           a constructor kwarg of the model, e.g.
@@ -75,6 +77,10 @@ class TrialConfig(BaseModel):
     pi_audio: float = Field(1 / 3, ge=0.0, le=1.0)
     pi_vision: float = Field(1 / 3, ge=0.0, le=1.0)
     granularity: Literal["timestep", "sample", "batch"] = "timestep"
+    p_mask_schedule: Literal["constant", "linear", "cosine"] = Field(
+        "constant", description="pM over epochs, from 0 to p_mask (tune_m3/augment/schedule.py)"
+    )
+    p_mask_warmup_epochs: int = Field(0, ge=0, description="epochs the pM ramp takes")
     p_feature: float = Field(0.5, ge=0.0, le=1.0, description="soft_m3: features zeroed")
     soft_m3_mode: Literal["paper", "authors"] = Field(
         "paper", description="soft_m3: authors = one modality per batch, no pM gate"
@@ -124,6 +130,11 @@ class TrialConfig(BaseModel):
     diag_noise_kind: Literal["additive", "multiplicative"] = "additive"
     diag_sigma_scale: Literal["absolute", "rms"] = "absolute"
     diag_seed: int = 1234
+    # validation diagnostics every epoch (a multi-objective search's diag_val_* objectives)
+    val_diagnostics: tuple[str, ...] = Field(
+        (), description="diag_val_* keys to report every val_diag_every epochs"
+    )
+    val_diag_every: int = Field(1, ge=1)
 
     @model_validator(mode="before")
     @classmethod
@@ -162,6 +173,15 @@ class TrialConfig(BaseModel):
                 raise ValueError(
                     f"{pre}sigma_scale 'rms' applies to additive noise only; multiplicative "
                     f"noise is already scale-free: set {pre}sigma_scale: absolute"
+                )
+        from tune_m3.names import parse_diag_key
+
+        for key in self.val_diagnostics:
+            d = parse_diag_key(key)
+            if d is None or d.split != "val" or d.modality not in MODALITY_NAMES:
+                raise ValueError(
+                    f"val_diagnostics: '{key}' is not a validation diagnostics key; expected "
+                    "diag_val_<text|audio|vision>_<missing|noisy>_<pct|auc>_<metric>[_drop]"
                 )
         return self
 

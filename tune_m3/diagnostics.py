@@ -200,6 +200,8 @@ def run_diagnostics(
     noise_kind: str = "additive",
     sigma_scale: str = "absolute",
     rms: Mapping[str, float] | None = None,
+    kinds: Sequence[str] = KINDS,
+    split: str = "test",
 ) -> tuple[dict[str, float], np.ndarray]:
     """Run the checks; returns (flat metrics dict incl. ``test_*`` clean metrics, clean preds (N,)).
 
@@ -208,7 +210,9 @@ def run_diagnostics(
     and ``lengths`` (N,). ``modalities`` are the ones damaged; ``all_modalities`` is the model's
     input order. ``noise_kind`` / ``sigma_scale`` choose the law of ``noisy`` (module docstring);
     ``sigma_scale="rms"`` needs ``rms`` = {modality: r_l} from :func:`measure_rms` on the
-    training split, and adds ``diag_noise_rms_<modality>`` to the result.
+    training split, and adds ``diag_noise_rms_<modality>`` to the result. ``kinds`` limits the
+    damage to some of ``KINDS``; ``split="val"`` names the keys ``diag_val_*`` (validation
+    diagnostics during training) and leaves the clean ``test_*`` entries out.
     """
     from tune_m3.batches import batch_tensors  # local: keeps this module importable alone
 
@@ -223,7 +227,7 @@ def run_diagnostics(
     chosen = np.zeros(n, dtype=bool)
     chosen[order[:k_max]] = True
     clean = np.empty(n, dtype=np.float64)
-    damaged = {(m, k): np.empty(n, dtype=np.float64) for m in modalities for k in KINDS}
+    damaged = {(m, k): np.empty(n, dtype=np.float64) for m in modalities for k in kinds}
 
     for b, lo in enumerate(range(0, n, batch_size)):
         idx = np.arange(lo, min(n, lo + batch_size))
@@ -236,7 +240,7 @@ def run_diagnostics(
         sel_t = torch.as_tensor(sel, device=device)
         for mi, m in enumerate(modalities):
             li = list(all_modalities).index(m)
-            for kind in KINDS:
+            for kind in kinds:
                 r = None if rms is None else float(rms[m])
                 damage = _damage(li, kind, sigma, seed * 1_000_003 + b * 101 + mi, noise_kind, r)
                 if cap.terminal:  # start from the hook's captured inputs
@@ -249,7 +253,10 @@ def run_diagnostics(
                 damaged[(m, kind)][idx[sel]] = out.double().cpu().numpy()
 
     clean_metrics = compute_metrics(clean, labels)
-    result: dict[str, float] = {f"test_{k}": v for k, v in clean_metrics.items()}
+    # clean metrics as test_* (the validation split's are the trial's val_* already)
+    result: dict[str, float] = (
+        {f"test_{k}": v for k, v in clean_metrics.items()} if split == "test" else {}
+    )
     if rms is not None:
         result.update({rms_key(m, diag=True): float(rms[m]) for m in modalities})
     for (m, kind), dmg in damaged.items():
@@ -261,12 +268,12 @@ def run_diagnostics(
             mets = compute_metrics(preds, labels)
             curve[f] = mets
             for met in metrics:
-                result[diag_key(m, kind, f, met)] = mets[met]
-                result[diag_key(m, kind, f, met, drop=True)] = drop(
+                result[diag_key(m, kind, f, met, split=split)] = mets[met]
+                result[diag_key(m, kind, f, met, split=split, drop=True)] = drop(
                     met, clean_metrics[met], mets[met]
                 )
         xs = np.array(sorted(curve))
         for met in metrics:
             ys = np.array([curve[x][met] for x in xs])
-            result[diag_auc_key(m, kind, met)] = float(np.trapezoid(ys, xs) / xs[-1])
+            result[diag_auc_key(m, kind, met, split=split)] = float(np.trapezoid(ys, xs) / xs[-1])
     return result, clean

@@ -270,6 +270,9 @@ class SearchSpace(_Strict):
         if values.get("model", block["model"]) == block["model"]:
             values = {**block, **values}
         values["dataset"] = self.dataset.name
+        diag_objectives = [o.metric for o in self.objectives or [] if o.metric.startswith("diag_")]
+        if diag_objectives:  # computed on the validation split every epoch
+            values.setdefault("val_diagnostics", tuple(diag_objectives))
         if len(self.seeds) == 1 and "seed" not in params:
             values.setdefault("seed", self.seeds[0])
         if "pi_audio" not in values and "pi_vision" not in values:

@@ -41,6 +41,7 @@ import torch
 from torch import nn
 
 from tune_m3.augment.perturb import ModalityPerturbation
+from tune_m3.augment.schedule import p_mask_at, set_p_mask
 from tune_m3.batches import batch_tensors
 from tune_m3.config import (
     MODALITY_NAMES,
@@ -85,6 +86,34 @@ def resolve_device(name: str) -> torch.device:
             )
         return torch.device("cuda")
     return torch.device("cpu")
+
+
+def validation_diagnostics(model, cfg: TrialConfig, valid: Arrays, device) -> dict[str, float]:
+    """The ``cfg.val_diagnostics`` keys (``diag_val_*``), computed on the validation split.
+
+    Only the modalities, kinds, fractions and metrics those keys name are computed (the
+    diagnostics of ``tune_m3/diagnostics.py``, with the test-time settings ``diag_sigma``,
+    ``diag_seed`` and ``diag_noise_kind``; an rms ``diag_sigma_scale`` is not used here).
+    The model is left in eval mode.
+    """
+    from tune_m3.names import parse_diag_key
+
+    wanted = [parse_diag_key(k) for k in cfg.val_diagnostics]
+    fractions = sorted({d.fraction for d in wanted if not d.is_auc} or set(cfg.diag_fractions))
+    res, _ = run_diagnostics(
+        model,
+        valid,
+        modalities=sorted({d.modality for d in wanted}, key=MODALITY_NAMES.index),
+        fractions=fractions,
+        sigma=cfg.diag_sigma,
+        seed=cfg.diag_seed,
+        device=device,
+        metrics=sorted({d.metric for d in wanted}),
+        kinds=sorted({d.kind for d in wanted}),
+        noise_kind=cfg.diag_noise_kind,
+        split="val",
+    )
+    return {k: res[k] for k in cfg.val_diagnostics}
 
 
 def _rms_perturbations(model: AugmentedModel) -> list[ModalityPerturbation]:
@@ -263,8 +292,11 @@ def train(
         from tqdm.auto import tqdm
 
         bar = tqdm(total=cfg.max_epochs, initial=start_epoch - 1, unit="epoch", file=sys.stdout)
+    val_diag: dict[str, float] = {}
     for epoch in epochs:
         t0 = time.perf_counter()
+        p_now = p_mask_at(cfg.p_mask, cfg.p_mask_schedule, cfg.p_mask_warmup_epochs, epoch)
+        set_p_mask(model.augment.layers, p_now)
         model.train()
         total, count = 0.0, 0
         for idx in epoch_batches(
@@ -289,6 +321,10 @@ def train(
         val = compute_metrics(val_pred, valid_arr["labels"])
         val_loss = val["mae"]  # the L1 training loss on the validation set
         lr_used = opt.param_groups[0]["lr"]
+        if cfg.val_diagnostics and (
+            not val_diag or (epoch - start_epoch) % cfg.val_diag_every == 0
+        ):
+            val_diag = validation_diagnostics(model, cfg, valid_arr, device)  # else: carried on
         sched.step(val_loss)
         if val_loss < best_val:
             best_val, best_epoch, bad_epochs = val_loss, epoch, 0
@@ -299,8 +335,10 @@ def train(
             "epoch": epoch,
             "train_loss": total / max(count, 1),
             "lr": lr_used,
+            **({"p_mask_now": p_now} if cfg.scheme != "none" else {}),
             "val_loss": val_loss,
             **{f"val_{k}": v for k, v in val.items()},
+            **val_diag,
             **noise_rms,
             "best_val_loss": best_val,
             "best_epoch": best_epoch,
