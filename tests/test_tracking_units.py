@@ -175,3 +175,20 @@ def test_store_is_created_once_under_a_lock_by_concurrent_processes(tmp_path):
     outs = [p.communicate(timeout=120) for p in procs]
     assert [p.returncode for p in procs] == [0, 0, 0, 0], [e[-1500:] for _, e in outs]
     assert all(o.strip() == "1" for o, _ in outs)  # the Default experiment, once
+
+
+def test_ray_token_readable_by_others_is_tightened_and_said(tmp_path, monkeypatch, capsys):
+    import os
+    import stat
+
+    from tune_m3.search import tighten_token
+
+    token = tmp_path / "auth_token"
+    token.write_text("secret")
+    token.chmod(0o644)
+    monkeypatch.setenv("RAY_AUTH_TOKEN_PATH", str(token))
+    tighten_token()
+    assert stat.S_IMODE(os.stat(token).st_mode) == 0o600
+    assert "readable by other users (mode 644); tightened it to 600" in capsys.readouterr().out
+    tighten_token()  # already private: nothing to say
+    assert capsys.readouterr().out == ""

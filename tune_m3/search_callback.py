@@ -29,6 +29,11 @@ from tune_m3.names import (
 )
 from tune_m3.spaces import SearchSpace
 
+try:  # imported by search.py after Ray's environment is set
+    from ray.tune import Callback
+except ImportError:  # pragma: no cover
+    Callback = object
+
 
 def fmt(v: Any) -> str:
     return f"{v:.3g}" if isinstance(v, float) else str(v)
@@ -97,93 +102,95 @@ def make_callback(
     ended: dict[str, str],
     stage: str = STAGE_SEARCH,
 ):
-    """Wrap the MLflow logger (and our progress lines) as a Ray Tune callback.
+    """The Ray Tune callback of one stage (see :class:`TuneM3Callback`)."""
+    return TuneM3Callback(logger, space, progress, interrupts, ended, stage)
+
+
+class TuneM3Callback(Callback):
+    """Ray Tune events -> the MLflow logger, run names, statuses and our progress lines.
 
     ``ended`` (trial id -> status) is filled as trials end; the search reads it (both stages).
     """
-    from ray.tune import Callback
 
-    metric, searched = space.metric, searched_keys(space)
+    def __init__(self, logger, space: SearchSpace, progress: Progress, interrupts, ended, stage):
+        self.logger, self.space, self.progress = logger, space, progress
+        self.interrupts = interrupts
+        self.stage, self.metric, self.searched = stage, space.metric, searched_keys(space)
+        self.names: dict[str, str] = {}
+        self.ended = ended
+        self.best: dict[str, float] = {}  # trial id -> best metric value so far
+        self.last_status = 0.0
 
-    class TuneM3Callback(Callback):
-        def __init__(self):
-            self.names: dict[str, str] = {}
-            self.ended = ended
-            self.best: dict[str, float] = {}  # trial id -> best metric value so far
-            self.last_status = 0.0
+    def _name_and_tags(self, trial) -> tuple[str, dict[str, str]]:
+        tags = {TAG_STAGE: self.stage}
+        ident = confirm_identity(trial.config)
+        if ident is not None:  # "t03 pM=0.27 πT=0.45 · confirm seed 2"
+            run_of, trial_of, seed = ident
+            tags[TAG_CONFIRM_OF] = run_of
+            return f"{self.logger.names.get(trial_of, trial_of)} · confirm seed {seed}", tags
+        # a new trial is numbered in order of first start (a resumed one keeps its name)
+        return run_name(len(self.logger.runs), trial.config, self.searched), tags
 
-        def _name_and_tags(self, trial) -> tuple[str, dict[str, str]]:
-            tags = {TAG_STAGE: stage}
-            ident = confirm_identity(trial.config)
-            if ident is not None:  # "t03 pM=0.27 πT=0.45 · confirm seed 2"
-                run_of, trial_of, seed = ident
-                tags[TAG_CONFIRM_OF] = run_of
-                return f"{logger.names.get(trial_of, trial_of)} · confirm seed {seed}", tags
-            # a new trial is numbered in order of first start (a resumed one keeps its name)
-            return run_name(len(logger.runs), trial.config, searched), tags
+    def on_step_end(self, iteration, trials, **info):
+        if time.time() - self.last_status < 30:
+            return
+        self.last_status = time.time()
+        running = [t for t in trials if t.status == "RUNNING"]
+        epochs = [str(self.logger.last_result.get(t.trial_id, {}).get("epoch", 0)) for t in running]
+        self.progress.line(
+            f"{self.progress.done}/{self.progress.total} trials done, {len(running)} running "
+            f"(at epochs {', '.join(epochs) or '-'})"
+        )
 
-        def on_step_end(self, iteration, trials, **info):
-            if time.time() - self.last_status < 30:
-                return
-            self.last_status = time.time()
-            running = [t for t in trials if t.status == "RUNNING"]
-            epochs = [str(logger.last_result.get(t.trial_id, {}).get("epoch", 0)) for t in running]
-            progress.line(
-                f"{progress.done}/{progress.total} trials done, {len(running)} running "
-                f"(at epochs {', '.join(epochs) or '-'})"
-            )
+    def on_trial_start(self, iteration, trials, trial, **info):
+        # every TrialConfig field (defaults too), plus the grid row's variant name
+        full = make_config(self.space.trial_values(trial.config)).params()
+        variant = self.space.trial_variant(trial.config)
+        if variant is not None:
+            full["variant"] = variant
+        name, tags = self._name_and_tags(trial)
+        name = self.logger.names.get(trial.trial_id) or name
+        self.names[trial.trial_id] = name
+        self.logger.trial_start(trial.trial_id, name, full, tags=tags)
+        self.progress.line(f"trial {name} started")
 
-        def on_trial_start(self, iteration, trials, trial, **info):
-            # every TrialConfig field (defaults too), plus the grid row's variant name
-            full = make_config(space.trial_values(trial.config)).params()
-            variant = space.trial_variant(trial.config)
-            if variant is not None:
-                full["variant"] = variant
-            name, tags = self._name_and_tags(trial)
-            name = logger.names.get(trial.trial_id) or name
-            self.names[trial.trial_id] = name
-            logger.trial_start(trial.trial_id, name, full, tags=tags)
-            progress.line(f"trial {name} started")
+    def on_trial_result(self, iteration, trials, trial, result, **info):
+        self.logger.trial_result(trial.trial_id, result)
+        v = result.get(self.metric)
+        if isinstance(v, int | float) and math.isfinite(v):
+            old = self.best.get(trial.trial_id)
+            better = old is None or (v < old if self.space.mode == "min" else v > old)
+            self.best[trial.trial_id] = v if better else old
 
-        def on_trial_result(self, iteration, trials, trial, result, **info):
-            logger.trial_result(trial.trial_id, result)
-            v = result.get(metric)
-            if isinstance(v, int | float) and math.isfinite(v):
-                old = self.best.get(trial.trial_id)
-                better = old is None or (v < old if space.mode == "min" else v > old)
-                self.best[trial.trial_id] = v if better else old
+    def on_trial_complete(self, iteration, trials, trial, **info):
+        last = self.logger.last_result.get(trial.trial_id, {})
+        status = trial_status(last, self.interrupts.interrupted)
+        self._end(trial, status, last, error=last.get("error_message"))
 
-        def on_trial_complete(self, iteration, trials, trial, **info):
-            last = logger.last_result.get(trial.trial_id, {})
-            status = trial_status(last, interrupts.interrupted)
-            self._end(trial, status, last, error=last.get("error_message"))
+    def on_trial_error(self, iteration, trials, trial, **info):
+        err = ""
+        if trial.error_file and Path(trial.error_file).exists():
+            text = Path(trial.error_file).read_text().strip().splitlines()
+            err = text[-1] if text else ""
+        self._end(trial, FAILED, self.logger.last_result.get(trial.trial_id, {}), error=err)
 
-        def on_trial_error(self, iteration, trials, trial, **info):
-            err = ""
-            if trial.error_file and Path(trial.error_file).exists():
-                text = Path(trial.error_file).read_text().strip().splitlines()
-                err = text[-1] if text else ""
-            self._end(trial, FAILED, logger.last_result.get(trial.trial_id, {}), error=err)
-
-        def _end(self, trial, status: str, last: Mapping[str, Any], error: str | None) -> None:
-            name = self.names.get(trial.trial_id, str(trial))
-            value = self.best.get(trial.trial_id, last.get(metric))
-            logger.trial_end(
-                trial.trial_id, status, error, run_name=with_result(name, metric, value)
-            )
-            self.ended[trial.trial_id] = status
-            progress.done += 1
-            what = {
-                COMPLETED: "finished",
-                EARLY_STOPPED: "finished (early stopping)",
-                SCHEDULER_STOPPED: "stopped by ASHA",
-                FAILED: "FAILED",
-                KILLED: "stopped (interrupted)",
-            }[status]
-            detail = f": {error}" if status == FAILED and error else ""
-            progress.line(
-                f"trial {name} {what} after {last.get('epoch', '?')} epochs, {metric}="
-                f"{fmt(last.get(metric, float('nan')))} ({progress.done}/{progress.total} done){detail}"
-            )
-
-    return TuneM3Callback()
+    def _end(self, trial, status: str, last: Mapping[str, Any], error: str | None) -> None:
+        name = self.names.get(trial.trial_id, str(trial))
+        value = self.best.get(trial.trial_id, last.get(self.metric))
+        self.logger.trial_end(
+            trial.trial_id, status, error, run_name=with_result(name, self.metric, value)
+        )
+        self.ended[trial.trial_id] = status
+        self.progress.done += 1
+        what = {
+            COMPLETED: "finished",
+            EARLY_STOPPED: "finished (early stopping)",
+            SCHEDULER_STOPPED: "stopped by ASHA",
+            FAILED: "FAILED",
+            KILLED: "stopped (interrupted)",
+        }[status]
+        detail = f": {error}" if status == FAILED and error else ""
+        self.progress.line(
+            f"trial {name} {what} after {last.get('epoch', '?')} epochs, {self.metric}="
+            f"{fmt(last.get(self.metric, float('nan')))} ({self.progress.done}/{self.progress.total} done){detail}"
+        )
