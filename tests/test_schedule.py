@@ -44,13 +44,13 @@ def _cfg(**kw):
 def test_training_logs_the_schedule_and_a_resume_continues_it(tmp_path):
     cfg = _cfg(p_mask_schedule="linear", p_mask_warmup_epochs=3)
     full = train(cfg, tiny_arrays(), checkpoint_dir=tmp_path / "ck", final_eval=False)
-    logged = [h["p_mask_now"] for h in full.history]
+    logged = [h["train_p_mask"] for h in full.history]
     assert logged == pytest.approx([p_mask_at(0.4, "linear", 3, e) for e in range(1, 5)])
     # stop after 2 epochs, resume: epochs 3 and 4 continue the ramp, bit for bit
     half = _cfg(p_mask_schedule="linear", p_mask_warmup_epochs=3, max_epochs=2)
     train(half, tiny_arrays(), checkpoint_dir=tmp_path / "half", final_eval=False)
     rest = train(cfg, tiny_arrays(), resume_from=tmp_path / "half", final_eval=False)
-    assert [h["p_mask_now"] for h in rest.history] == logged
+    assert [h["train_p_mask"] for h in rest.history] == logged
     assert [h["val_mae"] for h in rest.history] == [h["val_mae"] for h in full.history]
 
 

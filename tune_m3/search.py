@@ -900,9 +900,11 @@ def _print_summary(args, space, c, s: Session, df, best, unlogged, rank=None) ->
 
     tag = " [SYNTHETIC data]" if s.synthetic else ""
     print()
+    search, conf = df[df["stage"] == names.STAGE_SEARCH], df[df["stage"] == names.STAGE_CONFIRM]
+    extra = f"; {len(conf)} confirm runs ({Counts.of(conf).text()})" if len(conf) else ""
     print(
-        f"search '{c.paths.name}' done in {time.time() - s.t0:.0f} s: {len(df)} trials "
-        f"({Counts.of(df).text()}){tag}"
+        f"search '{c.paths.name}' done in {time.time() - s.t0:.0f} s: {len(search)} trials "
+        f"({Counts.of(search).text()}){extra}{tag}"
     )
     shown = {k: v for k, v in best_params(best, space).items() if k not in ("trial_id", "run_id")}
     what = "best configuration of the search" if rank is not None else "best configuration"

@@ -335,7 +335,7 @@ def train(
             "epoch": epoch,
             "train_loss": total / max(count, 1),
             "lr": lr_used,
-            **({"p_mask_now": p_now} if cfg.scheme != "none" else {}),
+            **({"train_p_mask": p_now} if cfg.scheme != "none" else {}),
             "val_loss": val_loss,
             **{f"val_{k}": v for k, v in val.items()},
             **val_diag,

@@ -8,7 +8,7 @@ For epoch e (1-based), warm-up length w = ``p_mask_warmup_epochs`` and target pM
 
 So a ramp trains the first epoch without masking and reaches pM at epoch w + 1; with w = 0 every
 schedule is constant. The value depends on the epoch alone, so a run resumed from a checkpoint
-continues the ramp where it was. Training logs it each epoch as ``p_mask_now``.
+continues the ramp where it was. Training logs it each epoch as ``train_p_mask``.
 """
 
 from __future__ import annotations

@@ -48,7 +48,7 @@ EPOCH_KEYS = frozenset(
         "best_epoch",
         "epoch_seconds",
         "training_iteration",
-        "p_mask_now",
+        "train_p_mask",
     }
 )
 EPOCH_PREFIXES = ("val_", "train_", "diag_val_")
