@@ -94,3 +94,16 @@ def tiny_arrays(n=(64, 32, 48), L=10, dims=(8, 4, 3), seed=0) -> dict:
 
 
 TINY_MODEL = {"hidden": 8, "proj": 8, "batch_size": 16, "threads": 1}
+
+
+@pytest.fixture
+def one_thread():
+    """Tiny tensors: intra-op threads only add synchronisation, and on a busy 2-core machine
+    spinning worker threads make small LSTMs 10x slower. Use with
+    ``pytestmark = pytest.mark.usefixtures("one_thread")``."""
+    import torch
+
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)

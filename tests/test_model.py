@@ -10,21 +10,13 @@ from tune_m3.augment import AugmentPipeline, ModalityMasking
 from tune_m3.models import M3Baseline, ModelConfig
 from tune_m3.models.m3_baseline import BiLSTM
 
+pytestmark = pytest.mark.usefixtures("one_thread")
+
 MOSEI = (300, 74, 35)
 MOSI = (300, 5, 20)
 # parameter counts at the paper's sizes (hidden 100, proj 100); the MOSEI count equals the
 # authors' implementation (1,633,801). A change here is a change of architecture: say so.
 N_PARAMS = {MOSEI: 1_633_801, MOSI: 1_566_601}
-
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    # tiny tensors: intra-op threads only add synchronisation, and on a busy 2-core machine
-    # spinning worker threads make small LSTMs 10x slower
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
 
 
 def inputs(dims, b, n, seed=0):

@@ -8,19 +8,13 @@ import torch
 from tune_m3.models.mult import MulT
 from tune_m3.names import MODALITIES
 
+pytestmark = pytest.mark.usefixtures("one_thread")
+
 MOSEI = {"text": 300, "audio": 74, "vision": 35}
 SMALL = {"text": 6, "audio": 3, "vision": 4}
 # d = 30, 5 layers, 5 heads (the authors' MOSEI configuration). A change here is a change of
 # architecture: say so in docs/models.md.
 N_PARAMS_MOSEI = 1_073_731
-
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
 
 
 def small(**kw):

@@ -22,15 +22,9 @@ from tune_m3.models.seam import build_model, check_model_spec, fake_batch
 from tune_m3.names import MODALITIES, length_key
 from tune_m3.train import load_checkpoint, train
 
+pytestmark = pytest.mark.usefixtures("one_thread")
+
 DIMS = {"text": 8, "audio": 4, "vision": 3}
-
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
 
 
 class Mixer(nn.Module):
