@@ -24,6 +24,11 @@ def default_url() -> str:
     return f"sqlite:///{results_dir() / 'optuna.db'}"
 
 
+def url(arg: str | None) -> str:
+    """``--optuna-storage`` or the default SQLite file beside the MLflow store."""
+    return arg or default_url()
+
+
 def _sqlite_path(url: str) -> Path | None:
     return Path(url.removeprefix("sqlite:///")) if url.startswith("sqlite:///") else None
 

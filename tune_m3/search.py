@@ -25,9 +25,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import os
 import shlex
-import stat
 import sys
 import time
 from dataclasses import dataclass, field
@@ -38,6 +36,17 @@ from tune_m3 import names
 from tune_m3.config import add_overrides_argument
 from tune_m3.errors import UserError, cli_main
 from tune_m3.interrupts import Interrupts, SearchInterrupted, exit_code
+from tune_m3.ray_setup import (  # noqa: F401  (tighten_token: also a public helper)
+    check_address,
+    check_cluster_gpus,
+    check_local_gpus,
+    init_ray,
+    make_scheduler,
+    make_searcher,
+    ray_environment,
+    ray_param_space,
+    tighten_token,
+)
 from tune_m3.search_paths import (
     FAILED,
     FINISHED,
@@ -51,6 +60,13 @@ from tune_m3.search_paths import (
     storage_from_arg,
     take,
     write_state,
+)
+from tune_m3.search_report import (
+    log_best,
+    log_confirmed,
+    print_summary,
+    report_pareto,
+    save_table,
 )
 from tune_m3.spaces import SearchSpace, available_spaces, describe, grid_table, load_space
 from tune_m3.tracking.store import results_dir
@@ -187,198 +203,6 @@ def check_dataset(space: SearchSpace, data_dir: str | None, build: bool) -> Any:
     return read_meta(ds.name, root)  # UserError with the import / synth instructions
 
 
-# ------------------------------------------------------------------------------------- Ray side
-
-
-def ray_param_space(space: SearchSpace) -> dict[str, Any]:
-    from ray import tune
-
-    if space.algorithm.type == "grid":
-        return {k: tune.grid_search(v) for k, v in space.grid_axes().items()}
-    from tune_m3.spaces import field_kind
-
-    out: dict[str, Any] = {}
-    for k, d in space.search.items():
-        a = d.args
-        if (
-            d.kind == "quniform"
-            and field_kind(k, space.fixed.get("model", space.model.class_)) == "int"
-        ):
-            out[k] = tune.qrandint(int(a[0]), int(a[1]), int(a[2]))
-            continue
-        out[k] = {
-            "uniform": lambda a=a: tune.uniform(a[0], a[1]),
-            "loguniform": lambda a=a: tune.loguniform(a[0], a[1]),
-            "quniform": lambda a=a: tune.quniform(a[0], a[1], a[2]),
-            "choice": lambda a=a: tune.choice(list(a)),
-        }[d.kind]()
-    return out
-
-
-def make_searcher(space: SearchSpace, storage_url: str, study_name: str):
-    """Optuna's seeded TPE, its study persisted in ``storage_url`` (see ``optuna_store.py``)."""
-    if space.algorithm.type == "grid":
-        return None
-    import optuna
-    from ray.tune.search.optuna import OptunaSearch
-
-    from tune_m3 import optuna_store
-
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
-    multi = {}
-    if space.objectives:  # Optuna multi-objective: metric and mode lists, on the searcher
-        multi = {
-            "metric": [o.metric for o in space.objectives],
-            "mode": [o.mode for o in space.objectives],
-        }
-    return OptunaSearch(
-        sampler=optuna.samplers.TPESampler(seed=space.algorithm.seed),
-        storage=optuna_store.storage(storage_url),
-        study_name=study_name,
-        **multi,
-    )
-
-
-def make_scheduler(space: SearchSpace, max_epochs: int):
-    from ray.tune.schedulers import ASHAScheduler, FIFOScheduler
-
-    if space.scheduler.type == "fifo":
-        return FIFOScheduler()
-    # ASHA stops any trial whose time reaches max_t. A trial that trains its max_epochs must
-    # still get to its final report (test metrics + diagnostics), so the cap is one epoch later.
-    # with several objectives the scheduler prunes on the first (docs: README, spaces.py)
-    multi = {"metric": space.metric, "mode": space.mode} if space.objectives else {}
-    return ASHAScheduler(
-        time_attr="epoch",
-        max_t=max_epochs + 1,
-        **multi,
-        grace_period=space.scheduler.grace_period,
-        reduction_factor=space.scheduler.reduction_factor,
-    )
-
-
-def ray_environment(verbose: bool) -> None:
-    """Environment Ray reads at import time: call before the first ``import ray``."""
-    # Ray 2.60 turns token authentication on for clusters; keep it on, and say so explicitly,
-    # which also lets this driver join an explicit --address (docs/cluster.md)
-    os.environ.setdefault("RAY_AUTH_MODE", "token")
-    # one forced experiment snapshot per checkpoint is what we want (resume loses nothing);
-    # Ray warns about it when epochs are short, as in the demo
-    os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
-    # snapshot the experiment state at least every 5 s (Ray's "auto" starts at 10 s and grows),
-    # so a killed driver loses little and --resume re-runs little
-    os.environ.setdefault("TUNE_GLOBAL_CHECKPOINT_S", "5")
-    if not verbose:  # Ray's new output engine prints boxes even at verbose=0
-        os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
-
-
-def check_address(address: str, timeout: float = 3.0) -> None:
-    """Fail in seconds, not minutes, when a Ray address cannot be reached.
-
-    ``ray.init`` retries an unreachable GCS for minutes, and swaps 127.0.0.1 for the machine's
-    routable IP in its messages; a plain TCP connect says "nobody listens there" at once.
-    """
-    import socket
-
-    hint = (
-        "Check that the head node runs (ray status), the address and port, and that this "
-        "machine has the cluster's token (RAY_AUTH_MODE=token, ~/.ray/auth_token); see docs/cluster.md"
-    )
-    if address == "auto":
-        if os.environ.get("RAY_ADDRESS") or Path("/tmp/ray/ray_current_cluster").exists():
-            return
-        raise UserError(
-            f"--address auto: no running Ray cluster found on this machine (no RAY_ADDRESS, no "
-            f"/tmp/ray/ray_current_cluster). Start one with `ray start --head`, or drop --address "
-            f"to run on a local Ray. {hint}"
-        )
-    hostport = address.removeprefix("ray://").rstrip("/")
-    host, sep, port = hostport.rpartition(":")
-    if not sep or not port.isdigit():
-        raise UserError(f"--address {address}: expected 'auto', 'HOST:PORT' or 'ray://HOST:PORT'")
-    try:
-        with socket.create_connection((host, int(port)), timeout=timeout):
-            pass
-    except OSError as err:
-        raise UserError(
-            f"cannot reach the Ray cluster at --address {address} ({err.strerror or err}). {hint}"
-        ) from None
-
-
-def init_ray(address: str | None, verbose: bool) -> None:
-    if address:
-        check_address(address)  # seconds, before the slow import and ray.init's retries
-    import ray
-
-    kwargs: dict[str, Any] = {
-        "include_dashboard": False,
-        "log_to_driver": verbose,
-        "configure_logging": True,
-        "logging_level": "INFO" if verbose else "WARNING",
-    }
-    if address:
-        try:
-            ray.init(address=address, **kwargs)
-        except Exception as err:  # ConnectionError, TimeoutError, auth errors: all user-fixable
-            raise UserError(
-                f"cannot join the Ray cluster at --address {address} ({type(err).__name__}: "
-                f"{str(err).strip().splitlines()[0] if str(err).strip() else ''}). Check that the "
-                "head node runs (ray status), the address and port, and that this machine has the "
-                "cluster's token (RAY_AUTH_MODE=token, ~/.ray/auth_token); see docs/cluster.md"
-            ) from None
-    else:
-        # address="local" always starts a fresh local Ray, even if a stale
-        # /tmp/ray/ray_current_cluster from a killed cluster is lying around
-        ray.init(address="local", num_cpus=os.cpu_count() or 1, **kwargs)
-
-
-# ------------------------------------------------------------------------------ checks
-
-
-def check_local_gpus(space: SearchSpace, address: str | None) -> None:
-    """GPUs per trial must exist on this machine (a cluster's are checked once joined)."""
-    need = space.resources.gpu
-    if need <= 0 or address:
-        return
-    import torch
-
-    have = torch.cuda.device_count()
-    if need > have:
-        raise UserError(
-            f"resources.gpu / --gpus-per-trial is {need:g} but this machine has {have} GPU(s) "
-            f"that torch {torch.__version__} can use; Ray would wait forever for them. Set "
-            "--gpus-per-trial 0, or run on a GPU machine or cluster (--address)"
-        )
-
-
-def check_cluster_gpus(space: SearchSpace) -> None:
-    import ray
-
-    need = space.resources.gpu
-    have = float(ray.cluster_resources().get("GPU", 0))
-    if need > 0 and need > have:
-        raise UserError(
-            f"resources.gpu / --gpus-per-trial is {need:g} but the Ray cluster has {have:g} "
-            "GPU(s); Ray would wait forever. Add GPU nodes or lower --gpus-per-trial"
-        )
-
-
-def tighten_token() -> None:
-    """Ray's token file must be readable by its owner only; tighten it and say so."""
-    path = Path(os.environ.get("RAY_AUTH_TOKEN_PATH") or "~/.ray/auth_token").expanduser()
-    try:
-        mode = stat.S_IMODE(path.stat().st_mode)
-    except OSError:
-        return
-    if mode & 0o077:
-        path.chmod(0o600)
-        print(
-            f"[tune_m3] the Ray token {path} was readable by other users (mode {mode:o}); "
-            "tightened it to 600",
-            flush=True,
-        )
-
-
 def plan(args: argparse.Namespace) -> tuple[SearchSpace, Path | None, str | None]:
     """The space and every check that needs neither Ray nor MLflow (also run by --dry-run)."""
     space = resolve_space(args)
@@ -407,7 +231,7 @@ def plan(args: argparse.Namespace) -> tuple[SearchSpace, Path | None, str | None
 def optuna_url(args: argparse.Namespace) -> str:
     from tune_m3 import optuna_store
 
-    return args.optuna_storage or optuna_store.default_url()
+    return optuna_store.url(args.optuna_storage)
 
 
 def dry_run(args: argparse.Namespace, space: SearchSpace) -> int:
@@ -710,12 +534,6 @@ def table(results, space: SearchSpace, s: Session, intr: Interrupts, stage: str)
     return pd.DataFrame(rows)
 
 
-def save_table(df, paths: SearchPaths) -> None:
-    paths.exp_dir.mkdir(parents=True, exist_ok=True)
-    df.to_parquet(paths.trials_table, index=False)
-    df.to_csv(paths.summary_csv, index=False)
-
-
 def drop_lost_trial_runs(s: Session, results) -> None:
     """After --resume: delete child runs of trials that died with the driver and were never saved.
 
@@ -792,156 +610,13 @@ def summarise(args, space: SearchSpace, c, s: Session, intr: Interrupts) -> int:
     unlogged = s.logger.finish()
     _set_status(c, FINISHED)
     _shutdown_ray()
-    _print_summary(args, space, c, s, df, best, unlogged, rank)
+    print_summary(args, space, c, s, df, best, unlogged, rank)
     return 0
-
-
-def report_pareto(space: SearchSpace, c, s: Session, df):
-    """Several objectives: the Pareto set (tagged, printed), its hypervolume on the parent."""
-    from tune_m3.names import TAG_PARETO
-    from tune_m3.pareto import hypervolume, pareto_rows, reference_point
-    from tune_m3.search_callback import searched_keys
-    from tune_m3.tracking.writes import metric, param
-
-    objs = [(o.metric, o.mode) for o in space.objectives]
-    cols, modes = [m for m, _ in objs], [m for _, m in objs]
-    ok = df[(df["stage"] == names.STAGE_SEARCH) & ~df["status"].isin([names.FAILED, names.KILLED])]
-    ok = ok.dropna(subset=[c_ for c_ in cols if c_ in ok])
-    front = pareto_rows(ok, objs).sort_values(cols[0], ascending=modes[0] == "min")
-    df = df.assign(pareto=df["run_id"].isin(front["run_id"]))
-    save_table(df, c.paths)
-    if front.empty:
-        return df
-    ref = list(space.reference or reference_point(ok[cols].to_numpy(dtype=float), modes))
-    hv = hypervolume(front[cols].to_numpy(dtype=float), ref, modes)
-    w = s.logger.writes
-    for rid in front["run_id"].dropna():
-        w.set_tag(rid, TAG_PARETO, "true")
-    w.log_batch(
-        s.parent_id,
-        metrics=[metric("pareto.hypervolume", hv), metric("pareto.size", len(front))],
-        params=[param("pareto.reference", [float(x) for x in ref])],
-    )
-    print(
-        f"\nPareto set ({len(front)} of {len(ok)} trials; objectives "
-        + ", ".join(f"{m} ({d})" for m, d in objs)
-        + "):"
-    )
-    keys = searched_keys(space)
-    for _, r in front.iterrows():
-        shown = ", ".join(f"{k}={_fmt(r[f'param_{k}'])}" for k in keys if f"param_{k}" in r)
-        values = "  ".join(f"{m}={r[m]:.4g}" for m in cols)
-        print(f"  {values}   {shown}")
-    print(f"hypervolume {hv:.4g} against the reference point {[round(x, 4) for x in ref]}")
-    return df
-
-
-def log_best(space: SearchSpace, s: Session, best, confirmed=None) -> None:
-    """Parent params ``best.*`` (the confirmed winner when there is a confirm stage) + metrics."""
-    from tune_m3.search_results import best_metrics, best_params
-    from tune_m3.tracking.writes import metric, param
-
-    params = best_params(best, space)
-    if confirmed is not None and len(confirmed):
-        top = confirmed.iloc[0]
-        keys = [k for k in params if k not in ("trial_id", "run_id")]
-        params = {k: top[f"param_{k}"] for k in keys if f"param_{k}" in top}
-        params.update(trial_id=top["trial_id"], run_id=top["confirm_of"], confirmed="true")
-    s.logger.writes.log_batch(
-        s.parent_id,
-        metrics=[metric(k, v) for k, v in best_metrics(best).items()],
-        params=[param(f"best.{k}", v) for k, v in params.items()],
-    )
-
-
-def log_confirmed(args, space: SearchSpace, c, s: Session, df):
-    """The confirmed ranking: printed, a CSV artifact, ``confirmed.*`` metrics on the parent."""
-    import math
-
-    from tune_m3 import confirm
-    from tune_m3.search_callback import searched_keys
-    from tune_m3.tracking.writes import metric, param
-
-    rank = confirm.ranking(df, space.metric, space.mode)
-    if rank.empty:
-        return None
-    rank.to_csv(c.paths.confirm_ranking, index=False)
-    w = s.logger.writes
-    w.log_artifact(s.parent_id, c.paths.confirm_ranking)
-    top = rank.iloc[0]
-    values = {
-        f"confirmed.{col}": float(top[col])
-        for col in rank.columns
-        if col.endswith(("_mean", "_std")) and not math.isnan(top[col])
-    }
-    gap = confirm.separation(rank, space.metric)
-    if not math.isnan(gap):
-        values["confirmed.gap_seed_stds"] = gap
-    w.log_batch(s.parent_id, metrics=[metric(k, v) for k, v in values.items()])
-    if args.confirm_only:  # best.* (the search's pick) is already logged and cannot change
-        keys = [k for k in searched_keys(space) if f"param_{k}" in top]
-        w.log_batch(
-            s.parent_id,
-            params=[param(f"confirmed.{k}", top[f"param_{k}"]) for k in keys]
-            + [param("confirmed.run_id", top["confirm_of"])],
-        )
-    print("\n" + confirm.format_ranking(rank, space.metric, searched_keys(space)), flush=True)
-    return rank
 
 
 def _set_status(c, status: str, **more) -> None:
     if c.paths.storage is not None:
         write_state(c.paths, status=status, **more)
-
-
-def _print_summary(args, space, c, s: Session, df, best, unlogged, rank=None) -> None:
-    from tune_m3 import tracking
-    from tune_m3.search_results import HEADLINE_KEYS, Counts, best_params
-
-    tag = " [SYNTHETIC data]" if s.synthetic else ""
-    print()
-    search, conf = df[df["stage"] == names.STAGE_SEARCH], df[df["stage"] == names.STAGE_CONFIRM]
-    extra = f"; {len(conf)} confirm runs ({Counts.of(conf).text()})" if len(conf) else ""
-    print(
-        f"search '{c.paths.name}' done in {time.time() - s.t0:.0f} s: {len(search)} trials "
-        f"({Counts.of(search).text()}){extra}{tag}"
-    )
-    shown = {k: v for k, v in best_params(best, space).items() if k not in ("trial_id", "run_id")}
-    what = "best configuration of the search" if rank is not None else "best configuration"
-    print(f"{what}: " + ", ".join(f"{k}={_fmt(v)}" for k, v in shown.items()))
-    keys = [space.metric, *HEADLINE_KEYS]
-    print(
-        f"its metrics (best epoch {int(best['best_epoch_metric'])} of {int(best['epochs'])}): "
-        + ", ".join(f"{k}={best[k]:.4g}" for k in keys if k in best and best[k] == best[k])
-    )
-    if rank is not None:
-        top = rank.iloc[0]
-        from tune_m3.search_callback import searched_keys
-
-        conf = {k: top[f"param_{k}"] for k in searched_keys(space) if f"param_{k}" in top}
-        print(
-            "CONFIRMED winner (best mean over the confirm seeds): "
-            + ", ".join(f"{k}={_fmt(v)}" for k, v in conf.items())
-            + f"; {space.metric} {top[f'{space.metric}_mean']:.4f} ± "
-            f"{top[f'{space.metric}_std']:.4f} over {int(top['n'])} seeds"
-        )
-    print(f"trial results: {c.paths.trials_table}")
-    print(f"Ray results and checkpoints: {c.paths.ray_path}")
-    print(f"MLflow: experiment '{s.experiment}', parent run {s.parent_id} in {s.uri}")
-    print(f"open the UI: {tracking.ui_command(s.uri, args.ui_port)}")
-    print(f"  runs of this search: {tracking.runs_page_url(s.uri, s.exp_id, args.ui_port)}")
-    if space.algorithm.type == "optuna":
-        from tune_m3 import optuna_store
-
-        url = optuna_url(args)
-        print(f"Optuna study '{c.paths.name}' in {url}")
-        print(f"  open it: {optuna_store.dashboard_command(url)}")
-    if unlogged:
-        print(
-            f"WARNING: {len(unlogged)} MLflow writes failed and are saved in {c.paths.unlogged}; "
-            f"replay them with: python -m tune_m3.tracking resync {c.paths.unlogged} "
-            f"--tracking-uri {s.uri}"
-        )
 
 
 def resume_command(argv: list[str], name: str) -> str:
@@ -1082,10 +757,6 @@ def main(argv: list[str] | None = None) -> int:
         return run(args, argv, space, c, uri)
     finally:
         c.release()
-
-
-def _fmt(v: Any) -> str:
-    return f"{v:.4g}" if isinstance(v, float) else str(v)
 
 
 if __name__ == "__main__":

@@ -1,0 +1,168 @@
+"""What a search reports at its end: the Pareto set, the winner (``best.*``), the confirmed
+ranking and the closing lines. Writes go through the search's MLflow logger (buffered like every
+other write); ``tune_m3/search.py`` calls these from its summary stage.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from tune_m3 import names
+from tune_m3.search_paths import SearchPaths
+from tune_m3.spaces import SearchSpace
+
+
+def save_table(df, paths: SearchPaths) -> None:
+    """``trials.parquet`` and ``summary.csv`` of the search (both stages)."""
+    paths.exp_dir.mkdir(parents=True, exist_ok=True)
+    df.to_parquet(paths.trials_table, index=False)
+    df.to_csv(paths.summary_csv, index=False)
+
+
+def report_pareto(space: SearchSpace, c, s, df):
+    """Several objectives: the Pareto set (tagged, printed), its hypervolume on the parent."""
+    from tune_m3.names import TAG_PARETO
+    from tune_m3.pareto import hypervolume, pareto_rows, reference_point
+    from tune_m3.search_callback import searched_keys
+    from tune_m3.tracking.writes import metric, param
+
+    objs = [(o.metric, o.mode) for o in space.objectives]
+    cols, modes = [m for m, _ in objs], [m for _, m in objs]
+    ok = df[(df["stage"] == names.STAGE_SEARCH) & ~df["status"].isin([names.FAILED, names.KILLED])]
+    ok = ok.dropna(subset=[c_ for c_ in cols if c_ in ok])
+    front = pareto_rows(ok, objs).sort_values(cols[0], ascending=modes[0] == "min")
+    df = df.assign(pareto=df["run_id"].isin(front["run_id"]))
+    save_table(df, c.paths)
+    if front.empty:
+        return df
+    ref = list(space.reference or reference_point(ok[cols].to_numpy(dtype=float), modes))
+    hv = hypervolume(front[cols].to_numpy(dtype=float), ref, modes)
+    w = s.logger.writes
+    for rid in front["run_id"].dropna():
+        w.set_tag(rid, TAG_PARETO, "true")
+    w.log_batch(
+        s.parent_id,
+        metrics=[metric("pareto.hypervolume", hv), metric("pareto.size", len(front))],
+        params=[param("pareto.reference", [float(x) for x in ref])],
+    )
+    print(
+        f"\nPareto set ({len(front)} of {len(ok)} trials; objectives "
+        + ", ".join(f"{m} ({d})" for m, d in objs)
+        + "):"
+    )
+    keys = searched_keys(space)
+    for _, r in front.iterrows():
+        shown = ", ".join(f"{k}={_fmt(r[f'param_{k}'])}" for k in keys if f"param_{k}" in r)
+        values = "  ".join(f"{m}={r[m]:.4g}" for m in cols)
+        print(f"  {values}   {shown}")
+    print(f"hypervolume {hv:.4g} against the reference point {[round(x, 4) for x in ref]}")
+    return df
+
+
+def log_best(space: SearchSpace, s, best, confirmed=None) -> None:
+    """Parent params ``best.*`` (the confirmed winner when there is a confirm stage) + metrics."""
+    from tune_m3.search_results import best_metrics, best_params
+    from tune_m3.tracking.writes import metric, param
+
+    params = best_params(best, space)
+    if confirmed is not None and len(confirmed):
+        top = confirmed.iloc[0]
+        keys = [k for k in params if k not in ("trial_id", "run_id")]
+        params = {k: top[f"param_{k}"] for k in keys if f"param_{k}" in top}
+        params.update(trial_id=top["trial_id"], run_id=top["confirm_of"], confirmed="true")
+    s.logger.writes.log_batch(
+        s.parent_id,
+        metrics=[metric(k, v) for k, v in best_metrics(best).items()],
+        params=[param(f"best.{k}", v) for k, v in params.items()],
+    )
+
+
+def log_confirmed(args, space: SearchSpace, c, s, df):
+    """The confirmed ranking: printed, a CSV artifact, ``confirmed.*`` metrics on the parent."""
+    import math
+
+    from tune_m3 import confirm
+    from tune_m3.search_callback import searched_keys
+    from tune_m3.tracking.writes import metric, param
+
+    rank = confirm.ranking(df, space.metric, space.mode)
+    if rank.empty:
+        return None
+    rank.to_csv(c.paths.confirm_ranking, index=False)
+    w = s.logger.writes
+    w.log_artifact(s.parent_id, c.paths.confirm_ranking)
+    top = rank.iloc[0]
+    values = {
+        f"confirmed.{col}": float(top[col])
+        for col in rank.columns
+        if col.endswith(("_mean", "_std")) and not math.isnan(top[col])
+    }
+    gap = confirm.separation(rank, space.metric)
+    if not math.isnan(gap):
+        values["confirmed.gap_seed_stds"] = gap
+    w.log_batch(s.parent_id, metrics=[metric(k, v) for k, v in values.items()])
+    if args.confirm_only:  # best.* (the search's pick) is already logged and cannot change
+        keys = [k for k in searched_keys(space) if f"param_{k}" in top]
+        w.log_batch(
+            s.parent_id,
+            params=[param(f"confirmed.{k}", top[f"param_{k}"]) for k in keys]
+            + [param("confirmed.run_id", top["confirm_of"])],
+        )
+    print("\n" + confirm.format_ranking(rank, space.metric, searched_keys(space)), flush=True)
+    return rank
+
+
+def print_summary(args, space, c, s, df, best, unlogged, rank=None) -> None:
+    """The closing lines: counts, the winner (and the confirmed one), where everything is."""
+    from tune_m3 import tracking
+    from tune_m3.search_results import HEADLINE_KEYS, Counts, best_params
+
+    tag = " [SYNTHETIC data]" if s.synthetic else ""
+    print()
+    search, conf = df[df["stage"] == names.STAGE_SEARCH], df[df["stage"] == names.STAGE_CONFIRM]
+    extra = f"; {len(conf)} confirm runs ({Counts.of(conf).text()})" if len(conf) else ""
+    print(
+        f"search '{c.paths.name}' done in {time.time() - s.t0:.0f} s: {len(search)} trials "
+        f"({Counts.of(search).text()}){extra}{tag}"
+    )
+    shown = {k: v for k, v in best_params(best, space).items() if k not in ("trial_id", "run_id")}
+    what = "best configuration of the search" if rank is not None else "best configuration"
+    print(f"{what}: " + ", ".join(f"{k}={_fmt(v)}" for k, v in shown.items()))
+    keys = [space.metric, *HEADLINE_KEYS]
+    print(
+        f"its metrics (best epoch {int(best['best_epoch_metric'])} of {int(best['epochs'])}): "
+        + ", ".join(f"{k}={best[k]:.4g}" for k in keys if k in best and best[k] == best[k])
+    )
+    if rank is not None:
+        top = rank.iloc[0]
+        from tune_m3.search_callback import searched_keys
+
+        conf = {k: top[f"param_{k}"] for k in searched_keys(space) if f"param_{k}" in top}
+        print(
+            "CONFIRMED winner (best mean over the confirm seeds): "
+            + ", ".join(f"{k}={_fmt(v)}" for k, v in conf.items())
+            + f"; {space.metric} {top[f'{space.metric}_mean']:.4f} ± "
+            f"{top[f'{space.metric}_std']:.4f} over {int(top['n'])} seeds"
+        )
+    print(f"trial results: {c.paths.trials_table}")
+    print(f"Ray results and checkpoints: {c.paths.ray_path}")
+    print(f"MLflow: experiment '{s.experiment}', parent run {s.parent_id} in {s.uri}")
+    print(f"open the UI: {tracking.ui_command(s.uri, args.ui_port)}")
+    print(f"  runs of this search: {tracking.runs_page_url(s.uri, s.exp_id, args.ui_port)}")
+    if space.algorithm.type == "optuna":
+        from tune_m3 import optuna_store
+
+        url = optuna_store.url(args.optuna_storage)
+        print(f"Optuna study '{c.paths.name}' in {url}")
+        print(f"  open it: {optuna_store.dashboard_command(url)}")
+    if unlogged:
+        print(
+            f"WARNING: {len(unlogged)} MLflow writes failed and are saved in {c.paths.unlogged}; "
+            f"replay them with: python -m tune_m3.tracking resync {c.paths.unlogged} "
+            f"--tracking-uri {s.uri}"
+        )
+
+
+def _fmt(v: Any) -> str:
+    return f"{v:.4g}" if isinstance(v, float) else str(v)
