@@ -98,12 +98,12 @@ def _check_confirm_only(env):
 
 
 def test_interrupted_confirm_stage_resumes_without_duplicates(env, tmp_path):
-    space = _space(tmp_path, "cint", confirm={"top_k": 2, "seeds": [1, 2]}, epochs=10)
+    space = _space(tmp_path, "cint", confirm={"top_k": 2, "seeds": [1, 2]}, epochs=40)
     proc = start_search(env, "--space", str(space), "--name", "cint")
     out = Output(proc)
     out.wait_for("confirm stage:", timeout=400)
     out.wait_for("confirm seed", timeout=200)
-    time.sleep(3)
+    time.sleep(1)  # 40-epoch confirm trainings: still running
     proc.send_signal(signal.SIGINT)
     assert out.finish() == 130, out.text[-3000:]
     _run(env, "--space", str(space), "--name", "cint", "--resume")

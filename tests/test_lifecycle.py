@@ -34,6 +34,10 @@ from tune_m3.names import COMPLETED, KILLED, TAG_STATUS, TAG_TRIAL
 
 pytestmark = pytest.mark.slow
 
+# epochs of a trial that must still be running a few seconds after it started (tiny data trains
+# an epoch in about 0.1-0.3 s on an idle core; 14 epochs were over before the signal in CI)
+EPOCHS = 40
+
 
 class Output:
     """Collects a process's output lines in the background (so a test can wait for one)."""
@@ -107,7 +111,8 @@ def _interrupt(env, space: Path, experiment: str, name: str, sig: int) -> str:
     proc = start_search(env, "--space", str(space), "--experiment", experiment, "--name", name)
     out = Output(proc)
     out.wait_for("started")
-    time.sleep(4)  # a few epochs in
+    # the trials are long (EPOCHS) so that they are still running after this on a quiet machine
+    time.sleep(1.5)
     proc.send_signal(sig)
     rc = out.finish()
     assert rc == 128 + sig, out.text[-3000:]
@@ -127,7 +132,7 @@ def _interrupt(env, space: Path, experiment: str, name: str, sig: int) -> str:
 
 
 def test_sigint_then_resume_finishes_in_the_same_parent(env, tmp_path):
-    space = _space(tmp_path, "ctrlc", epochs=14, n=4)
+    space = _space(tmp_path, "ctrlc", epochs=EPOCHS, n=4)
     text = _interrupt(env, space, "ctrlc", "ctrlc", signal.SIGINT)
     line = next(ln for ln in text.splitlines() if "Resume it with: " in ln)
     cmd = shlex.split(line.split("Resume it with: ", 1)[1])
@@ -153,7 +158,7 @@ def test_sigint_then_resume_finishes_in_the_same_parent(env, tmp_path):
     assert parent.data.metrics["best.val_mae"] == pytest.approx(best["val_mae"])
     # the best epoch's value, not the last epoch's
     hist = [m.value for m in c.get_metric_history(best["run_id"], "val_mae")]
-    assert len(hist) == 14 and best["val_mae"] == pytest.approx(min(hist))
+    assert len(hist) == EPOCHS and best["val_mae"] == pytest.approx(min(hist))
 
     # a resume of a finished search says so and changes nothing
     again = cli(env, *cmd[3:])
@@ -163,7 +168,7 @@ def test_sigint_then_resume_finishes_in_the_same_parent(env, tmp_path):
 
 
 def test_sigterm_exits_143_and_kills_the_runs(env, tmp_path):
-    _interrupt(env, _space(tmp_path, "term", epochs=14, n=2), "term", "term", signal.SIGTERM)
+    _interrupt(env, _space(tmp_path, "term", epochs=EPOCHS, n=2), "term", "term", signal.SIGTERM)
 
 
 def test_three_searches_at_once_on_a_fresh_results_folder(env, tmp_path):
@@ -196,7 +201,7 @@ def test_three_searches_at_once_on_a_fresh_results_folder(env, tmp_path):
 
 
 def test_a_name_in_use_is_refused_and_the_first_search_is_intact(env, tmp_path):
-    space = _space(tmp_path, "named", epochs=6, n=2)
+    space = _space(tmp_path, "named", epochs=EPOCHS, n=2)  # still running when the 2nd starts
     first = Output(start_search(env, "--space", str(space), "--name", "taken"))
     first.wait_for("started")
     second = cli(env, "--space", str(space), "--name", "taken", timeout=120)

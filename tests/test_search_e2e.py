@@ -121,3 +121,14 @@ def test_resume_after_driver_kill_finishes_without_duplicates(search_env, tmp_pa
         next((Path(search_env["TUNE_M3_RESULTS"]) / "ray").glob("resume-me/trials.parquet"))
     )
     assert len(df) == 4 and (df["status"] == "completed").all()
+    # the persisted Optuna study (ahead of Ray's snapshot when the driver was killed) ends with
+    # no trial left RUNNING, and every planned trial told
+    import optuna
+
+    study = optuna.load_study(
+        study_name="resume-me",
+        storage=f"sqlite:///{search_env['TUNE_M3_RESULTS']}/optuna.db",
+    )
+    states = [t.state for t in study.trials]
+    assert optuna.trial.TrialState.RUNNING not in states, states
+    assert states.count(optuna.trial.TrialState.COMPLETE) >= 4, states

@@ -46,7 +46,6 @@ def make_searcher(space: SearchSpace, storage_url: str, study_name: str):
     if space.algorithm.type == "grid":
         return None
     import optuna
-    from ray.tune.search.optuna import OptunaSearch
 
     from tune_m3 import optuna_store
 
@@ -57,7 +56,9 @@ def make_searcher(space: SearchSpace, storage_url: str, study_name: str):
             "metric": [o.metric for o in space.objectives],
             "mode": [o.mode for o in space.objectives],
         }
-    return OptunaSearch(
+    from tune_m3.optuna_searcher import ResumableOptunaSearch
+
+    return ResumableOptunaSearch(
         sampler=optuna.samplers.TPESampler(seed=space.algorithm.seed),
         storage=optuna_store.storage(storage_url),
         study_name=study_name,

@@ -566,6 +566,11 @@ def searched_table(args, space: SearchSpace, c, s: Session, intr: Interrupts):
     results = search_stage(args, space, c, s, intr)
     if c.resumed:
         drop_lost_trial_runs(s, results)
+        if space.algorithm.type == "optuna" and not intr.interrupted:
+            from tune_m3.optuna_searcher import fail_running_trials
+
+            # trials the killed driver had started after Ray's last snapshot: re-sampled
+            fail_running_trials(optuna_url(args), c.paths.name)
     df = table(results, space, s, intr, STAGE_SEARCH)
     save_table(df, c.paths)
     if intr.interrupted:
