@@ -17,7 +17,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from tune_m3.errors import UserError
-from tune_m3.tracking.store import file_lock, results_dir
+from tune_m3.tracking.store import file_lock, first_existing, results_dir
 
 
 def default_url() -> str:
@@ -37,9 +37,7 @@ def check_url(url: str) -> None:
     """Refuse a storage URL that cannot work, without creating anything (also for --dry-run)."""
     db = _sqlite_path(url)
     if db is not None:
-        p = db.parent
-        while not p.exists() and p != p.parent:
-            p = p.parent
+        p = first_existing(db.parent)
         if not p.is_dir():
             raise UserError(f"--optuna-storage {url}: cannot create {db.parent} ({p} is a file)")
         return

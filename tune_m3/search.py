@@ -503,11 +503,11 @@ def confirm_stage(args, space: SearchSpace, c, s: Session, search_df, intr: Inte
 def trial_statuses(results, s: Session, intr: Interrupts) -> dict[str, str]:
     """trial id -> status: as a callback saw it end, else from Ray's record of it."""
     from tune_m3.search_callback import trial_status
-    from tune_m3.search_results import trial_id_from_path
+    from tune_m3.search_results import result_trial_id
 
     out = {}
     for r in results:
-        tid = (r.metrics or {}).get("trial_id") or trial_id_from_path(r.path)
+        tid = result_trial_id(r)
         out[tid] = s.ended.get(tid) or trial_status(
             r.metrics or {}, intr.interrupted, errored=r.error is not None
         )
@@ -519,13 +519,13 @@ def table(results, space: SearchSpace, s: Session, intr: Interrupts, stage: str)
     import pandas as pd
 
     from tune_m3.confirm import CONFIRM_OF, CONFIRM_TRIAL
-    from tune_m3.search_results import trial_id_from_path, trial_row
+    from tune_m3.search_results import result_trial_id, trial_row
     from tune_m3.spaces import POINT
 
     statuses = trial_statuses(results, s, intr)
     rows = []
     for r in results:
-        tid = (r.metrics or {}).get("trial_id") or trial_id_from_path(r.path)
+        tid = result_trial_id(r)
         row = trial_row(r, space, statuses[tid], s.logger.run_id(tid), stage=stage)
         point = (r.config or {}).get(POINT) or {}
         if point:
@@ -640,9 +640,9 @@ def resume_command(argv: list[str], name: str) -> str:
     return shlex.join(["python", "-m", "tune_m3.search", *out, "--name", name, "--resume"])
 
 
-def _closed(s: Session, trial_id: str) -> bool:
-    """A trial whose run ended in an earlier session of this search (before a resume)."""
-    return trial_id in s.logger.closed
+def _open_trials(s: Session) -> list[str]:
+    """Trials whose runs are still open: not ended in this session, nor in an earlier one."""
+    return [t for t in s.logger.runs if t not in s.ended and t not in s.logger.closed]
 
 
 def _shutdown_ray() -> None:
@@ -676,8 +676,7 @@ def end_interrupted(c, s: Session | None, signum: int, argv: list[str]) -> int:
         print(f"\nsearch '{c.paths.name}' interrupted before it started; nothing was written")
         return exit_code(signum)
     if s is not None and s.logger is not None:
-        open_trials = [t for t in s.logger.runs if t not in s.ended and not _closed(s, t)]
-        for tid in open_trials:
+        for tid in _open_trials(s):
             s.logger.trial_end(tid, names.KILLED)
         s.logger.writes.set_terminated(s.parent_id, "KILLED")
         s.logger.finish()
@@ -701,7 +700,7 @@ def end_failed(c, s: Session | None) -> None:
         return
     try:
         if s.logger is not None:
-            for tid in [t for t in s.logger.runs if t not in s.ended and not _closed(s, t)]:
+            for tid in _open_trials(s):
                 s.logger.trial_end(tid, names.FAILED)
             s.logger.writes.set_terminated(s.parent_id, "FAILED")
             s.logger.finish()

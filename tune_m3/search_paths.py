@@ -32,6 +32,7 @@ from pathlib import Path
 from typing import Any
 
 from tune_m3.errors import UserError
+from tune_m3.tracking.store import first_existing
 
 STATE_FILE = "tune_m3_search.json"
 LOCK_FILE = ".tune_m3.lock"
@@ -90,9 +91,7 @@ def check_storage(storage: Path | None) -> None:
         return
     if storage.exists() and not storage.is_dir():
         raise UserError(f"--storage {storage}: is a file, not a folder; give a folder")
-    p = storage
-    while not p.exists() and p != p.parent:
-        p = p.parent
+    p = first_existing(storage)
     if not p.is_dir():
         raise UserError(f"--storage {storage}: cannot be created ({p} is a file)")
     if not os.access(p, os.W_OK | os.X_OK):

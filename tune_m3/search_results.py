@@ -90,7 +90,7 @@ def trial_row(
     multi = bool(space.objectives)
     best = last_row(history) if multi else best_row(history, space.metric, space.mode)
     row: dict[str, Any] = {
-        "trial_id": last.get("trial_id") or trial_id_from_path(getattr(result, "path", "")),
+        "trial_id": result_trial_id(result),
         "run_id": run_id,
         "stage": stage,
         "status": status,
@@ -114,9 +114,16 @@ def trial_row(
 
 
 def trial_id_from_path(path: str | None) -> str | None:
-    """Ray's trial folder ``<trainable>_<5 hex>_<5 digits>_...`` -> ``<5 hex>_<5 digits>``."""
-    m = re.search(r"_([0-9a-f]{5}_\d{5})(?:_|$)", str(path or "").rstrip("/").rsplit("/", 1)[-1])
+    """The trial id in Ray's trial folder name: ``run_trial_<8 hex>_<n>_...`` (Ray 2.60) or
+    ``run_trial_<5 hex>_<5 digits>_...`` (older Ray)."""
+    name = str(path or "").rstrip("/").rsplit("/", 1)[-1]
+    m = re.search(r"_([0-9a-f]{8}|[0-9a-f]{5}_\d{5})(?:_|$)", name)
     return m.group(1) if m else None
+
+
+def result_trial_id(result) -> str | None:
+    """A Ray ``Result``'s trial id: from its reports, or its folder if it never reported."""
+    return (result.metrics or {}).get("trial_id") or trial_id_from_path(getattr(result, "path", ""))
 
 
 def error_line(err: BaseException) -> str:

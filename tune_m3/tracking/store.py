@@ -128,12 +128,13 @@ def check_uri(uri: str) -> None:
             "default; use sqlite:///path/to/mlflow.db or an http(s):// tracking server"
         )
     elif (db := sqlite_path(uri)) is not None:
-        parent = _first_existing(db.parent)
+        parent = first_existing(db.parent)
         if not parent.is_dir() or not os.access(parent, os.W_OK):
             raise UserError(f"tracking URI {uri}: cannot create {db.parent} (not writable)")
 
 
-def _first_existing(p: Path) -> Path:
+def first_existing(p: Path) -> Path:
+    """``p`` or its nearest ancestor that exists (what creating ``p`` would write into)."""
     while not p.exists() and p != p.parent:
         p = p.parent
     return p
