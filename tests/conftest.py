@@ -107,3 +107,14 @@ def one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(n)
+
+
+@pytest.fixture
+def searches():
+    """Start ``tune_m3.search`` runs (``searchutil.Search``) that are killed after the test."""
+    from searchutil import Search  # searchutil imports this module: import it late
+
+    started: list = []
+    yield lambda env, *args: started.append(Search(env, *args)) or started[-1]
+    for s in started:  # a failed assertion must not leave a search (and its Ray) running
+        s.kill()

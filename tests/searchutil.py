@@ -7,6 +7,8 @@ import os
 import signal
 import subprocess
 import sys
+import threading
+import time
 from pathlib import Path
 
 import pandas as pd
@@ -120,3 +122,44 @@ def mlflow_runs(env: dict, experiment: str):
     parents = [r for r in runs if "mlflow.parentRunId" not in r.data.tags]
     children = [r for r in runs if "mlflow.parentRunId" in r.data.tags]
     return c, parents, children
+
+
+class Search:
+    """``python -m tune_m3.search`` in the background; its output collected line by line."""
+
+    def __init__(self, env: dict, *args: str):
+        self.proc = start_search(env, *args)
+        self.lines: list[str] = []
+        self._reader = threading.Thread(target=self._read, daemon=True)
+        self._reader.start()
+
+    def _read(self) -> None:
+        assert self.proc.stdout is not None
+        for line in self.proc.stdout:
+            self.lines.append(line)
+
+    @property
+    def output(self) -> str:
+        return "".join(self.lines)
+
+    def wait_for(self, what: str, count: int = 1, timeout: float = 300) -> None:
+        deadline = time.time() + timeout
+        while sum(what in s for s in self.lines) < count:
+            if self.proc.poll() is not None or time.time() > deadline:
+                self.kill()  # a test that fails here must not leave the search (and its Ray) behind
+                pytest.fail(f"never saw {what!r} x{count}:\n{self.output[-4000:]}")
+            time.sleep(0.2)
+
+    def finish(self, timeout: float = 400) -> int:
+        try:
+            self.proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            self.kill()
+            pytest.fail(f"search did not finish in {timeout} s:\n{self.output[-4000:]}")
+        self._reader.join(timeout=10)
+        return self.proc.returncode
+
+    def kill(self) -> None:
+        if self.proc.poll() is None:
+            kill_tree(self.proc.pid)
+            self.proc.wait(timeout=30)

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-from searchutil import TINY_FIXED, make_search_env, mlflow_runs, start_search, write_space
-from test_lifecycle import Output, cli
+from searchutil import TINY_FIXED, Search, make_search_env, mlflow_runs, write_space
+from test_lifecycle import cli
 
 from tune_m3.names import TAG_CONFIRM_OF, TAG_STAGE, TAG_TRIAL
 
@@ -99,12 +99,11 @@ def _check_confirm_only(env):
 
 def test_interrupted_confirm_stage_resumes_without_duplicates(env, tmp_path):
     space = _space(tmp_path, "cint", confirm={"top_k": 2, "seeds": [1, 2]}, epochs=40)
-    proc = start_search(env, "--space", str(space), "--name", "cint")
-    out = Output(proc)
+    out = Search(env, "--space", str(space), "--name", "cint")
     out.wait_for("confirm stage:", timeout=400)
     out.wait_for("confirm seed", timeout=200)
     time.sleep(1)  # 40-epoch confirm trainings: still running
-    proc.send_signal(signal.SIGINT)
-    assert out.finish() == 130, out.text[-3000:]
+    out.proc.send_signal(signal.SIGINT)
+    assert out.finish() == 130, out.output[-3000:]
     _run(env, "--space", str(space), "--name", "cint", "--resume")
     _check(env, "cint", "cint", 2, [1, 2])

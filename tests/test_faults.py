@@ -15,7 +15,6 @@ import secrets
 import signal
 import subprocess
 import sys
-import threading
 import time
 from pathlib import Path
 
@@ -25,10 +24,8 @@ import pytest
 from mlflowserver import MlflowServer
 from searchutil import (
     TINY_FIXED,
-    kill_tree,
     make_search_env,
     mlflow_runs,
-    start_search,
     write_space,
 )
 
@@ -42,54 +39,6 @@ EPOCH_KEYS = ("epoch", "train_loss", "val_loss", "val_mae", "val_corr", "lr", "b
 @pytest.fixture(scope="module")
 def search_env(tmp_path_factory) -> dict:
     return make_search_env(tmp_path_factory.mktemp("faults"))
-
-
-class Search:
-    """``python -m tune_m3.search`` in the background; its output collected line by line."""
-
-    def __init__(self, env: dict, *args: str):
-        self.proc = start_search(env, *args)
-        self.lines: list[str] = []
-        self._reader = threading.Thread(target=self._read, daemon=True)
-        self._reader.start()
-
-    def _read(self) -> None:
-        assert self.proc.stdout is not None
-        for line in self.proc.stdout:
-            self.lines.append(line)
-
-    @property
-    def output(self) -> str:
-        return "".join(self.lines)
-
-    def wait_for(self, what: str, count: int = 1, timeout: float = 300) -> None:
-        deadline = time.time() + timeout
-        while sum(what in s for s in self.lines) < count:
-            if self.proc.poll() is not None or time.time() > deadline:
-                pytest.fail(f"never saw {what!r} x{count}:\n{self.output[-4000:]}")
-            time.sleep(0.2)
-
-    def finish(self, timeout: float = 400) -> int:
-        try:
-            self.proc.wait(timeout=timeout)
-        except subprocess.TimeoutExpired:
-            self.kill()
-            pytest.fail(f"search did not finish in {timeout} s:\n{self.output[-4000:]}")
-        self._reader.join(timeout=10)
-        return self.proc.returncode
-
-    def kill(self) -> None:
-        if self.proc.poll() is None:
-            kill_tree(self.proc.pid)
-            self.proc.wait(timeout=30)
-
-
-@pytest.fixture
-def searches():
-    started: list[Search] = []
-    yield lambda env, *args: started.append(Search(env, *args)) or started[-1]
-    for s in started:  # a failed assertion must not leave a search (and its Ray) running
-        s.kill()
 
 
 @pytest.fixture

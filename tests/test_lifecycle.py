@@ -15,7 +15,6 @@ import shlex
 import signal
 import subprocess
 import sys
-import threading
 import time
 from pathlib import Path
 
@@ -23,10 +22,9 @@ import pandas as pd
 import pytest
 from searchutil import (
     TINY_FIXED,
-    kill_tree,
+    Search,
     make_search_env,
     mlflow_runs,
-    start_search,
     write_space,
 )
 
@@ -37,40 +35,6 @@ pytestmark = pytest.mark.slow
 # epochs of a trial that must still be running a few seconds after it started (tiny data trains
 # an epoch in about 0.1-0.3 s on an idle core; 14 epochs were over before the signal in CI)
 EPOCHS = 40
-
-
-class Output:
-    """Collects a process's output lines in the background (so a test can wait for one)."""
-
-    def __init__(self, proc: subprocess.Popen):
-        self.proc, self.lines = proc, []
-        self.thread = threading.Thread(target=self._read, daemon=True)
-        self.thread.start()
-
-    def _read(self) -> None:
-        for line in self.proc.stdout:
-            self.lines.append(line)
-
-    @property
-    def text(self) -> str:
-        return "".join(self.lines)
-
-    def wait_for(self, needle: str, timeout: float = 180) -> None:
-        end = time.time() + timeout
-        while needle not in self.text:
-            if time.time() > end or self.proc.poll() is not None:
-                kill_tree(self.proc.pid)
-                pytest.fail(f"never saw {needle!r}:\n{self.text[-3000:]}")
-            time.sleep(0.2)
-
-    def finish(self, timeout: float = 300) -> int:
-        try:
-            rc = self.proc.wait(timeout=timeout)
-        except subprocess.TimeoutExpired:
-            kill_tree(self.proc.pid)
-            pytest.fail(f"did not end:\n{self.text[-3000:]}")
-        self.thread.join(10)
-        return rc
 
 
 def cli(env, *args: str, timeout: int = 120) -> subprocess.CompletedProcess:
@@ -108,16 +72,15 @@ def _parent(env, experiment):
 
 def _interrupt(env, space: Path, experiment: str, name: str, sig: int) -> str:
     """Start a search, signal it once two trials run, check the interrupted state; its output."""
-    proc = start_search(env, "--space", str(space), "--experiment", experiment, "--name", name)
-    out = Output(proc)
+    out = Search(env, "--space", str(space), "--experiment", experiment, "--name", name)
     out.wait_for("started")
     # the trials are long (EPOCHS) so that they are still running after this on a quiet machine
     time.sleep(1.5)
-    proc.send_signal(sig)
+    out.proc.send_signal(sig)
     rc = out.finish()
-    assert rc == 128 + sig, out.text[-3000:]
-    assert f"interrupted by {signal.Signals(sig).name}" in out.text
-    assert "Traceback" not in out.text, out.text[-3000:]
+    assert rc == 128 + sig, out.output[-3000:]
+    assert f"interrupted by {signal.Signals(sig).name}" in out.output
+    assert "Traceback" not in out.output, out.output[-3000:]
     _, parent, children = _parent(env, experiment)
     assert parent.info.status == "KILLED"
     assert not [k for k in parent.data.params if k.startswith("best.")]
@@ -128,7 +91,7 @@ def _interrupt(env, space: Path, experiment: str, name: str, sig: int) -> str:
             ("FINISHED", COMPLETED),
         }
     assert any(r.data.tags[TAG_STATUS] == KILLED for r in children)
-    return out.text
+    return out.output
 
 
 def test_sigint_then_resume_finishes_in_the_same_parent(env, tmp_path):
@@ -173,10 +136,9 @@ def test_sigterm_exits_143_and_kills_the_runs(env, tmp_path):
 
 def test_three_searches_at_once_on_a_fresh_results_folder(env, tmp_path):
     space = _space(tmp_path, "together", epochs=2, n=1)
-    procs = [start_search(env, "--space", str(space), "--max-concurrent", "1") for _ in range(3)]
-    outs = [Output(p) for p in procs]
+    outs = [Search(env, "--space", str(space), "--max-concurrent", "1") for _ in range(3)]
     rcs = [o.finish(timeout=600) for o in outs]
-    assert rcs == [0, 0, 0], "\n----\n".join(o.text[-2000:] for o in outs)
+    assert rcs == [0, 0, 0], "\n----\n".join(o.output[-2000:] for o in outs)
     dirs = sorted(p.name for p in (Path(env["TUNE_M3_RESULTS"]) / "ray").iterdir())
     assert len(dirs) == 3 and len(set(dirs)) == 3, dirs  # never one Ray folder for two searches
     _, parents, children = mlflow_runs(env, "together")
@@ -202,7 +164,7 @@ def test_three_searches_at_once_on_a_fresh_results_folder(env, tmp_path):
 
 def test_a_name_in_use_is_refused_and_the_first_search_is_intact(env, tmp_path):
     space = _space(tmp_path, "named", epochs=EPOCHS, n=2)  # still running when the 2nd starts
-    first = Output(start_search(env, "--space", str(space), "--name", "taken"))
+    first = Search(env, "--space", str(space), "--name", "taken")
     first.wait_for("started")
     second = cli(env, "--space", str(space), "--name", "taken", timeout=120)
     assert second.returncode == 2, second.stdout + second.stderr
@@ -212,7 +174,7 @@ def test_a_name_in_use_is_refused_and_the_first_search_is_intact(env, tmp_path):
     # --resume of a running search is refused too
     busy = cli(env, "--space", str(space), "--name", "taken", "--resume", timeout=120)
     assert busy.returncode == 2 and "running in another process" in busy.stderr, busy.stderr
-    assert first.finish() == 0, first.text[-3000:]
+    assert first.finish() == 0, first.output[-3000:]
     df = pd.read_parquet(Path(env["TUNE_M3_RESULTS"]) / "ray" / "taken" / "trials.parquet")
     assert len(df) == 2 and (df["status"] == COMPLETED).all()
     _, parents, children = mlflow_runs(env, "named")
