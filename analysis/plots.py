@@ -61,6 +61,7 @@ from tune_m3.names import (
     diag_key,
     parse_diag_key,
 )
+from tune_m3.pareto import non_dominated
 
 __all__ = [
     "PlotResult",
@@ -467,12 +468,7 @@ def _has_variant_params(t: pd.DataFrame) -> bool:
 
 def pareto_front(x: np.ndarray, y: np.ndarray) -> np.ndarray:
     """Boolean mask of the points no other point beats in both x and y (both minimised)."""
-    x, y = np.asarray(x, float), np.asarray(y, float)
-    keep = np.ones(len(x), dtype=bool)
-    for i in range(len(x)):
-        dominated = (x <= x[i]) & (y <= y[i]) & ((x < x[i]) | (y < y[i]))
-        keep[i] = not dominated.any()
-    return keep
+    return non_dominated(np.column_stack([np.asarray(x, float), np.asarray(y, float)]), ["min"] * 2)
 
 
 @_plot("pareto_scatter", "Clean error versus robustness")
@@ -536,17 +532,6 @@ def pareto_scatter(
         f"Each completed trial: clean {x} against the {y} drop; circled points are the Pareto "
         "front (no other trial is better on both)."
     )
-
-
-def non_dominated(values: np.ndarray, modes: Sequence[str]) -> np.ndarray:
-    """Boolean mask of the rows of ``values`` (N, k) that no other row dominates, objective j
-    minimised when ``modes[j] == "min"`` and maximised when ``"max"``."""
-    v = np.asarray(values, float) * np.array([1.0 if m == "min" else -1.0 for m in modes])
-    keep = np.ones(len(v), dtype=bool)
-    for i in range(len(v)):
-        dominated = (v <= v[i]).all(axis=1) & (v < v[i]).any(axis=1)
-        keep[i] = not dominated.any()
-    return keep
 
 
 @_plot("pareto_objectives", "The search's objectives and its Pareto front")
