@@ -38,7 +38,9 @@ from __future__ import annotations
 import argparse
 import json
 import multiprocessing as mp
+import os
 import statistics
+import sys
 import time
 from contextlib import nullcontext
 
@@ -334,6 +336,114 @@ def compare_mmsa(root: str, threads: int, B: int, L, rounds: int, steps: int) ->
     )
 
 
+# the authors' M3 run (configs/m3-rnn-hard-0.2-before.yml) in tune_m3's options: hard M3, pM 0.2,
+# pi 1/3 each, one draw per batch, before fusion, no rescaling; dropout 0.2 also on the attention
+# matrices and Xavier-initialised attention projections, as their modules do
+AUTHORS_RUN = {
+    "scheme": "m3",
+    "p_mask": 0.2,
+    "pi_text": 1 / 3,
+    "pi_audio": 1 / 3,
+    "pi_vision": 1 / 3,
+    "granularity": "batch",
+    "rescale": False,
+    "model_kwargs": {"attn_dropout": 0.2, "init": "xavier"},
+}
+
+
+def compare_reference(
+    root: str, python: str, threads: int, B: int, L: int, rounds: int, steps: int
+):
+    """Ours (the baseline through the seam) vs the authors' baseline, alternated in rounds.
+
+    The authors' side runs in its own process under ``python`` (an environment with their
+    dependencies, see ``reference_step.py``), ours in this one; each block of ``steps`` steps
+    runs while the other side waits, the order swaps every round, round 0 warms up. Both train
+    on the same batches (``reference_step.batches``) with Adam(5e-4) and an L1 loss.
+    """
+    import subprocess
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    from reference_step import batches
+
+    env = dict(os.environ, OMP_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads))
+    cmd = [
+        python,
+        str(Path(__file__).with_name("reference_step.py")),
+        root,
+        "--threads",
+        str(threads),
+        "--batch",
+        str(B),
+        "--seq-len",
+        str(L),
+        "--steps",
+        str(steps),
+    ]
+    ref = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=env)
+    hello = ref.stdout.readline()
+    if not hello:
+        ref.wait()
+        raise SystemExit(f"error: the reference side ended before it was ready: {' '.join(cmd)}")
+    info = json.loads(hello)
+
+    torch.set_num_threads(threads)
+    torch.manual_seed(0)
+    ours = build_model(TrialConfig(**AUTHORS_RUN), DIMS).train()
+    opt = torch.optim.Adam(ours.parameters(), lr=5e-4)
+    full = torch.full((B,), L, dtype=torch.long)
+    data = [
+        ([torch.from_numpy(x) for x in xs], torch.from_numpy(y)) for xs, y in batches(steps, B, L)
+    ]
+
+    def our_block() -> float:
+        t0 = time.perf_counter()
+        for xs, y in data:
+            loss = (ours(xs, full) - y).abs().mean()
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+        return B * len(data) / (time.perf_counter() - t0)
+
+    def their_block() -> float:
+        ref.stdin.write("run\n")
+        ref.stdin.flush()
+        return json.loads(ref.stdout.readline())["rate"]
+
+    rates: dict[str, list[float]] = {"ours": [], "authors": []}
+    try:
+        for r in range(rounds + 1):
+            sides = [("ours", our_block), ("authors", their_block)]
+            for name, block in sides if r % 2 else sides[::-1]:
+                rate = block()
+                if r:
+                    rates[name].append(rate)
+            if r:
+                print(
+                    f"  round {r}: ours {rates['ours'][-1]:.1f}, authors "
+                    f"{rates['authors'][-1]:.1f} samples/s",
+                    flush=True,
+                )
+    finally:
+        if ref.poll() is None:
+            ref.stdin.write("quit\n")
+            ref.stdin.flush()
+        ref.wait()
+    n_ours = sum(q.numel() for q in ours.parameters())
+    med = {k: statistics.median(v) for k, v in rates.items()}
+    per_round = [a / b for a, b in zip(rates["ours"], rates["authors"], strict=True)]
+    print(
+        f"baseline vs the authors' AudioVisualTextMaskedClassifier, B={B}, L={L} (full), "
+        f"{threads} thread(s), {rounds} alternated rounds of {steps} steps: ours {med['ours']:.1f} "
+        f"samples/s ({n_ours:,} params), authors {med['authors']:.1f} samples/s "
+        f"({info['params']:,} params, torch {info['torch']}): ratio "
+        f"{med['ours'] / med['authors']:.2f} (per round: {', '.join(f'{x:.2f}' for x in per_round)})",
+        flush=True,
+    )
+    return {"ours": rates["ours"], "authors": rates["authors"], "params": [n_ours, info["params"]]}
+
+
 def _list(p: argparse.ArgumentParser, flag: str, value: str, allowed) -> list[str]:
     """A comma list of ``flag`` whose items are all in ``allowed``; else argparse's error (exit 2)."""
     items = value.split(",")
@@ -369,7 +479,19 @@ def main() -> None:
     p.add_argument("--augment-cost", action="store_true", help="also time augmentation alone")
     p.add_argument("--json", help="append one JSON line per configuration to this file")
     p.add_argument("--mmsa", metavar="DIR", help="compare --model mult with MMSA's MULT from DIR")
-    p.add_argument("--rounds", type=int, default=3, help="--mmsa: alternated rounds")
+    p.add_argument(
+        "--reference",
+        metavar="DIR",
+        help="compare --model m3_baseline with the authors' code in DIR (a checkout of "
+        "efthymisgeo/multimodal-masking), alternated",
+    )
+    p.add_argument(
+        "--reference-python",
+        default=os.environ.get("TUNE_M3_REFERENCE_PYTHON", sys.executable),
+        help="--reference: the Python of an environment that imports the authors' code "
+        "(default: $TUNE_M3_REFERENCE_PYTHON, else this Python); see bench/reference_step.py",
+    )
+    p.add_argument("--rounds", type=int, default=3, help="--mmsa/--reference: alternated rounds")
     args = p.parse_args()
     schemes = _list(p, "--schemes", args.schemes, list(SCHEMES))
     length_modes = _list(p, "--lengths", args.lengths, ["full", "random", "bucketed"])
@@ -385,6 +507,24 @@ def main() -> None:
         p.error("--seq-len L_T,L_A,L_V needs --lengths full")
     if args.augment_cost and args.model != "m3_baseline":
         p.error("--augment-cost times the baseline's representation width; use --model m3_baseline")
+    if args.reference:
+        if args.model != "m3_baseline" or args.device != "cpu" or isinstance(seq_len, tuple):
+            p.error("--reference compares --model m3_baseline on --device cpu, one --seq-len")
+        if length_modes != ["full"] or schemes != ["none"] or args.mmsa:
+            p.error(
+                "--reference times full-length batches with the authors' M3 run on both sides; "
+                "drop --lengths/--schemes/--mmsa"
+            )
+        compare_reference(
+            args.reference,
+            args.reference_python,
+            args.threads,
+            args.batch,
+            seq_len,
+            args.rounds,
+            args.steps,
+        )
+        return
     if args.mmsa:
         if args.model != "mult" or args.device != "cpu":
             p.error("--mmsa compares --model mult on --device cpu")

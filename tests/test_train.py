@@ -167,7 +167,7 @@ def _gaps(cuts):
 
 def test_lr_cooldown_and_min_lr_follow_reduce_lr_on_plateau():
     data = tiny_arrays()
-    kw = dict(max_epochs=10, patience=50, lr=0.2, lr_patience=0)
+    kw = dict(max_epochs=16, patience=50, lr=0.2, lr_patience=0)  # room for 3 cooled-down cuts
     plain = [h["lr"] for h in train(cfg(**kw), data).history]
     assert min(_gaps(_reductions(plain))) == 1
     lrs = [h["lr"] for h in train(cfg(**kw, lr_cooldown=2, min_lr=0.03), data).history]

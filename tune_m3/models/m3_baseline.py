@@ -45,9 +45,9 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 
+from tune_m3.models.layers import Dropout, Linear, attend, project
 from tune_m3.names import MODALITIES as MODALITY_NAMES
 from tune_m3.padding import valid_mask
 
@@ -128,7 +128,7 @@ class BiLSTM(nn.Module):
         self.hidden = hidden
         self.fwd = nn.ModuleList(nn.LSTM(s, hidden, batch_first=True) for s in sizes)
         self.bwd = nn.ModuleList(nn.LSTM(s, hidden, batch_first=True) for s in sizes)
-        self.drop = nn.Dropout(dropout)  # between stacked layers, like nn.LSTM(dropout=...)
+        self.drop = Dropout(dropout)  # between stacked layers, like nn.LSTM(dropout=...)
 
     def forward(self, x: Tensor, lengths: Tensor | None = None) -> Tensor:
         B, N, _ = x.shape  # (B, N, D)
@@ -159,12 +159,10 @@ def _attend(q: Tensor, k: Tensor, v: Tensor, valid: Tensor | None, p_drop: float
     """softmax(Q K^T / sqrt(d_k)) V with padded keys excluded; q, k (B, N, d_k), v (B, N, d_v).
 
     ``p_drop`` > 0 drops attention weights after the softmax (training only; from torch's
-    global RNG, like nn.Dropout).
+    global RNG, see :mod:`tune_m3.models.layers`).
     """
     mask = None if valid is None else valid.transpose(1, 2)  # (B, 1, N): True = key takes part
-    if p_drop > 0.0:
-        return F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=p_drop)
-    return F.scaled_dot_product_attention(q, k, v, attn_mask=mask)  # (B, N, d_v)
+    return attend(q, k, v, mask, p_drop)  # (B, N, d_v)
 
 
 class SelfAttention(nn.Module):
@@ -172,14 +170,15 @@ class SelfAttention(nn.Module):
 
     def __init__(self, d_in: int, proj: int, attn_dropout: float = 0.0):
         super().__init__()
-        self.q = nn.Linear(d_in, proj, bias=False)
-        self.k = nn.Linear(d_in, proj, bias=False)
-        self.v = nn.Linear(d_in, proj, bias=False)
+        self.q = Linear(d_in, proj, bias=False)
+        self.k = Linear(d_in, proj, bias=False)
+        self.v = Linear(d_in, proj, bias=False)
         self.attn_dropout = attn_dropout
 
     def forward(self, x: Tensor, valid: Tensor | None) -> Tensor:
         p = self.attn_dropout if self.training else 0.0
-        out = _attend(self.q(x), self.k(x), self.v(x), valid, p)  # (B, N, proj)
+        q, k, v = project(x, self.q, self.k, self.v)  # each (B, N, proj)
+        out = _attend(q, k, v, valid, p)  # (B, N, proj)
         return out if valid is None else out * valid
 
 
@@ -195,14 +194,16 @@ class SymmetricCrossAttention(nn.Module):
 
     def __init__(self, d: int, attn_dropout: float = 0.0):
         super().__init__()
-        self.q_k, self.k_k, self.v_k = (nn.Linear(d, d, bias=False) for _ in range(3))
-        self.q_l, self.k_l, self.v_l = (nn.Linear(d, d, bias=False) for _ in range(3))
+        self.q_k, self.k_k, self.v_k = (Linear(d, d, bias=False) for _ in range(3))
+        self.q_l, self.k_l, self.v_l = (Linear(d, d, bias=False) for _ in range(3))
         self.attn_dropout = attn_dropout
 
     def forward(self, m_k: Tensor, m_l: Tensor, valid: Tensor | None) -> Tensor:
         p = self.attn_dropout if self.training else 0.0
-        a_kl = _attend(self.q_k(m_k), self.k_l(m_l), self.v_l(m_l), valid, p) + m_k  # (B, N, d)
-        a_lk = _attend(self.q_l(m_l), self.k_k(m_k), self.v_k(m_k), valid, p) + m_l  # (B, N, d)
+        q_k, k_k, v_k = project(m_k, self.q_k, self.k_k, self.v_k)  # each (B, N, d)
+        q_l, k_l, v_l = project(m_l, self.q_l, self.k_l, self.v_l)
+        a_kl = _attend(q_k, k_l, v_l, valid, p) + m_k  # (B, N, d)
+        a_lk = _attend(q_l, k_k, v_k, valid, p) + m_l  # (B, N, d)
         m_kl = a_kl + a_lk
         return m_kl if valid is None else m_kl * valid
 
@@ -213,7 +214,7 @@ class Encoder(nn.Module):
     def __init__(self, d_in: int, cfg: ModelConfig, attn_dropout: float = 0.0):
         super().__init__()
         self.rnn = BiLSTM(d_in, cfg.hidden, cfg.num_layers, cfg.dropout)
-        self.drop = nn.Dropout(cfg.dropout)
+        self.drop = Dropout(cfg.dropout)
         self.attn = SelfAttention(2 * cfg.hidden, cfg.proj, attn_dropout)
 
     def forward(self, x: Tensor, lengths: Tensor | None, valid: Tensor | None) -> Tensor:
@@ -241,8 +242,8 @@ class Fusion(nn.Module):
         self.cross_av = SymmetricCrossAttention(d, attn_dropout)
         self.cross_tav = SymmetricCrossAttention(d, attn_dropout)
         self.fusion_rnn = BiLSTM(7 * d, cfg.hidden, cfg.num_layers, cfg.dropout)
-        self.drop = nn.Dropout(cfg.dropout)
-        self.head = nn.Linear(2 * cfg.hidden, 1)
+        self.drop = Dropout(cfg.dropout)
+        self.head = Linear(2 * cfg.hidden, 1)
 
     def forward(self, reps: Sequence[Tensor], lengths: Tensor | None = None) -> Tensor:
         m_t, m_a, m_v = reps  # each (B, N, d)
