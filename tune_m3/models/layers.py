@@ -106,15 +106,17 @@ class Dropout(nn.Dropout):
 def attend(
     q: Tensor, k: Tensor, v: Tensor, key_valid: Tensor | None, p_drop: float = 0.0
 ) -> Tensor:
-    """softmax(Q K^T / sqrt(d_k)) V over keys where ``key_valid``; q (B, N, d_k), k (B, M, d_k), v (B, M, d_v).
+    """softmax(Q K^T / sqrt(d_k)) V over the keys where ``key_valid``.
 
-    ``key_valid`` (B, 1, M) bool or None. ``p_drop`` > 0 drops attention weights after the
-    softmax (callers pass 0 outside training). Returns (B, N, d_v).
+    q (..., N, d_k), k (..., M, d_k), v (..., M, d_v) with the same leading dims (batch, heads);
+    ``key_valid`` bool, broadcastable to (..., N, M), or None; every query needs one valid key.
+    ``p_drop`` > 0 drops attention weights after the softmax (callers pass 0 outside
+    training). Returns (..., N, d_v).
     """
     if p_drop == 0.0:
         return F.scaled_dot_product_attention(q, k, v, attn_mask=key_valid)
-    scores = torch.bmm(q, k.transpose(1, 2)) * (1.0 / math.sqrt(q.size(-1)))  # (B, N, M)
+    scores = torch.matmul(q, k.transpose(-1, -2)) * (1.0 / math.sqrt(q.size(-1)))  # (..., N, M)
     if key_valid is not None:
         scores = scores.masked_fill(~key_valid, float("-inf"))
-    weights = dropout(torch.softmax(scores, dim=-1), p_drop, True)  # (B, N, M)
-    return torch.bmm(weights, v)  # (B, N, d_v)
+    weights = dropout(torch.softmax(scores, dim=-1), p_drop, True)  # (..., N, M)
+    return torch.matmul(weights, v)  # (..., N, d_v)

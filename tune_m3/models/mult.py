@@ -42,6 +42,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from tune_m3.models.layers import Dropout, Linear, attend, dropout
 from tune_m3.names import MODALITIES
 from tune_m3.padding import valid_mask
 
@@ -63,9 +64,9 @@ class Attention(nn.Module):
         if d % heads:
             raise ValueError(f"width {d} must be divisible by heads={heads}")
         self.heads, self.dropout = heads, dropout
-        self.q = nn.Linear(d, d)
-        self.kv = nn.Linear(d, 2 * d)
-        self.out = nn.Linear(d, d)
+        self.q = Linear(d, d)
+        self.kv = Linear(d, 2 * d)
+        self.out = Linear(d, d)
 
     def forward(self, x: Tensor, ctx: Tensor, key_valid: Tensor | None) -> Tensor:
         B, Nq, d = x.shape
@@ -74,7 +75,7 @@ class Attention(nn.Module):
         k, v = self.kv(ctx).view(B, Nk, 2, h, d // h).permute(2, 0, 3, 1, 4)  # (B, h, Nk, dh)
         mask = None if key_valid is None else key_valid[:, None, None, :]  # (B, 1, 1, Nk)
         p = self.dropout if self.training else 0.0
-        o = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=p)  # (B, h, Nq, dh)
+        o = attend(q, k, v, mask, p)  # (B, h, Nq, dh)
         return self.out(o.transpose(1, 2).reshape(B, Nq, d))
 
 
@@ -86,8 +87,8 @@ class Layer(nn.Module):
         self.ln_attn = nn.LayerNorm(d)
         self.attn = Attention(d, heads, attn_dropout)
         self.ln_ffn = nn.LayerNorm(d)
-        self.fc1, self.fc2 = nn.Linear(d, 4 * d), nn.Linear(4 * d, d)
-        self.relu_drop, self.res_drop = nn.Dropout(relu_dropout), nn.Dropout(res_dropout)
+        self.fc1, self.fc2 = Linear(d, 4 * d), Linear(4 * d, d)
+        self.relu_drop, self.res_drop = Dropout(relu_dropout), Dropout(res_dropout)
 
     def forward(self, x: Tensor, ctx: Tensor | None, key_valid: Tensor | None) -> Tensor:
         q = self.ln_attn(x)
@@ -132,15 +133,15 @@ class CrossModalFusion(nn.Module):
             Stack((n - 1) * d, heads, self_layers, dropouts["attn"][0], relu, res) for _ in range(n)
         )
         width = n * (n - 1) * d
-        self.proj1, self.proj2 = nn.Linear(width, width), nn.Linear(width, width)
-        self.out_drop = nn.Dropout(dropouts["out"])
-        self.head = nn.Linear(width, 1)
+        self.proj1, self.proj2 = Linear(width, width), Linear(width, width)
+        self.out_drop = Dropout(dropouts["out"])
+        self.head = Linear(width, 1)
 
     def _embed(self, s: Tensor, lengths: Tensor) -> Tensor:
         N = s.shape[1]
         pos = (torch.arange(N, device=s.device) - (N - lengths).unsqueeze(1)).clamp(min=0)  # (B, N)
         x = math.sqrt(self.d) * s + sinusoid(pos, self.d).to(s.dtype)
-        return F.dropout(x, self.embed_dropout, self.training)
+        return dropout(x, self.embed_dropout, self.training)
 
     def forward(self, seqs: Sequence[Tensor], lengths: Sequence[Tensor]) -> Tensor:
         x = [self._embed(s, n) for s, n in zip(seqs, lengths, strict=True)]  # (B, N_l, d)
@@ -245,7 +246,7 @@ class MulT(nn.Module):
         for i, (m, conv) in enumerate(zip(MODALITIES, self.proj, strict=True)):
             x = mods[m]  # (B, N_l, D_l)
             if i == 0:  # the authors drop out the text embeddings only
-                x = F.dropout(x, self.embed_dropout, self.training)
+                x = dropout(x, self.embed_dropout, self.training)
             seqs.append(conv(x.transpose(1, 2)).transpose(1, 2))  # (B, N_l, d)
             lens.append(lengths[m].clamp(min=1, max=x.shape[1]))
         return self.crossmodal(seqs, lens)  # (B,); M3 acts on seqs at crossmodal's input
