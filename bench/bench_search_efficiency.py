@@ -94,49 +94,50 @@ def space_files(args: argparse.Namespace, dataset: str) -> dict[str, dict[str, A
         },
         "num_samples": args.num_samples,
     }
+    if args.confirm_top_k:
+        optuna["confirm"] = {"top_k": args.confirm_top_k, "seeds": args.confirm_seeds}
     return {"se_grid": grid, "se_optuna": optuna}
 
 
 # ------------------------------------------------------------------------- running a search
 
 
-def stop_reason(row: dict[str, Any], max_epochs: int) -> str:
-    if row.get("status") == "failed":
-        return "failed"
-    if row.get("trial_done") == 1:
-        return "early_stopping" if row.get("stopped_early") == 1 else "max_epochs"
-    if row.get("status") == "stopped_by_scheduler":
-        return "asha" if (row.get("epoch") or 0) < max_epochs else "max_epochs_no_final_report"
-    return str(row.get("status"))
+STOP_REASONS = {  # trials.parquet status -> why the trial stopped
+    "completed": "max_epochs",
+    "early_stopped": "early_stopping",
+    "stopped_by_scheduler": "asha",
+    "failed": "failed",
+    "killed": "killed",
+}
 
 
 def read_trials(parquet: Path, max_epochs: int) -> list[dict[str, Any]]:
-    """Per-trial rows from the search's trials.parquet (each trial's last reported result)."""
+    """Per-trial rows from the search's trials.parquet (both stages).
+
+    The search writes one row per trial: ``epochs`` trained, the metrics of its best epoch by
+    the search metric (``val_mae`` is that best value) and the final test results.
+    """
     import pandas as pd
 
     df = pd.read_parquet(parquet)
     rows = []
     for rec in df.to_dict("records"):
         rec = {k: (None if isinstance(v, float) and math.isnan(v) else v) for k, v in rec.items()}
-        best = rec.get("best_val_loss")
-        if best is None:  # a trial that failed before its first epoch
-            best = rec.get(METRIC)
+        status = rec.get("status")
         rows.append(
             {
                 "trial_id": rec.get("trial_id"),
-                "status": rec.get("status"),
-                "stop_reason": stop_reason(rec, max_epochs),
+                "stage": rec.get("stage") or "search",
+                "confirm_trial": rec.get("confirm_trial"),  # confirm rows: the search trial
+                "status": status,
+                "stop_reason": STOP_REASONS.get(status, str(status)),
                 "pi_text": rec.get("param_pi_text"),
                 "p_mask": rec.get("param_p_mask"),
                 "seed": rec.get("param_seed"),
-                # epochs are numbered from 1 and reported every epoch, so the last reported
-                # epoch is the number trained (ASHA-stopped and resumed trials included)
-                "epochs": int(rec.get("epoch") or 0),
-                "best_val_mae": best,
-                "best_epoch": rec.get("best_epoch"),
-                "last_val_mae": rec.get(METRIC),
+                "epochs": int(rec.get("epochs") or 0),
+                "best_val_mae": rec.get(METRIC),
+                "best_epoch": rec.get("best_epoch_metric"),
                 "test_mae": rec.get("test_mae"),
-                "time_total_s": rec.get("time_total_s"),
                 "error": rec.get("error") or "",
             }
         )
@@ -226,6 +227,7 @@ def grid_stats(grid: dict[str, Any]) -> list[dict[str, Any]]:
     out = []
     for (pt, pm), ts in sorted(points.items()):
         v = np.array([t["best_val_mae"] for t in ts], dtype=float)
+        test_mean, test_std = _mean_std([t["test_mae"] for t in ts])
         out.append(
             {
                 "pi_text": pt,
@@ -233,11 +235,79 @@ def grid_stats(grid: dict[str, Any]) -> list[dict[str, Any]]:
                 "n_seeds": len(ts),
                 "mean": float(v.mean()),
                 "std": float(v.std(ddof=1)) if len(v) > 1 else 0.0,
+                "test_mean": test_mean,
+                "test_std": test_std,
                 "epochs_mean": float(np.mean([t["epochs"] for t in ts])),
                 "per_seed": {int(t["seed"]): t["best_val_mae"] for t in ts},
             }
         )
     return out
+
+
+def _mean_std(values) -> tuple[float, float]:
+    """Mean and sample std of the non-missing values (NaN, 0.0 when there are too few)."""
+    v = np.array([x for x in values if x is not None], dtype=float)
+    return (float(v.mean()) if len(v) else math.nan, float(v.std(ddof=1)) if len(v) > 1 else 0.0)
+
+
+def confirmed(trials: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The confirm stage of one search, per configuration (its search trial): best first.
+
+    val_mae (each run's best epoch) and test_mae as mean ± sample std over the confirm seeds,
+    and the epochs its confirm runs trained (failed runs' epochs included).
+    """
+    groups: dict[str, list[dict[str, Any]]] = {}
+    for t in trials:
+        if t.get("stage") == "confirm":
+            groups.setdefault(str(t["confirm_trial"]), []).append(t)
+    out = []
+    for of, ts in groups.items():
+        ok = [t for t in ts if t["stop_reason"] != "failed"]
+        val_mean, val_std = _mean_std([t["best_val_mae"] for t in ok])
+        test_mean, test_std = _mean_std([t["test_mae"] for t in ok])
+        out.append(
+            {
+                "confirm_of": of,
+                "pi_text": ts[0]["pi_text"],
+                "p_mask": ts[0]["p_mask"],
+                "n": len(ok),
+                "val_mean": val_mean,
+                "val_std": val_std,
+                "test_mean": test_mean,
+                "test_std": test_std,
+                "epochs": sum(t["epochs"] for t in ts),
+            }
+        )
+    return sorted(out, key=lambda r: (math.isnan(r["val_mean"]), r["val_mean"]))
+
+
+def confirm_row(s: dict[str, Any], best: dict[str, Any], test_std: float, grid_epochs: int):
+    """Search + confirm of one Optuna search against the grid's best (see ``summarize``)."""
+    search = [t for t in s["trials"] if t.get("stage", "search") == "search"]
+    ok = [t for t in search if t["best_val_mae"] is not None]
+    pick = min(ok, key=lambda t: t["best_val_mae"]) if ok else None
+    conf = confirmed(s["trials"])
+    if not conf:
+        return None
+    search_epochs = sum(t["epochs"] for t in search)
+    winner = conf[0]
+    own = next((c for c in conf if pick and c["confirm_of"] == str(pick["trial_id"])), None)
+    limit = best["test_mean"] + test_std
+
+    def verdict(c, epochs):
+        share = epochs / grid_epochs
+        within = bool(c and c["test_mean"] <= limit)
+        return {"share": share, "within": within, "met": within and share <= 0.35}
+
+    return {
+        "search_epochs": search_epochs,
+        "confirm_epochs": sum(c["epochs"] for c in conf),
+        "ranking": conf,
+        "winner": winner,
+        "top_k": verdict(winner, search_epochs + sum(c["epochs"] for c in conf)),
+        # what top_k = 1 would have cost and found: the search's own pick, confirmed
+        "top_1": {"config": own, **verdict(own, search_epochs + (own["epochs"] if own else 0))},
+    }
 
 
 def nearest_point(stats: list[dict[str, Any]], pi_text: float, p_mask: float) -> dict[str, Any]:
@@ -262,13 +332,16 @@ def summarize(result: dict[str, Any]) -> dict[str, Any]:
     grid_epochs = sum(t["epochs"] for t in grid["trials"])
     threshold = best["mean"] + best["std"]
     stds = [s["std"] for s in stats if s["n_seeds"] > 1]
+    test_stds = [s["test_std"] for s in stats if s["n_seeds"] > 1]
+    pooled_test = float(np.sqrt(np.mean(np.square(test_stds)))) if test_stds else 0.0
     rows = []
     for key, s in searches.items():
         if s["kind"] != "optuna_asha":
             continue
-        ok = [t for t in s["trials"] if t["best_val_mae"] is not None]
+        search = [t for t in s["trials"] if t.get("stage", "search") == "search"]
+        ok = [t for t in search if t["best_val_mae"] is not None]
         top = min(ok, key=lambda t: t["best_val_mae"]) if ok else None
-        epochs = sum(t["epochs"] for t in s["trials"])
+        epochs = sum(t["epochs"] for t in search)
         near = nearest_point(stats, top["pi_text"], top["p_mask"]) if top else None
         within = bool(top and top["best_val_mae"] <= threshold)
         share = epochs / grid_epochs if grid_epochs else math.nan
@@ -276,9 +349,9 @@ def summarize(result: dict[str, Any]) -> dict[str, Any]:
             {
                 "search": key,
                 "search_seed": s["search_seed"],
-                "trials": len(s["trials"]),
-                "asha_stopped": sum(t["stop_reason"] == "asha" for t in s["trials"]),
-                "failed": sum(t["stop_reason"] == "failed" for t in s["trials"]),
+                "trials": len(search),
+                "asha_stopped": sum(t["stop_reason"] == "asha" for t in search),
+                "failed": sum(t["stop_reason"] == "failed" for t in search),
                 "epochs": epochs,
                 "epochs_share_of_grid": share,
                 "wall_s": s["wall_s"],
@@ -287,6 +360,7 @@ def summarize(result: dict[str, Any]) -> dict[str, Any]:
                 "within_one_std": within,
                 "nearest_grid_point": near,
                 "target_met": within and share <= 0.25,
+                "confirm": confirm_row(s, best, pooled_test, grid_epochs),
             }
         )
     return {
@@ -299,6 +373,8 @@ def summarize(result: dict[str, Any]) -> dict[str, Any]:
         "grid_failed": sum(t["stop_reason"] == "failed" for t in grid["trials"]),
         "threshold": threshold,
         "pooled_seed_std": float(np.sqrt(np.mean(np.square(stds)))) if stds else None,
+        "pooled_test_seed_std": pooled_test,
+        "grid_spread": max(x["mean"] for x in stats) - min(x["mean"] for x in stats),
         "limit_epochs": best["epochs_mean"],
         "optuna": rows,
     }
@@ -374,16 +450,70 @@ def print_report(result: dict[str, Any]) -> None:
             "search is one training seed's value, the minimum over its trials (optimistic: "
             "compare the grid's mean at the nearest grid point)."
         )
+    print_confirm(result, sm)
     print("\nGrid points (best val_mae per trial, mean ± sample std over seeds; epochs trained):\n")
-    print("| πT | pM | val_mae | per seed | epochs (mean) |")
-    print("|---|---|---|---|---|")
+    print("| πT | pM | val_mae | test_mae | per seed (val_mae) | epochs (mean) |")
+    print("|---|---|---|---|---|---|")
     for s in sm["grid_points"]:
         per = ", ".join(f"{k}: {v:.4f}" for k, v in sorted(s["per_seed"].items()))
         mark = " **best**" if s is best else ""
         print(
             f"| {s['pi_text']:g} | {s['p_mask']:g} | {s['mean']:.4f} ± {s['std']:.4f}{mark} | "
+            f"{s.get('test_mean', math.nan):.4f} ± {s.get('test_std', math.nan):.4f} | "
             f"{per} | {s['epochs_mean']:.1f} |"
         )
+
+
+def print_confirm(result: dict[str, Any], sm: dict[str, Any]) -> None:
+    """The confirm-stage table: search + confirm epochs and the confirmed winner's test MAE."""
+    rows = [r for r in sm["optuna"] if r.get("confirm")]
+    if not rows:
+        return
+    st, best = result["settings"], sm["grid_best"]
+    ge, sd = sm["grid_epochs"], sm["pooled_test_seed_std"]
+    print(
+        f"\nConfirm stage: top_k {st.get('confirm_top_k')}, seeds {st.get('confirm_seeds')}. "
+        f"Scale check: pooled seed-std of val_mae {sm['pooled_seed_std']:.4f} vs half the "
+        f"spread of the grid points' means {sm['grid_spread'] / 2:.4f}. Grid best "
+        f"{_fmt_cfg(best['pi_text'], best['p_mask'])}: test_mae {best['test_mean']:.4f} ± "
+        f"{best['test_std']:.4f}; one seed-std = the pooled test_mae seed-std over the grid "
+        f"points, {sd:.4f}. Target: search + confirm <= 35 % of the grid's {ge} epochs and the "
+        f"confirmed winner's mean test_mae <= {best['test_mean'] + sd:.4f}.\n"
+    )
+    print(
+        "| search seed | epochs: search + confirm (% of grid) | confirmed winner | val_mae | "
+        "test_mae | target met | top_k = 1 instead: epochs % of grid, test_mae, met |"
+    )
+    print("|---|---|---|---|---|---|---|")
+    for r in rows:
+        c = r["confirm"]
+        w, k, one = c["winner"], c["top_k"], c["top_1"]
+        own = one["config"]
+        own_s = (
+            f"{100 * one['share']:.1f} %, {own['test_mean']:.4f}, {'yes' if one['met'] else 'no'}"
+            if own
+            else "–"
+        )
+        print(
+            f"| {r['search_seed']} | {c['search_epochs']} + {c['confirm_epochs']} "
+            f"({100 * k['share']:.1f} %) | {_fmt_cfg(w['pi_text'], w['p_mask'])} | "
+            f"{w['val_mean']:.4f} ± {w['val_std']:.4f} | {w['test_mean']:.4f} ± "
+            f"{w['test_std']:.4f} | {'yes' if k['met'] else 'no'} | {own_s} |"
+        )
+    met = sum(r["confirm"]["top_k"]["met"] for r in rows)
+    met1 = sum(r["confirm"]["top_1"]["met"] for r in rows)
+    print(
+        f"\nSearch + confirm met the target in {met} of {len(rows)} search seeds "
+        f"(top_k = 1: {met1} of {len(rows)})."
+    )
+    for r in rows:
+        print(f"\nConfirmed ranking, search seed {r['search_seed']}:")
+        for i, c in enumerate(r["confirm"]["ranking"], 1):
+            print(
+                f"  {i}. {_fmt_cfg(c['pi_text'], c['p_mask'])}: val_mae {c['val_mean']:.4f} ± "
+                f"{c['val_std']:.4f}, test_mae {c['test_mean']:.4f} ± {c['test_std']:.4f} "
+                f"(n={c['n']}, {c['epochs']} epochs)"
+            )
 
 
 # ---------------------------------------------------------------------------------- main
@@ -403,6 +533,13 @@ def main() -> None:
     p.add_argument("--reduction-factor", type=float, default=3, help="ASHA reduction factor")
     p.add_argument("--seeds", default="0,1,2", help="Optuna search (TPE) seeds, one search each")
     p.add_argument("--grid-seeds", default="0,1,2", help="training seeds of the grid")
+    p.add_argument(
+        "--confirm-top-k",
+        type=int,
+        default=2,
+        help="confirm stage of each Optuna search: configurations re-trained (0: none)",
+    )
+    p.add_argument("--confirm-seeds", help="confirm stage: training seeds (default: --grid-seeds)")
     p.add_argument("--max-concurrent", type=int, default=2)
     p.add_argument("--threads", type=int, default=1, help="torch threads per trial")
     p.add_argument("--data-dir", type=Path, help="dataset store (default $TUNE_M3_DATA_DIR)")
@@ -429,6 +566,9 @@ def main() -> None:
 
     args.seeds = _ints(args.seeds)
     args.grid_seeds = _ints(args.grid_seeds)
+    args.confirm_seeds = _ints(args.confirm_seeds) if args.confirm_seeds else args.grid_seeds
+    if args.confirm_top_k < 0:
+        p.error("--confirm-top-k must be >= 0")
     args.out = args.out.expanduser().resolve()
     args.out.mkdir(parents=True, exist_ok=True)
     json_path = args.json or args.out / "search_efficiency.json"
@@ -442,6 +582,8 @@ def main() -> None:
         "grace_period": args.grace_period,
         "reduction_factor": args.reduction_factor,
         "grid_seeds": args.grid_seeds,
+        "confirm_top_k": args.confirm_top_k,
+        "confirm_seeds": args.confirm_seeds if args.confirm_top_k else [],
         "max_concurrent": args.max_concurrent,
         "threads": args.threads,
         "pi_text_grid": PI_TEXT_GRID,
