@@ -108,6 +108,25 @@ def matmul_rate(device: str, n: int = 2048, reps: int = 10, dtype=torch.float32)
     return 2 * n**3 / statistics.median(times)
 
 
+def onednn_rate(n: int = 2048, reps: int = 10) -> float:
+    """Measured FLOP/s of an n x n x n product through oneDNN (a 1 x 1 channels-last conv on CPU).
+
+    The rate the baseline's Linear layers and LSTMs can reach (see tune_m3/models/layers.py);
+    torch.matmul goes to the BLAS, which may run a narrower vector path on the same CPU.
+    """
+    from tune_m3.models.layers import pointwise_conv_linear
+
+    x, w = torch.randn(1, n, n), torch.randn(n, n)
+    for _ in range(3):
+        pointwise_conv_linear(x, w, None)
+    times = []
+    for _ in range(reps):
+        t0 = time.perf_counter()
+        pointwise_conv_linear(x, w, None)
+        times.append(time.perf_counter() - t0)
+    return 2 * n**3 / statistics.median(times)
+
+
 def _sync(device: str) -> None:
     if device.startswith("cuda"):
         torch.cuda.synchronize()
@@ -549,7 +568,8 @@ def main() -> None:
     name = torch.cuda.get_device_name(args.device) if on_gpu else "CPU"
     print(
         f"device {args.device} ({name}), {args.threads} thread(s): 2048x2048 matmul "
-        f"{peak / 1e9:.1f} GFLOP/s (float32)",
+        f"{peak / 1e9:.1f} GFLOP/s (float32)"
+        + ("" if on_gpu else f"; through oneDNN {onednn_rate() / 1e9:.1f} GFLOP/s"),
         flush=True,
     )
     base_rate: dict[str, float] = {}
