@@ -36,6 +36,7 @@ class Case:
     store: str = "store"  # which store the command sees ("store" or a broken copy)
     argparse: bool = False
     marks: list = field(default_factory=list)
+    env: dict = field(default_factory=dict)  # extra environment variables
 
 
 class Evil:
@@ -523,6 +524,25 @@ CASES = [
         ["http://127.0.0.1:{port}"],
     ),
     Case("resync-missing", ["tune_m3.tracking", "resync", "{missing}"], ["{missing}"]),
+    # ------------------------------------------------------- environment (CPU kernel switch)
+    Case(
+        "cpu-linear-typo-search",
+        [S, "--space", "{space_ok}"],
+        ["$TUNE_M3_CPU_LINEAR='onednnn'", "'blas'"],
+        env={"TUNE_M3_CPU_LINEAR": "onednnn"},
+    ),
+    Case(
+        "cpu-linear-typo-search-dry-run",
+        [S, "--space", "{space_ok}", "--dry-run"],
+        ["$TUNE_M3_CPU_LINEAR='mkl'"],
+        env={"TUNE_M3_CPU_LINEAR": "mkl"},
+    ),
+    Case(
+        "cpu-linear-typo-train",
+        [T, *TINY_TRAIN],
+        ["$TUNE_M3_CPU_LINEAR='fast'"],
+        env={"TUNE_M3_CPU_LINEAR": "fast"},
+    ),
     Case("resync-not-json", ["tune_m3.tracking", "resync", "{unlogged_bad}"], ["{unlogged_bad}"]),
 ]
 
@@ -540,6 +560,7 @@ def test_bad_input_is_one_clear_error(case: Case, world: dict, tmp_path: Path) -
         **world["env"],
         "TUNE_M3_DATA_DIR": str(store),
         "TUNE_M3_RESULTS": str(results),
+        **case.env,
     }
     before = _tree(store)
     out = subprocess.run(

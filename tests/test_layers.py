@@ -7,6 +7,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from tune_m3.errors import UserError
 from tune_m3.models import layers
 from tune_m3.models.m3_baseline import M3Baseline
 
@@ -123,7 +124,7 @@ def test_baseline_is_the_same_function_on_either_kernel(kernel, lengths):
 
 def test_kernel_switch_rejects_a_typo(monkeypatch):
     monkeypatch.setenv("TUNE_M3_CPU_LINEAR", "onednnn")
-    with pytest.raises(ValueError, match="TUNE_M3_CPU_LINEAR"):
+    with pytest.raises(UserError, match="TUNE_M3_CPU_LINEAR"):
         layers.onednn_linear_enabled()
     monkeypatch.setenv("TUNE_M3_CPU_LINEAR", "blas")
     assert layers.onednn_linear_enabled() is False

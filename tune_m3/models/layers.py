@@ -31,18 +31,26 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from tune_m3.errors import UserError
+
 _KERNEL_ENV = "TUNE_M3_CPU_LINEAR"
 
 
 def onednn_linear_enabled() -> bool:
-    """Whether :class:`Linear` takes the oneDNN path on CPU (``$TUNE_M3_CPU_LINEAR``, default on)."""
+    """Whether :class:`Linear` takes the oneDNN path on CPU (``$TUNE_M3_CPU_LINEAR``, default on).
+
+    The CLIs call it before any work, so that a typo in the variable ends there (exit 2).
+    """
     choice = os.environ.get(_KERNEL_ENV, "onednn").strip().lower()
     if choice not in ("onednn", "blas"):
-        raise ValueError(f"{_KERNEL_ENV} must be 'onednn' or 'blas'; got {choice!r}")
+        raise UserError(
+            f"${_KERNEL_ENV}={choice!r}: must be 'onednn' (the default) or 'blas'; "
+            "unset it or fix the value"
+        )
     return choice == "onednn" and torch.backends.mkldnn.is_available()
 
 
-_ONEDNN = [onednn_linear_enabled()]  # read once per process; tests may flip it
+_ONEDNN: list[bool | None] = [None]  # read on first use, once per process; tests may set it
 
 
 def pointwise_conv_linear(x: Tensor, weight: Tensor, bias: Tensor | None) -> Tensor:
@@ -57,6 +65,8 @@ def pointwise_conv_linear(x: Tensor, weight: Tensor, bias: Tensor | None) -> Ten
 
 def linear(x: Tensor, weight: Tensor, bias: Tensor | None = None) -> Tensor:
     """``F.linear``; on CPU float32 3-D contiguous inputs, by :func:`pointwise_conv_linear`."""
+    if _ONEDNN[0] is None:
+        _ONEDNN[0] = onednn_linear_enabled()
     if (
         _ONEDNN[0]
         and x.dim() == 3
