@@ -10,13 +10,19 @@ On the SYNTHETIC MOSEI-shaped benchmark (never a MOSEI result), runs the real se
 
 Both: the same max_epochs cap, patience 10, ``bucket_batches: true``, diagnostics off (only
 training and one clean test pass are timed), 2 trials at once, 1 CPU (1 torch thread) each.
+With ``--confirm-top-k K`` (default 2; 0 for none) the Optuna space also has a confirm stage,
+``confirm: {top_k: K, seeds: --confirm-seeds}`` (default: the grid's seeds): the search's K best
+configurations re-trained per seed, the winner the best mean (issue [search] item 5). Its table
+counts search + confirm epochs against the grid's (target <= 35 %) and compares the confirmed
+winner's mean test MAE with the grid's best point on the same seeds (target: within one pooled
+test-MAE seed-std), and shows what ``top_k: 1`` would have cost and found.
 The grid runs once, Optuna + ASHA once per search seed, each in its own results dir (Ray
 storage + SQLite MLflow store) under --out. It prints a Markdown table: trained epochs, wall
 time and the best validation MAE each search finds, against the target "within one seed-std of
 the grid's best with at most 25 % of the grid's trained epochs":
 
     python bench/bench_search_efficiency.py --scale 0.05 --max-epochs 40 --num-samples 12 \\
-        --seeds 0,1,2 --out tune_m3_results/bench_search_efficiency
+        --seeds 0,1,2 --confirm-top-k 2 --out tune_m3_results/bench_search_efficiency
 
 It builds the synthetic dataset first if it is missing (in --data-dir, $TUNE_M3_DATA_DIR or the
 default store). A search whose result is already under --out (same settings) is not re-run, so

@@ -1,0 +1,88 @@
+"""bench/bench_search_efficiency.py: the confirm-stage arithmetic, on hand-made trial rows."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "bench"))
+import bench_search_efficiency as se  # noqa: E402
+
+
+def _t(pi, pm, seed, val, test, epochs, stage="search", of=None, tid=None, reason="early_stopping"):
+    return {
+        "trial_id": tid,
+        "stage": stage,
+        "confirm_trial": of,
+        "status": "x",
+        "stop_reason": reason,
+        "pi_text": pi,
+        "p_mask": pm,
+        "seed": seed,
+        "epochs": epochs,
+        "best_val_mae": val,
+        "best_epoch": 1,
+        "test_mae": test,
+        "error": "",
+    }
+
+
+def _result():
+    grid = [  # two points x two seeds; (0.6, 0.1) is best by mean val_mae
+        _t(0.33, 0.1, 0, 0.30, 0.32, 10),
+        _t(0.33, 0.1, 1, 0.32, 0.34, 10),
+        _t(0.6, 0.1, 0, 0.28, 0.30, 10),
+        _t(0.6, 0.1, 1, 0.28, 0.31, 10),
+    ]
+    search = [
+        _t(0.5, 0.2, 0, 0.27, 0.33, 4, tid="a"),  # the search's pick (lucky seed)
+        _t(0.4, 0.3, 0, 0.29, 0.31, 3, tid="b", reason="asha"),
+    ]
+    confirm = [  # "a" is worse over seeds than "b": the confirm stage swaps them
+        _t(0.5, 0.2, s, 0.30, 0.33, 1, "confirm", "a") for s in (0, 1)
+    ] + [_t(0.4, 0.3, s, 0.28 + 0.01 * s, 0.305, 1, "confirm", "b") for s in (0, 1)]
+    searches = {
+        "grid": {"kind": "grid", "trials": grid, "wall_s": 10.0},
+        "optuna_seed0": {
+            "kind": "optuna_asha",
+            "search_seed": 0,
+            "trials": search + confirm,
+            "wall_s": 5.0,
+        },
+    }
+    settings = {"confirm_top_k": 2, "confirm_seeds": [0, 1], "max_epochs": 40, "patience": 10}
+    settings["max_concurrent"] = 2
+    return {"dataset": "synth_mosei_x0.05", "settings": settings, "searches": searches}
+
+
+def test_confirm_ranking_winner_epochs_and_verdicts():
+    sm = se.summarize(_result())
+    assert sm["grid_epochs"] == 40
+    best = sm["grid_best"]
+    assert (best["pi_text"], best["p_mask"]) == (0.6, 0.1)
+    assert best["test_mean"] == pytest.approx(0.305)
+    # pooled test seed-std over the grid points: sqrt(mean(std^2)), std of (0.32, 0.34) and (0.30, 0.31)
+    want_sd = ((0.02**2 / 2 + 0.01**2 / 2) / 2) ** 0.5
+    assert sm["pooled_test_seed_std"] == pytest.approx(want_sd)
+    row = sm["optuna"][0]
+    assert row["epochs"] == 7 and row["trials"] == 2  # search stage only
+    c = row["confirm"]
+    assert (c["search_epochs"], c["confirm_epochs"]) == (7, 4)
+    assert [r["confirm_of"] for r in c["ranking"]] == ["b", "a"]
+    assert c["winner"]["val_mean"] == pytest.approx(0.285)
+    assert c["top_k"]["share"] == pytest.approx(11 / 40)
+    assert c["top_k"]["within"] and c["top_k"]["met"]  # 0.305 <= 0.305 + sd, 27.5 % <= 35 %
+    one = c["top_1"]  # top_k = 1 confirms the search's own pick "a" only
+    assert one["config"]["confirm_of"] == "a"
+    assert one["share"] == pytest.approx(9 / 40)
+    assert not one["within"]  # 0.33 > 0.305 + sd
+
+
+def test_report_prints_the_confirm_table(capsys):
+    se.print_report(_result())
+    out = capsys.readouterr().out
+    assert "| search seed | epochs: search + confirm (% of grid) |" in out
+    assert "| 0 | 7 + 4 (27.5 %) | πT=0.4, pM=0.3 |" in out
+    assert "Search + confirm met the target in 1 of 1 search seeds (top_k = 1: 0 of 1)." in out
