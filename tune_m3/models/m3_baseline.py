@@ -37,6 +37,10 @@ one), so no direction ever reads a padded step before a valid one. The summary t
 state at t = N - 1 and the backward state at t = N - lengths[b] (the first valid step): both have
 read exactly the valid steps. A padded batch therefore gives the same predictions as the unpadded
 sequences, up to float rounding.
+
+Kernels: Linear layers, dropout and attention dropout come from :mod:`tune_m3.models.layers`
+(same parameters and function as ``nn.Linear`` / ``nn.Dropout`` / SDPA, faster on CPU); each
+attention side computes its Q, K, V with one product of the stacked weights.
 """
 
 from __future__ import annotations
