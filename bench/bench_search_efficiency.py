@@ -287,6 +287,23 @@ def confirmed(trials: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return sorted(out, key=lambda r: (math.isnan(r["val_mean"]), r["val_mean"]))
 
 
+def repeats(trials: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Confirm runs that repeat their search trial: same training seed, and the trial ended by
+    its own early stopping or max_epochs (not ASHA, not failed), so the confirm run trains the
+    same thing again (bit for bit on CPU). ``identical`` says whether it did."""
+    search = {str(t["trial_id"]): t for t in trials if t.get("stage", "search") == "search"}
+    out = []
+    for t in trials:
+        trial = search.get(str(t.get("confirm_trial")))
+        if t.get("stage") != "confirm" or trial is None or t["seed"] != trial["seed"]:
+            continue
+        if trial["stop_reason"] in ("asha", "failed"):
+            continue
+        same = t["best_val_mae"] == trial["best_val_mae"] and t["epochs"] == trial["epochs"]
+        out.append({"confirm_trial": trial["trial_id"], "epochs": t["epochs"], "identical": same})
+    return out
+
+
 def confirm_row(s: dict[str, Any], best: dict[str, Any], test_std: float, grid_epochs: int):
     """Search + confirm of one Optuna search against the grid's best (see ``summarize``)."""
     search = [t for t in s["trials"] if t.get("stage", "search") == "search"]
@@ -305,9 +322,15 @@ def confirm_row(s: dict[str, Any], best: dict[str, Any], test_std: float, grid_e
         within = bool(c and c["test_mean"] <= limit)
         return {"share": share, "within": within, "met": within and share <= 0.35}
 
+    rep = repeats(s["trials"])
+    total = search_epochs + sum(c["epochs"] for c in conf)
     return {
         "search_epochs": search_epochs,
         "confirm_epochs": sum(c["epochs"] for c in conf),
+        # what taking each repeat's value from its search trial (not re-training) would cost;
+        # the ranking is unchanged when every repeat came out identical
+        "repeats": rep,
+        "without_repeats": verdict(winner, total - sum(r["epochs"] for r in rep)),
         "ranking": conf,
         "winner": winner,
         "top_k": verdict(winner, search_epochs + sum(c["epochs"] for c in conf)),
@@ -488,9 +511,10 @@ def print_confirm(result: dict[str, Any], sm: dict[str, Any]) -> None:
     )
     print(
         "| search seed | epochs: search + confirm (% of grid) | confirmed winner | val_mae | "
-        "test_mae | target met | top_k = 1 instead: epochs % of grid, test_mae, met |"
+        "test_mae | target met | top_k = 1 instead: epochs % of grid, test_mae, met | "
+        "repeats of a search trial: identical, epochs; % of grid without them, met |"
     )
-    print("|---|---|---|---|---|---|---|")
+    print("|---|---|---|---|---|---|---|---|")
     for r in rows:
         c = r["confirm"]
         w, k, one = c["winner"], c["top_k"], c["top_1"]
@@ -500,11 +524,18 @@ def print_confirm(result: dict[str, Any], sm: dict[str, Any]) -> None:
             if own
             else "–"
         )
+        rep, wo = c.get("repeats", []), c.get("without_repeats")
+        rep_s = (
+            f"{sum(x['identical'] for x in rep)} of {len(rep)}, {sum(x['epochs'] for x in rep)}; "
+            f"{100 * wo['share']:.1f} %, {'yes' if wo['met'] else 'no'}"
+            if wo
+            else "–"
+        )
         print(
             f"| {r['search_seed']} | {c['search_epochs']} + {c['confirm_epochs']} "
             f"({100 * k['share']:.1f} %) | {_fmt_cfg(w['pi_text'], w['p_mask'])} | "
             f"{w['val_mean']:.4f} ± {w['val_std']:.4f} | {w['test_mean']:.4f} ± "
-            f"{w['test_std']:.4f} | {'yes' if k['met'] else 'no'} | {own_s} |"
+            f"{w['test_std']:.4f} | {'yes' if k['met'] else 'no'} | {own_s} | {rep_s} |"
         )
     met = sum(r["confirm"]["top_k"]["met"] for r in rows)
     met1 = sum(r["confirm"]["top_1"]["met"] for r in rows)

@@ -112,6 +112,9 @@ def world(tmp_path_factory) -> dict:
     )
     w["space_confirm_k0"] = _space(files / "k0.yaml", confirm={"top_k": 0, "seeds": [1]})
     w["space_confirm_noseeds"] = _space(files / "noseeds.yaml", confirm={"top_k": 2, "seeds": []})
+    w["space_confirm_twice"] = _space(
+        files / "twice.yaml", confirm={"top_k": 2, "seeds": [1, 2, 1]}
+    )
     (files / "a_file").write_text("not a folder\n")
     w["a_file"] = str(files / "a_file")
     w["space_synth"] = _space(  # a synthetic dataset built on first use: never by a failing run
@@ -314,6 +317,11 @@ CASES = [
             ("objective-asha", ["--space", "{space_obj_asha}"], ["'val_corr'", "first objective"]),
             ("confirm-top-k-0", ["--space", "{space_confirm_k0}"], ["confirm.top_k"]),
             ("confirm-no-seeds", ["--space", "{space_confirm_noseeds}"], ["confirm.seeds"]),
+            (
+                "confirm-seed-twice",
+                ["--space", "{space_confirm_twice}"],
+                ["confirm.seeds", "[1] appear more than once"],
+            ),
             (
                 "optuna-storage-unreachable",
                 [

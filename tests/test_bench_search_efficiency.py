@@ -86,3 +86,17 @@ def test_report_prints_the_confirm_table(capsys):
     assert "| search seed | epochs: search + confirm (% of grid) |" in out
     assert "| 0 | 7 + 4 (27.5 %) | πT=0.4, pM=0.3 |" in out
     assert "Search + confirm met the target in 1 of 1 search seeds (top_k = 1: 0 of 1)." in out
+
+
+def test_repeats_are_confirm_runs_on_the_search_seed_of_a_trial_that_ended_on_its_own():
+    res = _result()
+    c = se.summarize(res)["optuna"][0]["confirm"]
+    # "a" (seed 0, early-stopped) is repeated by its seed-0 confirm run, which came out different
+    # here; "b" was stopped by ASHA, so its seed-0 confirm run trains further: not a repeat
+    assert c["repeats"] == [{"confirm_trial": "a", "epochs": 1, "identical": False}]
+    assert c["without_repeats"]["share"] == pytest.approx(10 / 40)
+    trials = res["searches"]["optuna_seed0"]["trials"]
+    rep = next(t for t in trials if t["confirm_trial"] == "a" and t["seed"] == 0)
+    rep.update(best_val_mae=0.27, epochs=4)  # what a deterministic re-run gives
+    assert se.repeats(trials) == [{"confirm_trial": "a", "epochs": 4, "identical": True}]
+    se.print_report(res)

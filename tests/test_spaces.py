@@ -249,3 +249,33 @@ def test_cli_user_errors(tmp_path, args, message):
     out, _ = _cli(*args, env_extra={"TUNE_M3_DATA_DIR": str(tmp_path)})
     assert out.returncode == 2, out.stdout + out.stderr
     assert message in out.stderr and "Traceback" not in out.stderr
+
+
+def test_a_confirm_seed_that_also_trained_the_search_gets_a_note(tmp_path):
+    """Allowed (the search-efficiency bench compares on the grid's seeds), but said aloud."""
+    from pathlib import Path
+
+    demo = Path(__file__).resolve().parent.parent / "search_spaces" / "demo.yaml"
+    spec = yaml.safe_load(demo.read_text())
+    spec["confirm"] = {"top_k": 2, "seeds": [0, 1, 2]}
+    path = tmp_path / "overlap.yaml"
+    path.write_text(yaml.safe_dump(spec))
+    env = {"TUNE_M3_DATA_DIR": str(tmp_path), "TUNE_M3_RESULTS": str(tmp_path / "r")}
+    out, _ = _cli("--space", str(path), "--dry-run", env_extra=env)
+    assert out.returncode == 0, out.stderr
+    assert "note: confirm seed(s) [0] also trained the search's trials" in out.stderr
+    assert "confirm: {seeds: [1, 2, 3]}" in out.stderr
+    out, _ = _cli("--space", "demo", "--dry-run", env_extra=env)  # seeds [1, 2]: no note
+    assert out.returncode == 0 and "note: confirm" not in out.stderr
+
+
+def test_repeated_seeds_are_refused(tmp_path):
+    base = {"dataset": {"name": "tiny"}, "search": {"p_mask": {"grid": [0.1]}}}
+    grid = tmp_path / "grid.yaml"
+    grid.write_text(yaml.safe_dump({**base, "algorithm": {"type": "grid"}, "seeds": [0, 1, 0]}))
+    with pytest.raises(UserError, match=r"seeds.*\[0\] appear more than once"):
+        load_space(str(grid))
+    conf = tmp_path / "confirm.yaml"
+    conf.write_text(yaml.safe_dump({**base, "confirm": {"top_k": 1, "seeds": [2, 2]}}))
+    with pytest.raises(UserError, match=r"confirm.seeds.*\[2\] appear more than once"):
+        load_space(str(conf))

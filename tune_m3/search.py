@@ -214,6 +214,7 @@ def plan(args: argparse.Namespace) -> tuple[SearchSpace, Path | None, str | None
             f"--confirm-only: space '{space.name}' has no confirm block; add e.g. "
             "confirm: {top_k: 3, seeds: [1, 2, 3]} to it"
         )
+    note_confirm_seeds(space)
     storage, storage_uri = storage_from_arg(args.storage, results_dir() / "ray")
     check_storage(storage)
     check_local_gpus(space, args.address)
@@ -229,6 +230,20 @@ def plan(args: argparse.Namespace) -> tuple[SearchSpace, Path | None, str | None
                 "--name, or add --resume to continue that search"
             )
     return space, storage, storage_uri
+
+
+def note_confirm_seeds(space: SearchSpace) -> None:
+    """Say so when a confirm seed also trained the search's trials (allowed, but biased)."""
+    both = [s for s in space.confirm.seeds if s in space.seeds] if space.confirm else []
+    if both:
+        fresh = [s for s in range(1, 100) if s not in space.seeds][: len(space.confirm.seeds)]
+        print(
+            f"note: confirm seed(s) {both} also trained the search's trials: such a confirm run "
+            "repeats its search trial (bit for bit on CPU), so the confirmed mean keeps the "
+            "value the search picked for being best and leans optimistic; seeds the search did "
+            f"not use avoid both, e.g. confirm: {{seeds: {fresh}}}",
+            file=sys.stderr,
+        )
 
 
 def optuna_url(args: argparse.Namespace) -> str:

@@ -182,11 +182,24 @@ class Objective(_Strict):
     mode: Literal["min", "max"] = "min"
 
 
+def _distinct_seeds(seeds: list[int]) -> list[int]:
+    """A repeated seed repeats a run bit for bit (on CPU): a std of 0 that means nothing."""
+    twice = sorted({s for s in seeds if seeds.count(s) > 1})
+    if twice:
+        raise ValueError(f"seed(s) {twice} appear more than once; give distinct seeds")
+    return seeds
+
+
 class ConfirmSpec(_Strict):
     """Re-train the top-k configurations once per seed after the search (no ASHA)."""
 
     top_k: int = Field(3, ge=1)
     seeds: list[int] = Field(min_length=1)
+
+    @field_validator("seeds")
+    @classmethod
+    def _distinct(cls, v: list[int]) -> list[int]:
+        return _distinct_seeds(v)
 
 
 class Resources(_Strict):
@@ -222,6 +235,11 @@ class SearchSpace(_Strict):
     @classmethod
     def _model(cls, v: Any) -> Any:
         return {"class": v} if isinstance(v, str) else v
+
+    @field_validator("seeds")
+    @classmethod
+    def _distinct(cls, v: list[int]) -> list[int]:
+        return _distinct_seeds(v)
 
     @field_validator("simplex")
     @classmethod
