@@ -12,7 +12,7 @@ from tune_m3.augment import ModalityMasking
 from tune_m3.augment.schedule import p_mask_at, set_p_mask
 from tune_m3.config import TrialConfig, make_config
 from tune_m3.errors import UserError
-from tune_m3.train import train, validation_diagnostics
+from tune_m3.train import predict, train, validation_diagnostics
 
 
 @pytest.mark.parametrize(
@@ -68,8 +68,20 @@ def test_validation_diagnostics_every_epoch_match_a_direct_computation():
     (h,) = res.history
     assert set(keys) <= set(h) and all(np.isfinite(h[k]) for k in keys)
     assert not [k for k in h if k.startswith("diag_test_")]
-    direct = validation_diagnostics(res.model, cfg, tiny_arrays()["valid"], "cpu")
+    direct, clean = validation_diagnostics(res.model, cfg, tiny_arrays()["valid"], "cpu")
     assert direct == pytest.approx({k: h[k] for k in keys})
+    np.testing.assert_array_equal(clean, predict(res.model, tiny_arrays()["valid"], "cpu"))
+
+
+def test_validation_diagnostics_leave_the_training_unchanged():
+    """Their clean pass stands in for the epoch's validation pass: same val_* every epoch."""
+    keys = ("diag_val_text_missing_30_mae_drop",)
+    plain = train(_cfg(), tiny_arrays(), final_eval=False).history
+    with_diag = train(_cfg(val_diagnostics=keys), tiny_arrays(), final_eval=False).history
+    for a, b in zip(plain, with_diag, strict=True):
+        assert {k: v for k, v in a.items() if k.startswith("val_")} == {
+            k: v for k, v in b.items() if k.startswith("val_")
+        }
 
 
 def test_val_diag_every_carries_the_last_value():

@@ -88,21 +88,27 @@ def resolve_device(name: str) -> torch.device:
     return torch.device("cpu")
 
 
-def validation_diagnostics(model, cfg: TrialConfig, valid: Arrays, device) -> dict[str, float]:
-    """The ``cfg.val_diagnostics`` keys (``diag_val_*``), computed on the validation split.
+def validation_diagnostics(
+    model, cfg: TrialConfig, valid: Arrays, device
+) -> tuple[dict[str, float], np.ndarray]:
+    """The ``cfg.val_diagnostics`` keys (``diag_val_*``), computed on the validation split, and
+    the clean validation predictions (N,) of the same pass.
 
     Only the modalities, kinds, fractions and metrics those keys name are computed (the
     diagnostics of ``tune_m3/diagnostics.py``, with the test-time settings ``diag_sigma``,
     ``diag_seed`` and ``diag_noise_kind``; an rms ``diag_sigma_scale`` is not used here).
-    The model is left in eval mode.
+    The clean predictions equal :func:`predict`'s (same batches, eval mode), so an epoch with
+    validation diagnostics takes its ``val_*`` metrics from them instead of a second clean
+    pass. The model is left in eval mode.
     """
     from tune_m3.names import parse_diag_key
 
     wanted = [parse_diag_key(k) for k in cfg.val_diagnostics]
     fractions = sorted({d.fraction for d in wanted if not d.is_auc} or set(cfg.diag_fractions))
-    res, _ = run_diagnostics(
+    res, clean = run_diagnostics(
         model,
         valid,
+        batch_size=EVAL_BATCH,
         modalities=sorted({d.modality for d in wanted}, key=MODALITY_NAMES.index),
         fractions=fractions,
         sigma=cfg.diag_sigma,
@@ -113,7 +119,7 @@ def validation_diagnostics(model, cfg: TrialConfig, valid: Arrays, device) -> di
         noise_kind=cfg.diag_noise_kind,
         split="val",
     )
-    return {k: res[k] for k in cfg.val_diagnostics}
+    return {k: res[k] for k in cfg.val_diagnostics}, clean
 
 
 def _rms_perturbations(model: AugmentedModel) -> list[ModalityPerturbation]:
@@ -317,14 +323,15 @@ def train(
             opt.step()
             total += loss.item() * len(idx)
             count += len(idx)
-        val_pred = predict(model, valid_arr, device)
+        if cfg.val_diagnostics and (
+            not val_diag or (epoch - start_epoch) % cfg.val_diag_every == 0
+        ):  # its clean pass is this epoch's validation pass; in between, val_diag carries on
+            val_diag, val_pred = validation_diagnostics(model, cfg, valid_arr, device)
+        else:
+            val_pred = predict(model, valid_arr, device)
         val = compute_metrics(val_pred, valid_arr["labels"])
         val_loss = val["mae"]  # the L1 training loss on the validation set
         lr_used = opt.param_groups[0]["lr"]
-        if cfg.val_diagnostics and (
-            not val_diag or (epoch - start_epoch) % cfg.val_diag_every == 0
-        ):
-            val_diag = validation_diagnostics(model, cfg, valid_arr, device)  # else: carried on
         sched.step(val_loss)
         if val_loss < best_val:
             best_val, best_epoch, bad_epochs = val_loss, epoch, 0
