@@ -224,6 +224,49 @@ def load_checkpoint(path: str | Path) -> dict[str, Any]:
         ) from None
 
 
+def _train_epoch(
+    model: AugmentedModel,
+    opt: torch.optim.Optimizer,
+    cfg: TrialConfig,
+    train_arr: Arrays,
+    n_train: int,
+    shuffle: torch.Generator,
+    device: torch.device,
+    epoch: int,
+) -> float:
+    """One pass over the first ``n_train`` training samples; the mean L1 loss per sample."""
+    model.train()
+    total, count = 0.0, 0
+    for idx in epoch_batches(
+        n_train, cfg.batch_size, shuffle, train_arr["lengths"], cfg.bucket_batches
+    ):
+        mods, lengths, y = batch_tensors(train_arr, idx, MODALITY_NAMES, device)
+        pred = model(mods, lengths)  # (B,)
+        loss = nn.functional.l1_loss(pred, y)
+        if not torch.isfinite(loss):
+            raise TrainingDiverged(
+                f"loss became {loss.item()} at epoch {epoch} (lr {opt.param_groups[0]['lr']:g}); "
+                "lower lr or set grad_clip"
+            )
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        if cfg.grad_clip:
+            nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
+        opt.step()
+        total += loss.item() * len(idx)
+        count += len(idx)
+    return total / max(count, 1)
+
+
+def _rng_state(model: AugmentedModel, shuffle: torch.Generator) -> dict[str, Any]:
+    """Every random stream a resumed trial must continue: batches, global (dropout), augmentation."""
+    return {
+        "shuffle_rng": shuffle.get_state(),
+        "torch_rng": torch.get_rng_state(),
+        "augment_rng": model.generator_state(),
+    }
+
+
 def train(
     cfg: TrialConfig,
     data: Mapping[str, Arrays],
@@ -265,7 +308,6 @@ def train(
         min_lr=cfg.min_lr,
     )
     shuffle = torch.Generator().manual_seed(cfg.seed * 7 + 1)
-    loss_fn = nn.L1Loss()
 
     n_train = train_arr["labels"].shape[0]
     if cfg.max_train_samples:
@@ -303,26 +345,7 @@ def train(
         t0 = time.perf_counter()
         p_now = p_mask_at(cfg.p_mask, cfg.p_mask_schedule, cfg.p_mask_warmup_epochs, epoch)
         set_p_mask(model.augment.layers, p_now)
-        model.train()
-        total, count = 0.0, 0
-        for idx in epoch_batches(
-            n_train, cfg.batch_size, shuffle, train_arr["lengths"], cfg.bucket_batches
-        ):
-            mods, lengths, y = batch_tensors(train_arr, idx, MODALITY_NAMES, device)
-            pred = model(mods, lengths)  # (B,)
-            loss = loss_fn(pred, y)
-            if not torch.isfinite(loss):
-                raise TrainingDiverged(
-                    f"loss became {loss.item()} at epoch {epoch} (lr {opt.param_groups[0]['lr']:g}); "
-                    "lower lr or set grad_clip"
-                )
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            if cfg.grad_clip:
-                nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
-            opt.step()
-            total += loss.item() * len(idx)
-            count += len(idx)
+        train_loss = _train_epoch(model, opt, cfg, train_arr, n_train, shuffle, device, epoch)
         if cfg.val_diagnostics and (
             not val_diag or (epoch - start_epoch) % cfg.val_diag_every == 0
         ):  # its clean pass is this epoch's validation pass; in between, val_diag carries on
@@ -340,7 +363,7 @@ def train(
             bad_epochs += 1
         metrics = {
             "epoch": epoch,
-            "train_loss": total / max(count, 1),
+            "train_loss": train_loss,
             "lr": lr_used,
             **({"train_p_mask": p_now} if cfg.scheme != "none" else {}),
             "val_loss": val_loss,
@@ -365,9 +388,7 @@ def train(
                     "model": model.state_dict(),
                     "optimizer": opt.state_dict(),
                     "scheduler": sched.state_dict(),
-                    "shuffle_rng": shuffle.get_state(),
-                    "torch_rng": torch.get_rng_state(),
-                    "augment_rng": model.generator_state(),
+                    **_rng_state(model, shuffle),
                     "epoch": epoch,
                     "best_val_loss": best_val,
                     "best_epoch": best_epoch,
