@@ -297,7 +297,7 @@ def repeats(trials: list[dict[str, Any]]) -> list[dict[str, Any]]:
         trial = search.get(str(t.get("confirm_trial")))
         if t.get("stage") != "confirm" or trial is None or t["seed"] != trial["seed"]:
             continue
-        if trial["stop_reason"] in ("asha", "failed"):
+        if trial["stop_reason"] not in ("early_stopping", "max_epochs"):
             continue
         same = t["best_val_mae"] == trial["best_val_mae"] and t["epochs"] == trial["epochs"]
         out.append({"confirm_trial": trial["trial_id"], "epochs": t["epochs"], "identical": same})

@@ -36,6 +36,7 @@ K trials sharing one GPU with fractional GPUs), started together behind a barrie
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import multiprocessing as mp
 import os
@@ -401,11 +402,20 @@ def compare_reference(
         str(steps),
     ]
     ref = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=env)
-    hello = ref.stdout.readline()
-    if not hello:
+
+    def reply() -> dict:
+        """The reference side's next protocol line (a JSON object); other output passes to stderr."""
+        while line := ref.stdout.readline():
+            if line.startswith("{"):
+                with contextlib.suppress(json.JSONDecodeError):
+                    return json.loads(line)
+            sys.stderr.write(f"  [authors' code] {line}")
         ref.wait()
-        raise SystemExit(f"error: the reference side ended before it was ready: {' '.join(cmd)}")
-    info = json.loads(hello)
+        raise SystemExit(
+            f"error: the reference side ended (exit {ref.returncode}): {' '.join(cmd)}"
+        )
+
+    info = reply()
 
     torch.set_num_threads(threads)
     torch.manual_seed(0)
@@ -428,7 +438,7 @@ def compare_reference(
     def their_block() -> float:
         ref.stdin.write("run\n")
         ref.stdin.flush()
-        return json.loads(ref.stdout.readline())["rate"]
+        return reply()["rate"]
 
     rates: dict[str, list[float]] = {"ours": [], "authors": []}
     try:
@@ -529,10 +539,10 @@ def main() -> None:
     if args.reference:
         if args.model != "m3_baseline" or args.device != "cpu" or isinstance(seq_len, tuple):
             p.error("--reference compares --model m3_baseline on --device cpu, one --seq-len")
-        if length_modes != ["full"] or schemes != ["none"] or args.mmsa:
+        if length_modes != ["full"] or schemes != ["none"] or args.mmsa or amps != ["none"]:
             p.error(
-                "--reference times full-length batches with the authors' M3 run on both sides; "
-                "drop --lengths/--schemes/--mmsa"
+                "--reference times full-length float32 batches with the authors' M3 run on both "
+                "sides; drop --lengths/--schemes/--mmsa/--amp"
             )
         compare_reference(
             args.reference,
@@ -545,8 +555,8 @@ def main() -> None:
         )
         return
     if args.mmsa:
-        if args.model != "mult" or args.device != "cpu":
-            p.error("--mmsa compares --model mult on --device cpu")
+        if args.model != "mult" or args.device != "cpu" or amps != ["none"]:
+            p.error("--mmsa compares --model mult on --device cpu in float32 (no --amp)")
         compare_mmsa(args.mmsa, args.threads, args.batch, seq_len, args.rounds, args.steps)
         return
     on_gpu = args.device.startswith("cuda")

@@ -17,6 +17,8 @@ STAND_IN = """
 import torch
 from torch import nn
 
+print("a banner on stdout, as a logger might print")  # must not break the pipe protocol
+
 
 class AudioVisualTextMaskedClassifier(nn.Module):
     def __init__(self, feature_sizes, num_classes, **kwargs):
@@ -54,6 +56,7 @@ def test_reference_alternates_and_prints_the_ratio(tmp_path):
         "5",
     )
     assert out.returncode == 0, out.stderr
+    assert "[authors' code] a banner on stdout" in out.stderr
     assert len(re.findall(r"round \d: ours [\d.]+, authors [\d.]+ samples/s", out.stdout)) == 2
     line = out.stdout.strip().splitlines()[-1]
     assert "(1,633,801 params)" in line  # ours at MOSEI dims
@@ -68,6 +71,6 @@ def test_reference_refuses_a_folder_without_the_authors_code(tmp_path):
 
 
 def test_reference_refuses_other_models_and_length_modes():
-    for extra in (["--model", "mult"], ["--lengths", "bucketed"]):
+    for extra in (["--model", "mult"], ["--lengths", "bucketed"], ["--amp", "bf16"]):
         out = _bench("--reference", "x", *extra)
         assert out.returncode == 2 and "--reference" in out.stderr.splitlines()[-1]

@@ -88,7 +88,7 @@ def test_report_prints_the_confirm_table(capsys):
     assert "Search + confirm met the target in 1 of 1 search seeds (top_k = 1: 0 of 1)." in out
 
 
-def test_repeats_are_confirm_runs_on_the_search_seed_of_a_trial_that_ended_on_its_own():
+def test_repeats_are_confirm_runs_on_the_search_seed_of_a_trial_that_ended_on_its_own(capsys):
     res = _result()
     c = se.summarize(res)["optuna"][0]["confirm"]
     # "a" (seed 0, early-stopped) is repeated by its seed-0 confirm run, which came out different
@@ -96,7 +96,53 @@ def test_repeats_are_confirm_runs_on_the_search_seed_of_a_trial_that_ended_on_it
     assert c["repeats"] == [{"confirm_trial": "a", "epochs": 1, "identical": False}]
     assert c["without_repeats"]["share"] == pytest.approx(10 / 40)
     trials = res["searches"]["optuna_seed0"]["trials"]
-    rep = next(t for t in trials if t["confirm_trial"] == "a" and t["seed"] == 0)
-    rep.update(best_val_mae=0.27, epochs=4)  # what a deterministic re-run gives
-    assert se.repeats(trials) == [{"confirm_trial": "a", "epochs": 4, "identical": True}]
-    se.print_report(res)
+    trial = next(t for t in trials if t["trial_id"] == "a")
+    trial.update(best_val_mae=0.30, epochs=1)  # what a deterministic re-run gives: the same
+    assert se.repeats(trials) == [{"confirm_trial": "a", "epochs": 1, "identical": True}]
+    se.print_report(res)  # search 4 + confirm 4 epochs, less the repeat's 1: 7 of 40
+    assert "| 0 | 4 + 4 (20.0 %) |" in (out := capsys.readouterr().out)
+    assert "| 1 of 1, 1; 17.5 %, yes |" in out
+
+
+def test_read_trials_knows_every_status_the_search_writes(tmp_path):
+    import math
+
+    import pandas as pd
+
+    from tune_m3 import names
+
+    statuses = [names.COMPLETED, names.EARLY_STOPPED, names.SCHEDULER_STOPPED, names.FAILED]
+    df = pd.DataFrame(
+        {
+            "trial_id": ["t1", "t2", "t3", "t4"],
+            "stage": [names.STAGE_SEARCH] * 3 + [names.STAGE_CONFIRM],
+            "status": statuses,
+            "param_pi_text": [0.33] * 4,
+            "param_p_mask": [0.1, 0.2, 0.3, 0.1],
+            "param_seed": [0, 0, 0, 1],
+            "epochs": [40, 12, 3, 0],
+            "val_mae": [0.28, 0.29, 0.31, math.nan],
+            "best_epoch_metric": [30, 2, 3, math.nan],
+            "test_mae": [0.30, 0.31, math.nan, math.nan],
+            "error": ["", "", "", "boom"],
+            "confirm_trial": [None, None, None, "t1"],
+        }
+    )
+    df.to_parquet(tmp_path / "trials.parquet")
+    rows = se.read_trials(tmp_path / "trials.parquet", max_epochs=40)
+    assert [r["stop_reason"] for r in rows] == ["max_epochs", "early_stopping", "asha", "failed"]
+    assert [r["stage"] for r in rows] == ["search", "search", "search", "confirm"]
+    assert rows[0]["best_val_mae"] == 0.28 and rows[3]["best_val_mae"] is None
+    assert rows[3]["confirm_trial"] == "t1" and rows[3]["error"] == "boom"
+
+
+def test_a_winner_just_past_one_seed_std_is_not_within():
+    res = _result()
+    sm = se.summarize(res)
+    limit = sm["grid_best"]["test_mean"] + sm["pooled_test_seed_std"]
+    for t in res["searches"]["optuna_seed0"]["trials"]:
+        if t["stage"] == "confirm" and t["confirm_trial"] == "b":
+            t["test_mae"] = limit + 1e-4
+    c = se.summarize(res)["optuna"][0]["confirm"]
+    assert c["winner"]["confirm_of"] == "b" and not c["top_k"]["within"]
+    assert not c["top_k"]["met"]

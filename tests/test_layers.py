@@ -43,15 +43,51 @@ def test_linear_keeps_nn_linear_parameters():
     assert sorted(lin.state_dict()) == ["bias", "weight"]
 
 
-def test_linear_falls_back_where_the_conv_path_does_not_apply(kernel):
+@pytest.fixture
+def conv_calls(monkeypatch):
+    """Count the calls that take the 1 x 1 convolution path."""
+    calls = []
+    real = layers.pointwise_conv_linear
+
+    def spy(x, w, b):
+        calls.append(tuple(x.shape))
+        return real(x, w, b)
+
+    monkeypatch.setattr(layers, "pointwise_conv_linear", spy)
+    return calls
+
+
+def test_linear_takes_the_conv_path_only_where_it_applies(kernel, conv_calls):
     kernel(True)
     lin = layers.Linear(6, 2)
+    lin(torch.randn(3, 5, 6))
+    assert conv_calls == [(3, 5, 6)]
     for x in (
-        torch.randn(4, 6),
-        torch.randn(3, 6, 5).transpose(1, 2),
-        torch.randn(2, 3, 6).double(),
+        torch.randn(4, 6),  # 2-D
+        torch.randn(3, 6, 5).transpose(1, 2),  # not contiguous
+        torch.randn(2, 3, 6).double(),  # not float32
     ):
         torch.testing.assert_close(lin.to(x.dtype)(x), F.linear(x, lin.weight, lin.bias))
+    lin.float()
+    meta = layers.Linear(6, 2, device="meta")
+    assert meta(torch.empty(3, 5, 6, device="meta")).shape == (3, 5, 2)  # not the CPU: F.linear
+    kernel(False)  # TUNE_M3_CPU_LINEAR=blas
+    lin(torch.randn(3, 5, 6))
+    assert conv_calls == [(3, 5, 6)]
+
+
+def test_dropout_and_attention_off_cpu_float32_are_pytorch_own(monkeypatch):
+    """Half precision (and, by the same test of device and dtype, a GPU) takes F.dropout/SDPA."""
+    seen = []
+    monkeypatch.setattr(torch, "rand_like", lambda *a, **k: seen.append(1) or 1 / 0)
+    x = torch.ones(1000, dtype=torch.bfloat16)
+    y = layers.dropout(x, 0.1, True)
+    assert not seen and ((y == 0) | (y == x / 0.9)).all()
+    assert (layers.dropout(torch.ones(10), 1.0, True) == 0).all()  # as nn.Dropout(1.0)
+    q = torch.randn(2, 3, 4, dtype=torch.bfloat16)
+    assert layers.attend(q, q, q, None, p_drop=0.2).shape == (2, 3, 4) and not seen
+    with pytest.raises(ZeroDivisionError):  # CPU float32: the written-out path, rand mask
+        layers.dropout(torch.ones(10), 0.1, True)
 
 
 def test_project_equals_separate_linears_and_trains_each_weight(kernel):

@@ -74,10 +74,14 @@ def test_validation_diagnostics_every_epoch_match_a_direct_computation():
 
 
 def test_validation_diagnostics_leave_the_training_unchanged():
-    """Their clean pass stands in for the epoch's validation pass: same val_* every epoch."""
+    """Their clean pass stands in for the epoch's validation pass: same val_* every epoch
+    (epochs 1 and 3 from the diagnostics' pass, 2 and 4 from predict)."""
     keys = ("diag_val_text_missing_30_mae_drop",)
     plain = train(_cfg(), tiny_arrays(), final_eval=False).history
-    with_diag = train(_cfg(val_diagnostics=keys), tiny_arrays(), final_eval=False).history
+    with_diag = train(
+        _cfg(val_diagnostics=keys, val_diag_every=2), tiny_arrays(), final_eval=False
+    ).history
+    assert len(with_diag) == 4
     for a, b in zip(plain, with_diag, strict=True):
         assert {k: v for k, v in a.items() if k.startswith("val_")} == {
             k: v for k, v in b.items() if k.startswith("val_")

@@ -279,3 +279,36 @@ def test_repeated_seeds_are_refused(tmp_path):
     conf.write_text(yaml.safe_dump({**base, "confirm": {"top_k": 1, "seeds": [2, 2]}}))
     with pytest.raises(UserError, match=r"confirm.seeds.*\[2\] appear more than once"):
         load_space(str(conf))
+
+
+@pytest.mark.parametrize(
+    "spec,seeds",
+    [
+        ({}, {0}),
+        ({"seeds": [4]}, {4}),
+        ({"fixed": {"seed": 7}}, {7}),
+        ({"search": {"seed": {"choice": [1, 2]}}}, {1, 2}),
+        ({"search": {"seed": {"quniform": [0, 9, 1]}}}, None),
+        (
+            {
+                "algorithm": {"type": "grid"},
+                "scheduler": {"type": "fifo"},
+                "seeds": [0, 1],
+                "fixed": {"seed": 7},
+            },
+            {0, 1},
+        ),
+    ],
+)
+def test_training_seeds_follow_trial_values(tmp_path, spec, seeds):
+    base = {"dataset": {"name": "tiny"}, "search": {"p_mask": {"uniform": [0.1, 0.2]}}}
+    if spec.get("algorithm", {}).get("type") == "grid":
+        base["search"] = {"p_mask": {"grid": [0.1]}}
+    if "search" in spec:
+        spec = {**spec, "search": {**base["search"], **spec["search"]}}
+    path = tmp_path / "s.yaml"
+    path.write_text(yaml.safe_dump({**base, **spec}))
+    space = load_space(str(path))
+    assert space.training_seeds() == seeds
+    if seeds is not None and len(seeds) == 1 and "search" not in spec:  # the law it mirrors
+        assert space.trial_values({"p_mask": 0.1})["seed"] in seeds

@@ -234,9 +234,10 @@ def plan(args: argparse.Namespace) -> tuple[SearchSpace, Path | None, str | None
 
 def note_confirm_seeds(space: SearchSpace) -> None:
     """Say so when a confirm seed also trained the search's trials (allowed, but biased)."""
-    both = [s for s in space.confirm.seeds if s in space.seeds] if space.confirm else []
+    used = space.training_seeds() if space.confirm else None
+    both = [s for s in space.confirm.seeds if s in used] if used else []
     if both:
-        fresh = [s for s in range(1, 100) if s not in space.seeds][: len(space.confirm.seeds)]
+        fresh = [s for s in range(1, 1000) if s not in used][: len(space.confirm.seeds)]
         print(
             f"note: confirm seed(s) {both} also trained the search's trials: such a confirm run "
             "repeats its search trial (bit for bit on CPU), so the confirmed mean keeps the "

@@ -31,8 +31,9 @@ validated; unknown keys get a did-you-mean)::
       baseline: {scheme: none}       # crossed with the grid and the seeds
       m3: {scheme: m3, p_mask: 0.2}
     seeds: [0, 1, 2]                 # training seeds; each configuration is repeated per seed
-    confirm: {top_k: 3, seeds: [1, 2, 3]}   # after the search: re-train the top 3 once per seed
-                                     # (full training, no ASHA); the winner is the best mean
+    confirm: {top_k: 3, seeds: [3, 4, 5]}   # after the search: re-train the top 3 once per seed
+                                     # (full training, no ASHA); the winner is the best mean;
+                                     # seeds the search did not train with (docs/search.md)
     objectives:                      # instead of metric/mode: Optuna multi-objective TPE;
       - {metric: val_mae, mode: min} #   ASHA prunes on the first only; the diag_val_* metrics
       - {metric: diag_val_text_missing_30_mae_drop, mode: min}   # are computed every epoch
@@ -266,6 +267,19 @@ class SearchSpace(_Strict):
         """Every trial of a grid space, in order: variant x grid params x seeds."""
         axes = self.grid_axes()
         return [dict(zip(axes, combo, strict=True)) for combo in itertools.product(*axes.values())]
+
+    def training_seeds(self) -> set[int] | None:
+        """The training seeds the search stage's trials can use (None: a range not listed).
+
+        A searched ``seed`` wins over the grid's seed axis, which wins over ``fixed: {seed}``,
+        which wins over the single entry of ``seeds`` (the order of :meth:`trial_values`).
+        """
+        if "seed" in self.search:
+            d = self.search["seed"]
+            return {int(v) for v in d.args} if d.kind in ("choice", "grid") else None
+        if self.algorithm.type == "grid" or "seed" not in self.fixed:
+            return set(self.seeds)
+        return {int(self.fixed["seed"])}
 
     def num_trials(self) -> int:
         return len(self.grid_points()) if self.algorithm.type == "grid" else self.num_samples

@@ -258,11 +258,13 @@ def _train_epoch(
     return total / max(count, 1)
 
 
-def _rng_state(model: AugmentedModel, shuffle: torch.Generator) -> dict[str, Any]:
-    """Every random stream a resumed trial must continue: batches, global (dropout), augmentation."""
+def _rng_state(model: AugmentedModel, shuffle: torch.Generator, device) -> dict[str, Any]:
+    """Every random stream a resumed trial must continue: batches, global (dropout: the CPU's,
+    and the GPU's when training there), augmentation."""
     return {
         "shuffle_rng": shuffle.get_state(),
         "torch_rng": torch.get_rng_state(),
+        "cuda_rng": torch.cuda.get_rng_state(device) if device.type == "cuda" else None,
         "augment_rng": model.generator_state(),
     }
 
@@ -327,6 +329,8 @@ def train(
         sched.load_state_dict(ck["scheduler"])
         shuffle.set_state(ck["shuffle_rng"])
         torch.set_rng_state(ck["torch_rng"])
+        if device.type == "cuda" and ck.get("cuda_rng") is not None:
+            torch.cuda.set_rng_state(ck["cuda_rng"], device)
         model.set_generator_state(ck["augment_rng"])
         start_epoch = ck["epoch"] + 1
         best_val, best_epoch, bad_epochs = ck["best_val_loss"], ck["best_epoch"], ck["bad_epochs"]
@@ -388,7 +392,7 @@ def train(
                     "model": model.state_dict(),
                     "optimizer": opt.state_dict(),
                     "scheduler": sched.state_dict(),
-                    **_rng_state(model, shuffle),
+                    **_rng_state(model, shuffle, device),
                     "epoch": epoch,
                     "best_val_loss": best_val,
                     "best_epoch": best_epoch,

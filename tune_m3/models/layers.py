@@ -17,9 +17,11 @@ and shapes, so checkpoints and ``state_dict`` keys do not change); only the kern
   (each element kept with probability 1 - p and scaled by 1 / (1 - p), from torch's global
   RNG), about 3x cheaper on CPU (2.0 ms vs 0.7 ms for a (32, 50, 200) tensor). A seed draws a
   different mask than ``nn.Dropout`` would, so seeded runs differ from those made before it.
-- :func:`attend`: masked scaled dot-product attention. With attention dropout it is written
-  out (two ``bmm``, softmax, :func:`dropout`), which is what PyTorch's SDPA does on CPU in that
-  case, with the cheaper mask; without dropout it is ``F.scaled_dot_product_attention``.
+- :func:`attend`: masked scaled dot-product attention. With attention dropout on CPU it is
+  written out (two ``bmm``, softmax, :func:`dropout`), which is what PyTorch's SDPA does on CPU
+  in that case, with the cheaper mask; otherwise it is ``F.scaled_dot_product_attention``.
+
+Off the CPU (and for inputs other than float32) every one of them is PyTorch's own function.
 """
 
 from __future__ import annotations
@@ -99,15 +101,22 @@ def project(x: Tensor, *linears: nn.Linear) -> tuple[Tensor, ...]:
 
 
 def dropout(x: Tensor, p: float, training: bool) -> Tensor:
-    """Inverted dropout: x · 1[U < 1 - p] / (1 - p), U ~ Uniform[0, 1) per element."""
+    """Inverted dropout: x · 1[U < 1 - p] / (1 - p), U ~ Uniform[0, 1) per element.
+
+    The ``rand`` mask on CPU float32 (where ``bernoulli_`` is the slow part); ``F.dropout``
+    elsewhere (GPU kernels fuse it; in half precision the threshold 1 - p would round).
+    """
     if not training or p == 0.0:
         return x
+    if p >= 1.0 or x.device.type != "cpu" or x.dtype != torch.float32:
+        return F.dropout(x, p, True)
     keep = 1.0 - p
-    return x * ((torch.rand_like(x) < keep) * (1.0 / keep)).to(x.dtype)
+    return x * ((torch.rand_like(x) < keep) * (1.0 / keep))
 
 
 class Dropout(nn.Dropout):
-    """``nn.Dropout`` (not in place) with the mask drawn by :func:`dropout`."""
+    """``nn.Dropout`` with the mask drawn by :func:`dropout`; never in place (``inplace`` is
+    ignored)."""
 
     def forward(self, x: Tensor) -> Tensor:
         return dropout(x, self.p, self.training)
@@ -121,10 +130,11 @@ def attend(
     q (..., N, d_k), k (..., M, d_k), v (..., M, d_v) with the same leading dims (batch, heads);
     ``key_valid`` bool, broadcastable to (..., N, M), or None; every query needs one valid key.
     ``p_drop`` > 0 drops attention weights after the softmax (callers pass 0 outside
-    training). Returns (..., N, d_v).
+    training). Returns (..., N, d_v). Dropout on CPU float32 is written out (the cheaper
+    mask); elsewhere SDPA takes ``dropout_p`` (fused on GPU).
     """
-    if p_drop == 0.0:
-        return F.scaled_dot_product_attention(q, k, v, attn_mask=key_valid)
+    if p_drop == 0.0 or q.device.type != "cpu" or q.dtype != torch.float32:
+        return F.scaled_dot_product_attention(q, k, v, attn_mask=key_valid, dropout_p=p_drop)
     scores = torch.matmul(q, k.transpose(-1, -2)) * (1.0 / math.sqrt(q.size(-1)))  # (..., N, M)
     if key_valid is not None:
         scores = scores.masked_fill(~key_valid, float("-inf"))

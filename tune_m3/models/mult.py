@@ -147,7 +147,9 @@ class CrossModalFusion(nn.Module):
         x = [self._embed(s, n) for s, n in zip(seqs, lengths, strict=True)]  # (B, N_l, d)
         valid = [valid_mask(n, s.shape[1]) for s, n in zip(seqs, lengths, strict=True)]  # (B, N_l)
         # no mask where every step is valid: the same attention without the masking work
-        valid = [None if bool(v.all()) else v for v in valid]
+        # (on CPU; on a GPU the check would wait for the device)
+        if seqs[0].device.type == "cpu":
+            valid = [None if bool(v.all()) else v for v in valid]
         last = []
         for t, (stacks, mem) in enumerate(zip(self.cross, self.self_attn, strict=True)):
             sources = [k for k in range(len(x)) if k != t]
