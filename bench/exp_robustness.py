@@ -34,8 +34,7 @@ import numpy as np
 
 from tune_m3.config import TrialConfig, add_overrides_argument, parse_overrides
 from tune_m3.data import ensure_synthetic, load_dataset
-from tune_m3.diagnostics import measure_rms, run_diagnostics
-from tune_m3.train import EVAL_BATCH, train
+from tune_m3.train import evaluate_final, train
 
 SCHEMES = {
     "baseline": {},
@@ -61,7 +60,7 @@ SCHEMES = {
         "noise_kind": "multiplicative",
     },
 }
-DIAG_LAWS = {  # --diag-noise name -> run_diagnostics keyword arguments
+DIAG_LAWS = {  # --diag-noise name -> the diag_noise_kind and diag_sigma_scale it sets
     "additive": {"noise_kind": "additive", "sigma_scale": "absolute"},
     "multiplicative": {"noise_kind": "multiplicative", "sigma_scale": "absolute"},
     "rms": {"noise_kind": "additive", "sigma_scale": "rms"},
@@ -118,19 +117,11 @@ def _other_laws(res, cfg: TrialConfig, data: dict, laws: list[str]) -> dict[str,
     out: dict[str, float] = {}
     for law in laws:
         kw = DIAG_LAWS[law]
-        rms = None
-        if kw["sigma_scale"] == "rms":
-            rms = measure_rms(res.model, data["train"], cfg.diag_modalities, seed=cfg.diag_seed)
-        final, _ = run_diagnostics(
-            res.model,
-            data["test"],
-            modalities=cfg.diag_modalities,
-            fractions=cfg.diag_fractions,
-            sigma=cfg.diag_sigma,
-            seed=cfg.diag_seed,
-            batch_size=EVAL_BATCH,
-            rms=rms,
-            **kw,
+        law_cfg = cfg.model_copy(
+            update={"diag_noise_kind": kw["noise_kind"], "diag_sigma_scale": kw["sigma_scale"]}
+        )
+        final = evaluate_final(
+            res.model, law_cfg, data["test"], model_device(res.model), train_arrays=data["train"]
         )
         out.update({f"{k}@{law}": v for k, v in final.items() if "noisy" in k or "rms" in k})
     return out
