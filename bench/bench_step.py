@@ -6,6 +6,7 @@
     python bench/bench_step.py --schemes none,m3,perturb --augment-cost
     python bench/bench_step.py --device cuda --procs 1,2,4,8 --amp none,bf16   # on a GPU machine
     python bench/bench_step.py --model mult --seq-len 50,500,500   # MulT on unaligned features
+    python bench/bench_step.py --linear-kernels [--model mult]   # F.linear vs oneDNN per Linear shape
 
 ``--mmsa DIR`` (with ``--model mult``): also time the MulT of the MMSA toolkit
 (``MMSA/models/singleTask/MULT.py``, installed with ``pip install --no-deps --target DIR
@@ -38,6 +39,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
+import math
 import multiprocessing as mp
 import os
 import statistics
@@ -126,6 +128,71 @@ def onednn_rate(n: int = 2048, reps: int = 10) -> float:
         pointwise_conv_linear(x, w, None)
         times.append(time.perf_counter() - t0)
     return 2 * n**3 / statistics.median(times)
+
+
+def linear_kernels(model_name: str, B: int, L, reps: int = 20) -> None:
+    """Every ``layers.linear`` call of one training forward of a built-in model (its Linear
+    layers and the stacked Q/K/V products, at the shapes they really get), timed with
+    ``F.linear`` (the BLAS) and with ``layers.linear`` (the 1 x 1 channels-last convolution on
+    oneDNN where it applies): forward, and forward + backward, alternated, median of ``reps``."""
+    import torch.nn.functional as F
+
+    from tune_m3.models import layers
+
+    model = build_model(TrialConfig(model=model_name), DIMS).train()
+    calls: dict[tuple, int] = {}
+    real = layers.linear
+
+    def record(x, weight, bias=None):
+        key = (tuple(x.shape), tuple(weight.shape), bias is not None)
+        calls[key] = calls.get(key, 0) + 1
+        return real(x, weight, bias)
+
+    xs, ln, _ = make_batches("full", B, L, 1, seed=1)[0]
+    layers.linear = record
+    try:
+        model(xs, ln)
+    finally:
+        layers.linear = real
+    kernels = {"F.linear": F.linear, "layers.linear": real}
+    print(f"{model_name}, B = {B}, L = {L}: the layers.linear calls of one forward, GFLOP/s")
+    print(
+        "| input -> d_out | calls | F.linear fwd | layers.linear fwd | ratio | "
+        "F.linear fwd+bwd | layers.linear fwd+bwd | ratio |"
+    )
+    print("|---|---|---|---|---|---|---|---|")
+    total = {k: 0.0 for k in kernels}
+    for (shape, (d_out, d_in), has_bias), n in sorted(calls.items()):
+        x = torch.randn(*shape, requires_grad=True)
+        w = torch.randn(d_out, d_in, requires_grad=True)
+        b = torch.randn(d_out, requires_grad=True) if has_bias else None
+        g = torch.randn(*shape[:-1], d_out)
+        flops = 2 * math.prod(shape) * d_out
+        times = {(k, bwd): [] for k in kernels for bwd in (False, True)}
+        for r in range(reps + 2):
+            for (name, bwd), ts in times.items():
+                t0 = time.perf_counter()
+                y = kernels[name](x, w, b)
+                if bwd:
+                    torch.autograd.grad(y, [x, w], g)
+                if r >= 2:  # two warm-up rounds
+                    ts.append(time.perf_counter() - t0)
+        med = {k: statistics.median(v) for k, v in times.items()}
+        for k in kernels:
+            total[k] += n * med[k, True]
+        rate = {k: (3 if k[1] else 1) * flops / t / 1e9 for k, t in med.items()}
+        fwd = (rate["F.linear", False], rate["layers.linear", False])
+        both = (rate["F.linear", True], rate["layers.linear", True])
+        print(
+            f"| {shape} -> {d_out} | {n} | {fwd[0]:.1f} | {fwd[1]:.1f} | {fwd[1] / fwd[0]:.2f} | "
+            f"{both[0]:.1f} | {both[1]:.1f} | {both[1] / both[0]:.2f} |",
+            flush=True,
+        )
+    print(
+        f"all calls, forward + backward: F.linear {1e3 * total['F.linear']:.1f} ms, "
+        f"layers.linear {1e3 * total['layers.linear']:.1f} ms "
+        f"({total['F.linear'] / total['layers.linear']:.2f}x)"
+    )
 
 
 def _sync(device: str) -> None:
@@ -507,6 +574,11 @@ def main() -> None:
     p.add_argument("--blocks", type=int, default=5, help="timed blocks (the median is quoted)")
     p.add_argument("--augment-cost", action="store_true", help="also time augmentation alone")
     p.add_argument("--json", help="append one JSON line per configuration to this file")
+    p.add_argument(
+        "--linear-kernels",
+        action="store_true",
+        help="time each Linear shape of --model: F.linear vs the 1x1 channels-last conv (CPU)",
+    )
     p.add_argument("--mmsa", metavar="DIR", help="compare --model mult with MMSA's MULT from DIR")
     p.add_argument(
         "--reference",
@@ -553,6 +625,14 @@ def main() -> None:
             args.rounds,
             args.steps,
         )
+        return
+    if args.linear_kernels:
+        if args.model not in ("m3_baseline", "mult") or args.device != "cpu":
+            p.error(
+                "--linear-kernels times a built-in model's Linear layers (--model m3_baseline or mult) on --device cpu"
+            )
+        torch.set_num_threads(args.threads)
+        linear_kernels(args.model, args.batch, seq_len)
         return
     if args.mmsa:
         if args.model != "mult" or args.device != "cpu" or amps != ["none"]:

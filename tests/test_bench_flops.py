@@ -33,3 +33,19 @@ def test_step_flops_matches_flop_counter(n):
     with torch.backends.mkldnn.flags(enabled=False), FlopCounterMode(display=False) as fc:
         model(xs, None).sum().backward()
     assert bench.step_flops([n], B) == pytest.approx(fc.get_total_flops(), rel=0.005)
+
+
+def test_linear_kernels_times_the_calls_one_forward_makes(capsys):
+    """--linear-kernels: every layers.linear call of one baseline forward, at its real shape."""
+    from tune_m3.models import layers
+
+    real = layers.linear
+    _bench_step().linear_kernels("m3_baseline", B=2, L=5, reps=1)
+    assert layers.linear is real  # the recorder is taken out again
+    out = capsys.readouterr().out
+    # the stacked Q/K/V products: 3 self-attentions (200 -> 3 x 100), 4 symmetric
+    # cross-attentions x 2 sides (100 -> 3 x 100); the head on the pooled (B, 200)
+    assert "| (2, 5, 200) -> 300 | 3 |" in out
+    assert "| (2, 5, 100) -> 300 | 8 |" in out
+    assert "| (2, 200) -> 1 | 1 |" in out
+    assert "all calls, forward + backward: F.linear" in out

@@ -7,9 +7,10 @@ and shapes, so checkpoints and ``state_dict`` keys do not change); only the kern
   channels-last view of it (no copy: a contiguous ``(B, N, d)`` tensor *is* a channels-last
   ``(B, d, N, 1)`` image), which PyTorch hands to oneDNN. ``nn.Linear`` goes to the BLAS (MKL
   in the PyTorch wheels). The two differ when the BLAS runs a narrower vector path than the CPU
-  has: on the AMD EPYC (AVX-512) development machine MKL's sgemm reaches 110 GFLOP/s on one
-  thread and oneDNN's 1 x 1 convolution 180-255 on the model's shapes (forward + backward
-  160-230; ``bench/bench_step.py --linear-kernels``). Sums are ordered differently, so outputs
+  has: on the AMD EPYC (AVX-512) development machine, on the baseline's Q/K/V products (one
+  thread, forward + backward), MKL's sgemm reaches 105-111 GFLOP/s and oneDNN's 1 x 1
+  convolution 212-222; on ``mult``'s narrower layers the gain is 1.0-2.1x
+  (``bench/bench_step.py --linear-kernels [--model mult]``). Sums are ordered differently, so outputs
   agree to float32 rounding (a few 1e-5 relative), not bit for bit.
   ``TUNE_M3_CPU_LINEAR=blas`` turns it off (``onednn``, the default, uses it where oneDNN is
   available); GPU and other inputs always take ``F.linear``.
