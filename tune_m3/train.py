@@ -269,6 +269,15 @@ def _rng_state(model: AugmentedModel, shuffle: torch.Generator, device) -> dict[
     }
 
 
+def _set_rng_state(ck: Mapping[str, Any], model: AugmentedModel, shuffle, device) -> None:
+    """Continue the random streams :func:`_rng_state` saved."""
+    shuffle.set_state(ck["shuffle_rng"])
+    torch.set_rng_state(ck["torch_rng"])
+    if device.type == "cuda" and ck.get("cuda_rng") is not None:
+        torch.cuda.set_rng_state(ck["cuda_rng"], device)
+    model.set_generator_state(ck["augment_rng"])
+
+
 def train(
     cfg: TrialConfig,
     data: Mapping[str, Arrays],
@@ -327,11 +336,7 @@ def train(
         model.load_state_dict(ck["model"])
         opt.load_state_dict(ck["optimizer"])
         sched.load_state_dict(ck["scheduler"])
-        shuffle.set_state(ck["shuffle_rng"])
-        torch.set_rng_state(ck["torch_rng"])
-        if device.type == "cuda" and ck.get("cuda_rng") is not None:
-            torch.cuda.set_rng_state(ck["cuda_rng"], device)
-        model.set_generator_state(ck["augment_rng"])
+        _set_rng_state(ck, model, shuffle, device)
         start_epoch = ck["epoch"] + 1
         best_val, best_epoch, bad_epochs = ck["best_val_loss"], ck["best_epoch"], ck["bad_epochs"]
         best_state, history = ck["best_model"], ck["history"]
