@@ -49,6 +49,9 @@ from typing import Any
 import numpy as np
 import yaml
 
+from tune_m3 import names
+from tune_m3.names import STAGE_CONFIRM, STAGE_SEARCH
+
 REPO = Path(__file__).resolve().parent.parent
 PI_TEXT_GRID = [0.33, 0.6]
 P_MASK_GRID = [0.1, 0.2, 0.25, 0.4]
@@ -109,15 +112,15 @@ def space_files(args: argparse.Namespace, dataset: str) -> dict[str, dict[str, A
 
 
 STOP_REASONS = {  # trials.parquet status -> why the trial stopped
-    "completed": "max_epochs",
-    "early_stopped": "early_stopping",
-    "stopped_by_scheduler": "asha",
-    "failed": "failed",
-    "killed": "killed",
+    names.COMPLETED: "max_epochs",
+    names.EARLY_STOPPED: "early_stopping",
+    names.SCHEDULER_STOPPED: "asha",
+    names.FAILED: "failed",
+    names.KILLED: "killed",
 }
 
 
-def read_trials(parquet: Path, max_epochs: int) -> list[dict[str, Any]]:
+def read_trials(parquet: Path) -> list[dict[str, Any]]:
     """Per-trial rows from the search's trials.parquet (both stages).
 
     The search writes one row per trial: ``epochs`` trained, the metrics of its best epoch by
@@ -133,7 +136,7 @@ def read_trials(parquet: Path, max_epochs: int) -> list[dict[str, Any]]:
         rows.append(
             {
                 "trial_id": rec.get("trial_id"),
-                "stage": rec.get("stage") or "search",
+                "stage": rec.get("stage") or STAGE_SEARCH,
                 "confirm_trial": rec.get("confirm_trial"),  # confirm rows: the search trial
                 "status": status,
                 "stop_reason": STOP_REASONS.get(status, str(status)),
@@ -210,7 +213,7 @@ def run_search(
         "fit_s": float(m.group(1)) if m else None,  # tuner.fit alone, as the CLI prints it
         "results_dir": str(where),
         "trials_parquet": str(parquet),
-        "trials": read_trials(parquet, args.max_epochs),
+        "trials": read_trials(parquet),
     }
 
 
@@ -264,7 +267,7 @@ def confirmed(trials: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """
     groups: dict[str, list[dict[str, Any]]] = {}
     for t in trials:
-        if t.get("stage") == "confirm":
+        if t.get("stage") == STAGE_CONFIRM:
             groups.setdefault(str(t["confirm_trial"]), []).append(t)
     out = []
     for of, ts in groups.items():
@@ -291,11 +294,11 @@ def repeats(trials: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """Confirm runs that repeat their search trial: same training seed, and the trial ended by
     its own early stopping or max_epochs (not ASHA, not failed), so the confirm run trains the
     same thing again (bit for bit on CPU). ``identical`` says whether it did."""
-    search = {str(t["trial_id"]): t for t in trials if t.get("stage", "search") == "search"}
+    search = {str(t["trial_id"]): t for t in trials if t.get("stage", STAGE_SEARCH) == STAGE_SEARCH}
     out = []
     for t in trials:
         trial = search.get(str(t.get("confirm_trial")))
-        if t.get("stage") != "confirm" or trial is None or t["seed"] != trial["seed"]:
+        if t.get("stage") != STAGE_CONFIRM or trial is None or t["seed"] != trial["seed"]:
             continue
         if trial["stop_reason"] not in ("early_stopping", "max_epochs"):
             continue
@@ -304,15 +307,23 @@ def repeats(trials: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return out
 
 
-def confirm_row(s: dict[str, Any], best: dict[str, Any], test_std: float, grid_epochs: int):
-    """Search + confirm of one Optuna search against the grid's best (see ``summarize``)."""
-    search = [t for t in s["trials"] if t.get("stage", "search") == "search"]
-    ok = [t for t in search if t["best_val_mae"] is not None]
-    pick = min(ok, key=lambda t: t["best_val_mae"]) if ok else None
+def confirm_row(
+    s: dict[str, Any],
+    search: list[dict[str, Any]],
+    pick: dict[str, Any] | None,
+    best: dict[str, Any],
+    test_std: float,
+    grid_epochs: int,
+):
+    """Search + confirm of one Optuna search against the grid's best (see ``summarize``).
+
+    ``search`` are its search-stage trials, ``pick`` the best of them (the search's own winner).
+    """
     conf = confirmed(s["trials"])
     if not conf:
         return None
     search_epochs = sum(t["epochs"] for t in search)
+    confirm_epochs = sum(c["epochs"] for c in conf)
     winner = conf[0]
     own = next((c for c in conf if pick and c["confirm_of"] == str(pick["trial_id"])), None)
     limit = best["test_mean"] + test_std
@@ -323,19 +334,20 @@ def confirm_row(s: dict[str, Any], best: dict[str, Any], test_std: float, grid_e
         return {"share": share, "within": within, "met": within and share <= 0.35}
 
     rep = repeats(s["trials"])
-    total = search_epochs + sum(c["epochs"] for c in conf)
     return {
         "search_epochs": search_epochs,
-        "confirm_epochs": sum(c["epochs"] for c in conf),
+        "confirm_epochs": confirm_epochs,
+        "ranking": conf,
+        "winner": winner,
+        "top_k": verdict(winner, search_epochs + confirm_epochs),
+        # what top_k = 1 would have cost and found: the search's own pick, confirmed
+        "top_1": {"config": own, **verdict(own, search_epochs + (own["epochs"] if own else 0))},
         # what taking each repeat's value from its search trial (not re-training) would cost;
         # the ranking is unchanged when every repeat came out identical
         "repeats": rep,
-        "without_repeats": verdict(winner, total - sum(r["epochs"] for r in rep)),
-        "ranking": conf,
-        "winner": winner,
-        "top_k": verdict(winner, search_epochs + sum(c["epochs"] for c in conf)),
-        # what top_k = 1 would have cost and found: the search's own pick, confirmed
-        "top_1": {"config": own, **verdict(own, search_epochs + (own["epochs"] if own else 0))},
+        "without_repeats": verdict(
+            winner, search_epochs + confirm_epochs - sum(r["epochs"] for r in rep)
+        ),
     }
 
 
@@ -367,7 +379,7 @@ def summarize(result: dict[str, Any]) -> dict[str, Any]:
     for key, s in searches.items():
         if s["kind"] != "optuna_asha":
             continue
-        search = [t for t in s["trials"] if t.get("stage", "search") == "search"]
+        search = [t for t in s["trials"] if t.get("stage", STAGE_SEARCH) == STAGE_SEARCH]
         ok = [t for t in search if t["best_val_mae"] is not None]
         top = min(ok, key=lambda t: t["best_val_mae"]) if ok else None
         epochs = sum(t["epochs"] for t in search)
@@ -389,7 +401,7 @@ def summarize(result: dict[str, Any]) -> dict[str, Any]:
                 "within_one_std": within,
                 "nearest_grid_point": near,
                 "target_met": within and share <= 0.25,
-                "confirm": confirm_row(s, best, pooled_test, grid_epochs),
+                "confirm": confirm_row(s, search, top, best, pooled_test, grid_epochs),
             }
         )
     return {

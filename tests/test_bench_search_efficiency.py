@@ -129,7 +129,7 @@ def test_read_trials_knows_every_status_the_search_writes(tmp_path):
         }
     )
     df.to_parquet(tmp_path / "trials.parquet")
-    rows = se.read_trials(tmp_path / "trials.parquet", max_epochs=40)
+    rows = se.read_trials(tmp_path / "trials.parquet")
     assert [r["stop_reason"] for r in rows] == ["max_epochs", "early_stopping", "asha", "failed"]
     assert [r["stage"] for r in rows] == ["search", "search", "search", "confirm"]
     assert rows[0]["best_val_mae"] == 0.28 and rows[3]["best_val_mae"] is None
