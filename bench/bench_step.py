@@ -366,6 +366,52 @@ def load_mmsa_mult(root: str):
     return importlib.import_module("MMSA.models.singleTask.MULT").MULT
 
 
+def train_block(forward, params, batches, B: int, lr: float = 1e-3):
+    """A timed block for :func:`alternate`: one training step (L1 loss, Adam(``lr``)) per batch
+    of ``batches`` ((features, lengths, labels) triples); it returns samples/s."""
+
+    opt = torch.optim.Adam(params, lr=lr)
+
+    def block() -> float:
+        t0 = time.perf_counter()
+        for xs, ln, y in batches:
+            loss = (forward(xs, ln) - y).abs().mean()
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+        return B * len(batches) / (time.perf_counter() - t0)
+
+    return block
+
+
+def alternate(blocks: dict, rounds: int, swap: bool = False, say: bool = False) -> dict:
+    """Run each side's block once per round, ``rounds`` + 1 rounds (round 0 warms up and is not
+    counted); ``swap`` reverses the order every round; ``say`` prints each round's rates.
+    Returns {side: [samples/s per counted round]}."""
+    rates: dict[str, list[float]] = {k: [] for k in blocks}
+    for r in range(rounds + 1):
+        order = list(blocks) if not swap or r % 2 else list(blocks)[::-1]
+        for k in order:
+            rate = blocks[k]()
+            if r:
+                rates[k].append(rate)
+        if r and say:
+            print(
+                f"  round {r}: "
+                + ", ".join(f"{k} {v[-1]:.1f}" for k, v in rates.items())
+                + " samples/s",
+                flush=True,
+            )
+    return rates
+
+
+def ratio_text(rates: dict, a: str, b: str) -> str:
+    """ "ratio <median a / median b> (per round: ...)"."""
+    med = {k: statistics.median(v) for k, v in rates.items()}
+    per = ", ".join(f"{x / y:.2f}" for x, y in zip(rates[a], rates[b], strict=True))
+    return f"ratio {med[a] / med[b]:.2f} (per round: {per})"
+
+
 def compare_mmsa(root: str, threads: int, B: int, L, rounds: int, steps: int) -> None:
     """Ours (``mult`` through the seam) vs MMSA's MULT, alternated, 1 process, CPU."""
     from types import SimpleNamespace
@@ -396,29 +442,21 @@ def compare_mmsa(root: str, threads: int, B: int, L, rounds: int, steps: int) ->
     theirs = load_mmsa_mult(root)(args).train()
     ours = build_model(TrialConfig(model="mult"), DIMS).train()
     batches = make_batches("full", B, Ls, steps)
-    models = {
-        "ours": (ours, lambda xs, ln: ours(xs, ln)),
-        "mmsa": (theirs, lambda xs, ln: theirs(*xs)["M"].squeeze(-1)),
-    }
-    opts = {k: torch.optim.Adam(m.parameters(), lr=1e-3) for k, (m, _) in models.items()}
-    rates: dict[str, list[float]] = {k: [] for k in models}
-    for r in range(rounds + 1):  # round 0 warms up
-        for k, (_, fwd) in models.items():
-            t0 = time.perf_counter()
-            for xs, ln, y in batches:
-                loss = (fwd(xs, ln) - y).abs().mean()
-                opts[k].zero_grad(set_to_none=True)
-                loss.backward()
-                opts[k].step()
-            if r:
-                rates[k].append(B * len(batches) / (time.perf_counter() - t0))
-    n = {k: sum(p.numel() for p in m.parameters()) for k, (m, _) in models.items()}
+    rates = alternate(
+        {
+            "ours": train_block(ours, ours.parameters(), batches, B),
+            "mmsa": train_block(
+                lambda xs, ln: theirs(*xs)["M"].squeeze(-1), theirs.parameters(), batches, B
+            ),
+        },
+        rounds,
+    )
+    n = {k: sum(p.numel() for p in m.parameters()) for k, m in (("ours", ours), ("mmsa", theirs))}
     med = {k: statistics.median(v) for k, v in rates.items()}
     print(
         f"MulT vs MMSA MULT, L={'/'.join(map(str, Ls))}, B={B}, {threads} thread(s), {rounds} "
         f"alternated rounds: ours {med['ours']:.1f} samples/s ({n['ours']:,} params), MMSA "
-        f"{med['mmsa']:.1f} samples/s ({n['mmsa']:,} params): ratio {med['ours'] / med['mmsa']:.2f}"
-        f" (per round: {', '.join(f'{a / b:.2f}' for a, b in zip(rates['ours'], rates['mmsa'], strict=True))})",
+        f"{med['mmsa']:.1f} samples/s ({n['mmsa']:,} params): {ratio_text(rates, 'ours', 'mmsa')}",
         flush=True,
     )
 
@@ -487,40 +525,23 @@ def compare_reference(
     torch.set_num_threads(threads)
     torch.manual_seed(0)
     ours = build_model(TrialConfig(**AUTHORS_RUN), DIMS).train()
-    opt = torch.optim.Adam(ours.parameters(), lr=5e-4)
     full = torch.full((B,), L, dtype=torch.long)
     data = [
-        ([torch.from_numpy(x) for x in xs], torch.from_numpy(y)) for xs, y in batches(steps, B, L)
+        ([torch.from_numpy(x) for x in xs], full, torch.from_numpy(y))
+        for xs, y in batches(steps, B, L)
     ]
-
-    def our_block() -> float:
-        t0 = time.perf_counter()
-        for xs, y in data:
-            loss = (ours(xs, full) - y).abs().mean()
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-        return B * len(data) / (time.perf_counter() - t0)
 
     def their_block() -> float:
         ref.stdin.write("run\n")
         ref.stdin.flush()
         return reply()["rate"]
 
-    rates: dict[str, list[float]] = {"ours": [], "authors": []}
+    blocks = {
+        "ours": train_block(ours, ours.parameters(), data, B, lr=5e-4),
+        "authors": their_block,
+    }
     try:
-        for r in range(rounds + 1):
-            sides = [("ours", our_block), ("authors", their_block)]
-            for name, block in sides if r % 2 else sides[::-1]:
-                rate = block()
-                if r:
-                    rates[name].append(rate)
-            if r:
-                print(
-                    f"  round {r}: ours {rates['ours'][-1]:.1f}, authors "
-                    f"{rates['authors'][-1]:.1f} samples/s",
-                    flush=True,
-                )
+        rates = alternate(blocks, rounds, swap=True, say=True)
     finally:
         if ref.poll() is None:
             ref.stdin.write("quit\n")
@@ -528,13 +549,11 @@ def compare_reference(
         ref.wait()
     n_ours = sum(q.numel() for q in ours.parameters())
     med = {k: statistics.median(v) for k, v in rates.items()}
-    per_round = [a / b for a, b in zip(rates["ours"], rates["authors"], strict=True)]
     print(
         f"baseline vs the authors' AudioVisualTextMaskedClassifier, B={B}, L={L} (full), "
         f"{threads} thread(s), {rounds} alternated rounds of {steps} steps: ours {med['ours']:.1f} "
         f"samples/s ({n_ours:,} params), authors {med['authors']:.1f} samples/s "
-        f"({info['params']:,} params, torch {info['torch']}): ratio "
-        f"{med['ours'] / med['authors']:.2f} (per round: {', '.join(f'{x:.2f}' for x in per_round)})",
+        f"({info['params']:,} params, torch {info['torch']}): {ratio_text(rates, 'ours', 'authors')}",
         flush=True,
     )
     return {"ours": rates["ours"], "authors": rates["authors"], "params": [n_ours, info["params"]]}
