@@ -16,7 +16,8 @@ and shapes, so checkpoints and ``state_dict`` keys do not change); only the kern
   available); GPU and other inputs always take ``F.linear``.
 - :class:`Dropout` draws its mask as ``rand < 1 - p`` instead of ``bernoulli_``: the same law
   (each element kept with probability 1 - p and scaled by 1 / (1 - p), from torch's global
-  RNG), about 3x cheaper on CPU (2.0 ms vs 0.7 ms for a (32, 50, 200) tensor). A seed draws a
+  RNG), 2x cheaper on CPU at mult's width of 30, less at wider tensors (1.0-1.5x at the
+  baseline's (32, 50, 200); ``bench/bench_dropout.py``). A seed draws a
   different mask than ``nn.Dropout`` would, so seeded runs differ from those made before it.
 - :func:`attend`: masked scaled dot-product attention. With attention dropout on CPU it is
   written out (two ``bmm``, softmax, :func:`dropout`), which is what PyTorch's SDPA does on CPU
