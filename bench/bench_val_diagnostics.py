@@ -6,20 +6,24 @@ On the SYNTHETIC MOSEI-shaped set, with the paper's baseline at full size and M3
 alternates one-epoch ``train()`` runs without and with ``val_diagnostics`` (the objective of
 ``search_spaces/robust_pareto_mosei.yaml``, and a wider set: both kinds of damage for every
 modality at 30 %), and reports the median epoch time of each and the extra cost. The epoch
-time includes the clean validation pass every epoch has anyway.
+time includes the clean validation pass every epoch has anyway (an epoch with diagnostics
+takes it from the diagnostics' own clean pass). Then, on the last trained model, it times the
+parts alone: a clean validation pass and each variant's validation diagnostics.
 """
 
 from __future__ import annotations
 
 import argparse
+import functools
 import statistics
+import time
 
 import torch
 
 from tune_m3.config import TrialConfig
 from tune_m3.data import ensure_synthetic, load_dataset
 from tune_m3.names import DIAG_KINDS, MODALITIES, diag_key
-from tune_m3.train import train
+from tune_m3.train import predict, train, validation_diagnostics
 
 VARIANTS = {
     "none": (),
@@ -62,6 +66,31 @@ def main() -> None:
     for label, s in seconds.items():
         med = statistics.median(s)
         print(f"| {label} | {med:.2f} | {100 * (med / base - 1):+.1f} % |")
+    direct(res.model, name, data["valid"], repeats=7)
+
+
+def direct(model, name: str, valid, repeats: int) -> None:
+    """The parts alone, alternated on one trained model: a clean validation pass (``predict``)
+    and each variant's validation diagnostics (which include a clean pass of their own, used as
+    the epoch's validation pass). Median seconds of ``repeats``."""
+    cpu = torch.device("cpu")
+    timed = {"clean validation pass (predict)": lambda: predict(model, valid, cpu)}
+    for label, keys in VARIANTS.items():
+        if keys:
+            cfg = TrialConfig(dataset=name, diagnostics=False, val_diagnostics=keys)
+            timed[f"validation diagnostics, {label}"] = functools.partial(
+                validation_diagnostics, model, cfg, valid, cpu
+            )
+    seconds: dict[str, list[float]] = {k: [] for k in timed}
+    for _ in range(repeats):
+        for label, f in timed.items():
+            t0 = time.perf_counter()
+            f()
+            seconds[label].append(time.perf_counter() - t0)
+    print(f"\n| alone, on the trained model | seconds (median of {repeats}) |")
+    print("|---|---|")
+    for label, s in seconds.items():
+        print(f"| {label} | {statistics.median(s):.3f} |")
 
 
 if __name__ == "__main__":
