@@ -68,7 +68,7 @@ DIAG_LABELS = {"clean": "clean", "missing": "missing", "noisy": "noise"}  # the 
 KINDS: tuple[str, ...] = DIAG_KINDS
 # params that never define a configuration (bookkeeping, or the repeat axis itself)
 NOT_CONFIG = {"seed", "threads", "device", "checkpoint_every", "diag_seed"}
-DERIVED = ("pi_audio", "pi_vision")  # follow from pi_text (tune_m3.spaces)
+DERIVED = ("pi_audio", "pi_vision")  # follow from pi_text (tune_m3.search.space)
 PROBABILITIES = ("pi_text", "pi_audio", "pi_vision", "p_mask", "p_missing", "p_noise")
 
 

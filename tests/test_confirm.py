@@ -1,4 +1,4 @@
-"""The confirm stage's laws (tune_m3/confirm.py): candidates, points, ranking, separation."""
+"""The confirm stage's laws (tune_m3/search/confirm.py): candidates, points, ranking, separation."""
 
 from __future__ import annotations
 
@@ -8,10 +8,10 @@ import pandas as pd
 import pytest
 import yaml
 
-from tune_m3.confirm import CONFIRM_OF, candidates, points, ranking, separation
 from tune_m3.errors import UserError
 from tune_m3.names import COMPLETED, FAILED, SCHEDULER_STOPPED
-from tune_m3.spaces import POINT, load_space
+from tune_m3.search.confirm import CONFIRM_OF, candidates, points, ranking, separation
+from tune_m3.search.space import POINT, load_space
 
 
 def _space(tmp_path, **extra):

@@ -372,8 +372,8 @@ def test_space_file_builds_the_unaligned_synthetic_set_on_first_use(tmp_path, st
     """`dataset.synthetic.unaligned: true` in a space file (spaces.SynthSpec, search.check_dataset)."""
     import yaml
 
-    from tune_m3.search import check_dataset
-    from tune_m3.spaces import load_space
+    from tune_m3.search.plan import check_dataset
+    from tune_m3.search.space import load_space
 
     path = tmp_path / "u.yaml"
     spec = {"name": "synth_u", "synthetic": {"like": "mosi", "scale": 0.01, "unaligned": True}}

@@ -1,6 +1,6 @@
 """How a search ends, with real processes: Ctrl-C, SIGTERM, resume, several searches at once.
 
-Contract (tune_m3/search.py, DESIGN.md): SIGINT / SIGTERM -> exit 130 / 143, running trials
+Contract (tune_m3/search/, DESIGN.md): SIGINT / SIGTERM -> exit 130 / 143, running trials
 and the parent run KILLED, no ``best.*``, one line with the exact ``--resume`` command; the
 resume finishes the planned trials in the same parent run (one child run per trial) and only
 then logs ``best.*`` (= the best trial of ``trials.parquet``) and marks the parent FINISHED;

@@ -1,4 +1,4 @@
-"""tune_m3/search_results.py without Ray: trial ids, best epoch, the winner."""
+"""tune_m3/search/results.py without Ray: trial ids, best epoch, the winner."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import pandas as pd
 import pytest
 
 from tune_m3.names import COMPLETED, FAILED, KILLED, SCHEDULER_STOPPED
-from tune_m3.search_results import best_row, last_row, pick_best, trial_id_from_path
+from tune_m3.search.results import best_row, last_row, pick_best, trial_id_from_path
 
 
 @pytest.mark.parametrize(

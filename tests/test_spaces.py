@@ -11,7 +11,7 @@ import yaml
 
 from tune_m3.config import make_config
 from tune_m3.errors import UserError
-from tune_m3.spaces import available_spaces, load_space
+from tune_m3.search.space import available_spaces, load_space
 
 SHIPPED = {
     "demo": 10,

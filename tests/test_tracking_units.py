@@ -181,7 +181,7 @@ def test_ray_token_readable_by_others_is_tightened_and_said(tmp_path, monkeypatc
     import os
     import stat
 
-    from tune_m3.search import tighten_token
+    from tune_m3.search.ray_setup import tighten_token
 
     token = tmp_path / "auth_token"
     token.write_text("secret")

@@ -180,7 +180,7 @@ def test_lr_cooldown_and_min_lr_follow_reduce_lr_on_plateau():
 
 
 def test_authors_recipe_space_trains_with_every_option():
-    from tune_m3.spaces import load_space
+    from tune_m3.search.space import load_space
 
     space = load_space("m3_authors_recipe_mosei")
     m3 = [c for c in space.example_configs() if c.scheme == "m3"][0]

@@ -21,7 +21,7 @@ as ``acc2_has0``, which the parser handles because it reads the fixed fields fro
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Final
+from typing import Any, Final
 
 # ------------------------------------------------------------------------------ data
 
@@ -202,15 +202,29 @@ TRIAL_STATUSES: Final[tuple[str, ...]] = (
 #: statuses of a trial that trained and reported final test metrics
 FINISHED_STATUSES: Final[tuple[str, ...]] = (COMPLETED, EARLY_STOPPED)
 
+# MLflow's own run statuses (``mlflow.entities.RunStatus`` names)
+RUN_RUNNING: Final[str] = "RUNNING"
+RUN_FINISHED: Final[str] = "FINISHED"
+RUN_FAILED: Final[str] = "FAILED"
+RUN_KILLED: Final[str] = "KILLED"
+
 #: tune_m3 status -> MLflow run status
 MLFLOW_STATUS: Final[dict[str, str]] = {
-    COMPLETED: "FINISHED",
-    EARLY_STOPPED: "FINISHED",
-    SCHEDULER_STOPPED: "FINISHED",
-    FAILED: "FAILED",
-    KILLED: "KILLED",
-    LOST: "KILLED",
+    COMPLETED: RUN_FINISHED,
+    EARLY_STOPPED: RUN_FINISHED,
+    SCHEDULER_STOPPED: RUN_FINISHED,
+    FAILED: RUN_FAILED,
+    KILLED: RUN_KILLED,
+    LOST: RUN_KILLED,
 }
+
+# ------------------------------------------------------------------------------ search statuses
+
+# a whole search, in its state file (``tune_m3_search.json``, see tune_m3/search/paths.py)
+SEARCH_RUNNING: Final[str] = "running"
+SEARCH_INTERRUPTED: Final[str] = "interrupted"
+SEARCH_FINISHED: Final[str] = "finished"
+SEARCH_FAILED: Final[str] = "failed"
 
 # ------------------------------------------------------------------------------ run names
 
@@ -225,6 +239,13 @@ SYMBOLS: Final[dict[str, str]] = {
     "p_missing": "p_miss",
     "p_noise": "p_noise",
 }
+
+
+def fmt(value: Any, digits: int = 4) -> str:
+    """A setting or metric as people read it: floats to ``digits`` significant digits
+    (``0.2741``), everything else as ``str``. The one number formatter of run names, the
+    printed summary and the confirmed ranking."""
+    return f"{value:.{digits}g}" if isinstance(value, float) else str(value)
 
 
 # ------------------------------------------------------------------------------ stages

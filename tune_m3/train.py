@@ -15,7 +15,7 @@ checkpoint (a resumed run keeps it) and reported with every epoch as
 σ = 1 means "as strong as the signal at initialisation", not at the end (on the synthetic
 benchmark the text RMS grows about 2.6x in 12 epochs; docs/fidelity.md).
 
-Ray is not needed here: the trainable (``tune_m3.trainable``) only passes an ``on_epoch`` callback
+Ray is not needed here: the trainable (``tune_m3.search.trainable``) only passes an ``on_epoch`` callback
 that reports to Ray, and a checkpoint directory. Checkpoints hold model, optimizer, scheduler,
 epoch, best weights, early-stopping state, history and every RNG state (torch's global RNG,
 the shuffling generator and the augmentation layers' generators), so a resumed run continues

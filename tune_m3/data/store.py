@@ -220,6 +220,34 @@ def write_dataset(
             f"dataset '{name}' already exists in {data_dir}; pass --overwrite to replace it "
             f"or --name to store it under another name"
         )
+    meta = _meta_of(name, splits, synthetic=synthetic, source=source, like=like)
+    data_dir.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{name}.", suffix=".tmp", dir=data_dir))
+    tmp.chmod(0o755)  # mkdtemp makes it private; a store is often shared (NFS, other users)
+    try:
+        _write_files(tmp, splits, meta)
+        if target.exists():
+            old = target.with_name(f".{name}.old-{os.getpid()}")
+            target.rename(old)
+            tmp.rename(target)
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            tmp.rename(target)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return meta
+
+
+def _meta_of(
+    name: str,
+    splits: Mapping[str, CanonicalSplit],
+    *,
+    synthetic: bool,
+    source: dict,
+    like: str | None,
+) -> DatasetMeta:
+    """The dataset's ``meta.json``: shapes, sizes, lengths, provenance and what was cleaned."""
     first = splits[SPLITS[0]]
     seq_lens = first.seq_lens
     total = sum(splits[s].size for s in SPLITS)
@@ -227,7 +255,7 @@ def write_dataset(
         m: round(float(sum(splits[s].lengths_of(m).sum() for s in SPLITS)) / total, 2)
         for m in MODALITIES
     }
-    meta = DatasetMeta(
+    return DatasetMeta(
         name=name,
         synthetic=synthetic,
         modalities=MODALITIES,
@@ -248,31 +276,20 @@ def write_dataset(
             s: dict(splits[s].padding_dropped) for s in SPLITS if splits[s].padding_dropped
         },
     )
-    data_dir.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{name}.", suffix=".tmp", dir=data_dir))
-    tmp.chmod(0o755)  # mkdtemp makes it private; a store is often shared (NFS, other users)
-    try:
-        for s in SPLITS:
-            table = _split_table(splits[s])
-            pq.write_table(
-                table,
-                tmp / f"{s}.parquet",
-                row_group_size=max(1, table.num_rows),  # one row group -> one chunk on read
-                compression="none",
-                use_dictionary=False,
-            )
-        (tmp / "meta.json").write_text(meta.to_json())
-        if target.exists():
-            old = target.with_name(f".{name}.old-{os.getpid()}")
-            target.rename(old)
-            tmp.rename(target)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            tmp.rename(target)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    return meta
+
+
+def _write_files(folder: Path, splits: Mapping[str, CanonicalSplit], meta: DatasetMeta) -> None:
+    """One Parquet file per split (one row group, uncompressed: read back as one chunk) + meta."""
+    for s in SPLITS:
+        table = _split_table(splits[s])
+        pq.write_table(
+            table,
+            folder / f"{s}.parquet",
+            row_group_size=max(1, table.num_rows),  # one row group -> one chunk on read
+            compression="none",
+            use_dictionary=False,
+        )
+    (folder / "meta.json").write_text(meta.to_json())
 
 
 def _check_name(name: str) -> None:

@@ -2,7 +2,7 @@
 
 How the parent learns each trial's run id (a DESIGN.md open question, decided here): the driver
 owns every MLflow write. :class:`MlflowTrialLogger` runs in the driver, behind a Ray Tune
-callback (``tune_m3/search_callback.py``): it creates the child run when a trial starts (tag
+callback (``tune_m3/search/callback.py``): it creates the child run when a trial starts (tag
 ``mlflow.parentRunId`` = the parent, which is what makes the UI nest it, and
 ``tune_m3.trial_id`` = Ray's trial id), logs each reported epoch with ``step = epoch``, and
 closes the run with the trial's outcome (tag ``tune_m3.status``, see ``tune_m3/names.py``).
@@ -77,7 +77,7 @@ def finite(metrics: Mapping[str, Any]) -> dict[str, float]:
 class MlflowTrialLogger:
     """Driver-side trial -> child-run logger with buffered writes. See module doc.
 
-    A plain object (this module imports without Ray); ``tune_m3/search_callback.py`` wraps it
+    A plain object (this module imports without Ray); ``tune_m3/search/callback.py`` wraps it
     into a ``ray.tune.Callback``.
     """
 
@@ -116,7 +116,7 @@ class MlflowTrialLogger:
 
     def __getstate__(self) -> dict:
         # Ray pickles callbacks into tuner.pkl; a database client does not pickle, and a
-        # restored search gets a fresh logger anyway (search.py), so drop it here.
+        # restored search gets a fresh logger anyway (search/stages.py), so drop it here.
         state = self.__dict__.copy()
         state["writes"] = WriteBehind(None, self.writes.retry_every)
         return state

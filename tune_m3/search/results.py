@@ -27,15 +27,8 @@ from typing import Any
 
 import pandas as pd
 
-from tune_m3.names import (
-    COMPLETED,
-    EARLY_STOPPED,
-    FAILED,
-    KILLED,
-    SCHEDULER_STOPPED,
-    STAGE_SEARCH,
-)
-from tune_m3.spaces import SearchSpace
+from tune_m3 import names
+from tune_m3.search.space import SearchSpace
 from tune_m3.tracking.trials import EPOCH_PREFIXES, FINAL_PREFIXES
 
 HEADLINE_KEYS = (
@@ -78,7 +71,7 @@ def _numeric(d: Mapping[str, Any], keep) -> dict[str, float]:
 
 
 def trial_row(
-    result, space: SearchSpace, status: str, run_id: str | None, stage: str = STAGE_SEARCH
+    result, space: SearchSpace, status: str, run_id: str | None, stage: str = names.STAGE_SEARCH
 ) -> dict[str, Any]:
     """One ``trials.parquet`` row for a Ray ``Result`` (see module doc)."""
     last = dict(result.metrics or {})
@@ -135,7 +128,7 @@ def error_line(err: BaseException) -> str:
 
 def pick_best(df: pd.DataFrame, metric: str, mode: str) -> pd.Series | None:
     """The row with the best best-epoch ``metric`` among trials that were not failed or killed."""
-    ok = df[~df["status"].isin([FAILED, KILLED])] if len(df) else df
+    ok = df[~df["status"].isin([names.FAILED, names.KILLED])] if len(df) else df
     if metric not in ok or ok[metric].isna().all():
         return None
     i = ok[metric].idxmin() if mode == "min" else ok[metric].idxmax()
@@ -154,11 +147,11 @@ class Counts:
 
     def text(self) -> str:
         parts = [
-            (COMPLETED, "completed"),
-            (EARLY_STOPPED, "early-stopped"),
-            (SCHEDULER_STOPPED, "stopped by ASHA"),
-            (FAILED, "failed"),
-            (KILLED, "killed"),
+            (names.COMPLETED, "completed"),
+            (names.EARLY_STOPPED, "early-stopped"),
+            (names.SCHEDULER_STOPPED, "stopped by ASHA"),
+            (names.FAILED, "failed"),
+            (names.KILLED, "killed"),
         ]
         return ", ".join(f"{self.by_status.get(s, 0)} {label}" for s, label in parts)
 

@@ -24,8 +24,8 @@ from typing import Any
 
 import pandas as pd
 
-from tune_m3.names import FAILED, KILLED, STAGE_CONFIRM, STAGE_SEARCH
-from tune_m3.spaces import POINT, SearchSpace
+from tune_m3.names import FAILED, KILLED, STAGE_CONFIRM, STAGE_SEARCH, fmt
+from tune_m3.search.space import POINT, SearchSpace
 
 CONFIRM_OF = "_confirm_of"  # keys inside a confirm trial's point (never TrialConfig fields)
 CONFIRM_TRIAL = "_confirm_trial"
@@ -102,7 +102,7 @@ def separation(rank: pd.DataFrame, metric: str) -> float:
 def format_ranking(rank: pd.DataFrame, metric: str, searched: list[str]) -> str:
     lines = [f"confirmed ranking (mean ± std over seeds, best-epoch {metric}):"]
     for i, r in rank.iterrows():
-        shown = ", ".join(f"{k}={_fmt(r[f'param_{k}'])}" for k in searched if f"param_{k}" in r)
+        shown = ", ".join(f"{k}={fmt(r[f'param_{k}'])}" for k in searched if f"param_{k}" in r)
         lines.append(
             f"  {i + 1}. {metric} {r[f'{metric}_mean']:.4f} ± {r[f'{metric}_std']:.4f}  "
             f"test_mae {r['test_mae_mean']:.4f} ± {r['test_mae_std']:.4f}  (n={int(r['n'])})  "
@@ -112,7 +112,3 @@ def format_ranking(rank: pd.DataFrame, metric: str, searched: list[str]) -> str:
     if not math.isnan(gap):
         lines.append(f"  first and second are {gap:.2f} seed-stds apart")
     return "\n".join(lines)
-
-
-def _fmt(v: Any) -> str:
-    return f"{v:.4g}" if isinstance(v, float) else str(v)

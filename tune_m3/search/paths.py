@@ -32,13 +32,11 @@ from pathlib import Path
 from typing import Any
 
 from tune_m3.errors import UserError
+from tune_m3.names import SEARCH_RUNNING
 from tune_m3.tracking.store import first_existing
 
 STATE_FILE = "tune_m3_search.json"
 LOCK_FILE = ".tune_m3.lock"
-
-# search statuses in the state file
-RUNNING, INTERRUPTED, FINISHED, FAILED = "running", "interrupted", "finished", "failed"
 
 
 @dataclass
@@ -134,8 +132,8 @@ def is_running(paths: SearchPaths) -> bool:
 
 def describe_search(paths: SearchPaths) -> str:
     st = read_state(paths)
-    status = "running" if is_running(paths) else st.get("status", "unknown")
-    pid = f", pid {st['pid']}" if status == "running" and st.get("pid") else ""
+    status = SEARCH_RUNNING if is_running(paths) else st.get("status", "unknown")
+    pid = f", pid {st['pid']}" if status == SEARCH_RUNNING and st.get("pid") else ""
     parent = f", MLflow parent run {st['parent_run_id']}" if st.get("parent_run_id") else ""
     return f"search '{paths.name}' in {paths.exp_dir} ({status}{pid}{parent})"
 

@@ -1,6 +1,6 @@
 """Ray Tune's OptunaSearch, made safe for a persisted study after a killed driver.
 
-With the study in an RDB storage (``tune_m3/optuna_store.py``), the database can be *ahead* of
+With the study in an RDB storage (``optuna_store.py``), the database can be *ahead* of
 the searcher state Ray pickled at its last experiment snapshot: a trial that finished (and was
 told to Optuna) after the snapshot is, to the restored searcher, still running. When ``--resume``
 re-runs it from its checkpoint, its intermediate reports would update a finished Optuna trial,
@@ -8,7 +8,7 @@ which Optuna refuses (``UpdateFinishedTrialError``), and Ray turns that into a f
 Those reports are dropped here: Optuna already holds the trial's final value, and a completion
 told twice is already ignored by Ray's searcher.
 
-Imported lazily by ``tune_m3/ray_setup.py`` (it imports Ray).
+Imported lazily by ``ray_setup.py`` (it imports Ray).
 """
 
 from __future__ import annotations
@@ -32,7 +32,7 @@ def fail_running_trials(storage_url: str, study_name: str) -> int:
     """Mark trials of the study left RUNNING (lost with a killed driver) as FAIL; their count."""
     import optuna
 
-    from tune_m3 import optuna_store
+    from tune_m3.search import optuna_store
 
     study = optuna.load_study(study_name=study_name, storage=optuna_store.storage(storage_url))
     running = study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,))

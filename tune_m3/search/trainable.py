@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 
 from tune_m3.config import make_config
-from tune_m3.spaces import SearchSpace
+from tune_m3.search.space import SearchSpace
 
 
 def run_trial(

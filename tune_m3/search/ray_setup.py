@@ -1,5 +1,5 @@
 """Ray's side of a search: environment, joining or starting Ray, the param space, Optuna's
-searcher, the scheduler, and the checks that need Ray or the GPUs (``tune_m3/search.py`` calls
+searcher, the scheduler, and the checks that need Ray or the GPUs (``tune_m3/search/`` calls
 these; nothing here writes to MLflow).
 """
 
@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from tune_m3.errors import UserError
-from tune_m3.spaces import SearchSpace
+from tune_m3.search.space import SearchSpace
 
 # ------------------------------------------------------------------------------------- Ray side
 
@@ -21,7 +21,7 @@ def ray_param_space(space: SearchSpace) -> dict[str, Any]:
 
     if space.algorithm.type == "grid":
         return {k: tune.grid_search(v) for k, v in space.grid_axes().items()}
-    from tune_m3.spaces import field_kind
+    from tune_m3.search.space import field_kind
 
     out: dict[str, Any] = {}
     for k, d in space.search.items():
@@ -47,7 +47,7 @@ def make_searcher(space: SearchSpace, storage_url: str, study_name: str):
         return None
     import optuna
 
-    from tune_m3 import optuna_store
+    from tune_m3.search import optuna_store
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     multi = {}
@@ -56,7 +56,7 @@ def make_searcher(space: SearchSpace, storage_url: str, study_name: str):
             "metric": [o.metric for o in space.objectives],
             "mode": [o.mode for o in space.objectives],
         }
-    from tune_m3.optuna_searcher import ResumableOptunaSearch
+    from tune_m3.search.optuna_searcher import ResumableOptunaSearch
 
     return ResumableOptunaSearch(
         sampler=optuna.samplers.TPESampler(seed=space.algorithm.seed),
@@ -73,7 +73,7 @@ def make_scheduler(space: SearchSpace, max_epochs: int):
         return FIFOScheduler()
     # ASHA stops any trial whose time reaches max_t. A trial that trains its max_epochs must
     # still get to its final report (test metrics + diagnostics), so the cap is one epoch later.
-    # with several objectives the scheduler prunes on the first (docs: README, spaces.py)
+    # with several objectives the scheduler prunes on the first (docs: README, space.py)
     multi = {"metric": space.metric, "mode": space.mode} if space.objectives else {}
     return ASHAScheduler(
         time_attr="epoch",

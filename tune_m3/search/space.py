@@ -75,7 +75,7 @@ from tune_m3.config import (
 from tune_m3.errors import UserError
 from tune_m3.names import epoch_metrics, is_epoch_metric
 
-SPACES_DIR = Path(__file__).resolve().parent / "search_spaces"
+SPACES_DIR = Path(__file__).resolve().parent.parent / "search_spaces"
 PROBABILITY_KEYS = {
     "p_mask",
     "pi_text",
@@ -86,7 +86,7 @@ PROBABILITY_KEYS = {
     "p_noise",
     "audio_share",
 }
-POINT = "_point"  # Ray config key of a confirm trial's configuration (see tune_m3/confirm.py)
+POINT = "_point"  # Ray config key of a confirm trial's configuration (see confirm.py)
 DERIVED = {"pi_audio", "pi_vision"}  # set from pi_text and audio_share, never searched directly
 DISTRIBUTIONS = ("uniform", "loguniform", "quniform", "choice", "grid")
 
@@ -228,7 +228,7 @@ class SearchSpace(_Strict):
     objectives: list[Objective] | None = None
     reference: list[float] | None = None  # hypervolume reference point (default: worst trial)
 
-    # filled in by load_space
+    # the space's name (its file's stem) and its file; set by load_space, never by the file
     name: str = ""
     path: str = ""
 
@@ -253,7 +253,22 @@ class SearchSpace(_Strict):
             raise ValueError(f"audio_share must be a number in [0, 1] (got {share!r})")
         return {"audio_share": float(share)}
 
+    @model_validator(mode="after")
+    def _semantics(self) -> SearchSpace:
+        """A space checks itself when it is built (keys, probabilities, algorithm, models)."""
+        _check_semantics(self)
+        return self
+
     # --------------------------------------------------------------------------- expansion
+
+    def searched_keys(self) -> list[str]:
+        """The settings that differ between trials, in the order run names and tables show
+        them: a grid's variant, the searched keys, and the seed when a grid repeats seeds."""
+        keys = list(self.search)
+        if self.algorithm.type == "grid":
+            variant = ["variant"] if self.variants else []
+            keys = variant + keys + (["seed"] if len(self.seeds) > 1 else [])
+        return keys
 
     def grid_axes(self) -> dict[str, list[Any]]:
         axes: dict[str, list[Any]] = {}
@@ -334,7 +349,23 @@ class SearchSpace(_Strict):
 
 
 def _check_semantics(space: SearchSpace) -> None:
+    """Everything the field declarations cannot say; run once, when the space is built."""
     where = f"{space.path}"
+    _check_keys(space, where)
+    _check_probabilities(space, where)
+    if space.algorithm.type == "grid":
+        _check_grid(space, where)
+    else:
+        _check_optuna(space, where)
+    _check_objectives(space, where)
+    _check_metric(space.metric, where)
+    _check_types(space, where)
+    configs = space.example_configs()  # every corner must be a valid TrialConfig (pi sum, ...)
+    check_space_models(configs)
+
+
+def _check_keys(space: SearchSpace, where: str) -> None:
+    """Every key of fixed, search and the variants is a TrialConfig field (or model.<kw>)."""
     known = field_names()
     for section, keys in (("fixed", space.fixed), ("search", space.search)):
         for k in keys:
@@ -353,6 +384,10 @@ def _check_semantics(space: SearchSpace) -> None:
                 raise UserError(
                     f"{where}: variants.{name}.{k}: unknown parameter{did_you_mean(k, known)}"
                 )
+
+
+def _check_probabilities(space: SearchSpace, where: str) -> None:
+    """Searched and fixed probabilities lie in [0, 1]."""
     for k, d in space.search.items():
         if k in PROBABILITY_KEYS:
             bad = [v for v in d.values_range() if not 0 <= v <= 1]
@@ -363,40 +398,38 @@ def _check_semantics(space: SearchSpace) -> None:
     for k, v in space.fixed.items():
         if k in PROBABILITY_KEYS and isinstance(v, int | float) and not 0 <= v <= 1:
             raise UserError(f"{where}: fixed.{k}: {k} is a probability; {v} is outside [0, 1]")
-    kinds = {k: d.kind for k, d in space.search.items()}
-    if space.algorithm.type == "grid":
-        non_grid = [k for k, kind in kinds.items() if kind != "grid"]
-        if non_grid:
-            raise UserError(
-                f"{where}: search.{non_grid[0]}: algorithm grid needs grid: [values] for every searched parameter"
-            )
-        if space.scheduler.type == "asha":
-            raise UserError(
-                f"{where}: scheduler: a grid reproduces a table from full trainings; ASHA would stop "
-                "trials early and bias the means. Use scheduler: {type: fifo}"
-            )
-    else:
-        grids = [k for k, kind in kinds.items() if kind == "grid"]
-        if grids:
-            raise UserError(
-                f"{where}: search.{grids[0]}: grid values need algorithm: {{type: grid}}; with optuna use choice: [...]"
-            )
-        if space.variants:
-            raise UserError(f"{where}: variants: need algorithm: {{type: grid}}")
-        if len(space.seeds) > 1:
-            raise UserError(
-                f"{where}: seeds: Optuna searches take one seed (got {len(space.seeds)}); repeat over "
-                "seeds with a grid space, or search the seed with search.seed: {choice: [...]}"
-            )
-        if not space.search:
-            raise UserError(
-                f"{where}: search: an optuna space needs at least one searched parameter"
-            )
-    _check_objectives(space, where)
-    _check_metric(space.metric, where)
-    _check_types(space, where)
-    configs = space.example_configs()  # every corner must be a valid TrialConfig (pi sum, ...)
-    check_space_models(configs)
+
+
+def _check_grid(space: SearchSpace, where: str) -> None:
+    """A grid: grid values only, full trainings (no ASHA)."""
+    non_grid = [k for k, d in space.search.items() if d.kind != "grid"]
+    if non_grid:
+        raise UserError(
+            f"{where}: search.{non_grid[0]}: algorithm grid needs grid: [values] for every searched parameter"
+        )
+    if space.scheduler.type == "asha":
+        raise UserError(
+            f"{where}: scheduler: a grid reproduces a table from full trainings; ASHA would stop "
+            "trials early and bias the means. Use scheduler: {type: fifo}"
+        )
+
+
+def _check_optuna(space: SearchSpace, where: str) -> None:
+    """An Optuna search: no grid values or variants, one seed, something searched."""
+    grids = [k for k, d in space.search.items() if d.kind == "grid"]
+    if grids:
+        raise UserError(
+            f"{where}: search.{grids[0]}: grid values need algorithm: {{type: grid}}; with optuna use choice: [...]"
+        )
+    if space.variants:
+        raise UserError(f"{where}: variants: need algorithm: {{type: grid}}")
+    if len(space.seeds) > 1:
+        raise UserError(
+            f"{where}: seeds: Optuna searches take one seed (got {len(space.seeds)}); repeat over "
+            "seeds with a grid space, or search the seed with search.seed: {choice: [...]}"
+        )
+    if not space.search:
+        raise UserError(f"{where}: search: an optuna space needs at least one searched parameter")
 
 
 def check_space_models(configs: list[TrialConfig], input_dims=None) -> None:
@@ -542,9 +575,40 @@ def resolve_space_path(space: str) -> Path:
     return named
 
 
-def load_space(space: str, overrides: dict[str, Any] | None = None) -> SearchSpace:
-    """Read, validate and return a space; ``overrides`` (from --set) go into ``fixed``."""
+def load_space(
+    space: str,
+    overrides: dict[str, Any] | None = None,
+    options: dict[tuple[str, ...], tuple[Any, str]] | None = None,
+) -> SearchSpace:
+    """Read, validate and return a space.
+
+    ``overrides`` (from ``--set``) go into ``fixed`` (and pin a searched key); ``options`` (key
+    path -> (value, flag), from the search's command line, e.g. ``("num_samples",) -> (5,
+    "--num-samples")``) replace the file's values. The space is built once, from the file and
+    both, so the field bounds and the semantic checks see what will run; an option out of its
+    field's bounds is named by its flag.
+    """
     path = resolve_space_path(space)
+    raw = _read_yaml(path)
+    for key in ("name", "path"):
+        raw.pop(key, None)
+    if overrides:
+        raw["fixed"] = {**(raw.get("fixed") or {}), **overrides}
+        search = raw.get("search")
+        if isinstance(search, dict):  # --set pins a searched parameter
+            raw["search"] = {k: d for k, d in search.items() if k not in overrides}
+    for keys, (value, _flag) in (options or {}).items():
+        _set_path(raw, keys, value)
+    try:
+        return SearchSpace(**raw, name=path.stem, path=str(path))
+    except ValidationError as err:
+        raise UserError(
+            _option_error(err, options or {})
+            or format_validation_error(err, str(path), list(SearchSpace.model_fields))
+        ) from None
+
+
+def _read_yaml(path: Path) -> dict[str, Any]:
     try:
         raw = yaml.safe_load(path.read_text())
     except yaml.YAMLError as err:
@@ -553,24 +617,31 @@ def load_space(space: str, overrides: dict[str, Any] | None = None) -> SearchSpa
         raise UserError(
             f"{path}: expected a mapping of keys (dataset, search, ...), got {type(raw).__name__}"
         )
-    raw = dict(raw)
-    for key in ("name", "path"):
-        raw.pop(key, None)
-    try:
-        spec = SearchSpace(**raw)
-    except ValidationError as err:
-        raise UserError(
-            format_validation_error(err, str(path), list(SearchSpace.model_fields))
-        ) from None
-    spec.name = path.stem
-    spec.path = str(path)
-    if overrides:
-        for k, v in overrides.items():
-            spec.search.pop(k, None)  # --set pins a searched parameter
-            spec.fixed[k] = v
-        spec.search = {k: d for k, d in spec.search.items() if k not in overrides}
-    _check_semantics(spec)
-    return spec
+    return dict(raw)
+
+
+def _set_path(raw: dict[str, Any], keys: tuple[str, ...], value: Any) -> None:
+    """``raw[k1][k2]... = value``, creating (or copying) the mappings on the way."""
+    *head, last = keys
+    for k in head:
+        inner = raw.get(k)
+        raw[k] = dict(inner) if isinstance(inner, dict) else {}
+        raw = raw[k]
+    raw[last] = value
+
+
+_BOUNDS = {"ge": ">=", "gt": ">", "le": "<=", "lt": "<"}
+
+
+def _option_error(err: ValidationError, options: dict[tuple[str, ...], tuple[Any, str]]) -> str:
+    """``--num-samples must be >= 1 (got 0)`` when a command-line option broke a field bound."""
+    for e in err.errors():
+        hit = options.get(tuple(str(p) for p in e["loc"]))
+        bound = [(op, v) for op, v in (e.get("ctx") or {}).items() if op in _BOUNDS]
+        if hit and bound:
+            value, flag = hit
+            return f"{flag} must be {_BOUNDS[bound[0][0]]} {bound[0][1]} (got {value})"
+    return ""
 
 
 def describe(space: SearchSpace) -> str:

@@ -26,22 +26,19 @@ from tune_m3.names import (
     SYMBOLS,
     TAG_CONFIRM_OF,
     TAG_STAGE,
+    fmt,
 )
-from tune_m3.spaces import SearchSpace
+from tune_m3.search.space import SearchSpace
 
-try:  # imported by search.py after Ray's environment is set
+try:  # imported after Ray's environment is set (ray_setup.ray_environment)
     from ray.tune import Callback
 except ImportError:  # pragma: no cover
     Callback = object
 
 
-def fmt(v: Any) -> str:
-    return f"{v:.3g}" if isinstance(v, float) else str(v)
-
-
 def run_name(index: int, config: Mapping[str, Any], searched: list[str]) -> str:
     """``t03 pM=0.27 πT=0.45`` from the trial's searched values (1-based index)."""
-    shown = " ".join(f"{SYMBOLS.get(k, k)}={fmt(config[k])}" for k in searched if k in config)
+    shown = " ".join(f"{SYMBOLS.get(k, k)}={fmt(config[k], 3)}" for k in searched if k in config)
     return f"t{index + 1:02d} {shown}".strip()
 
 
@@ -60,17 +57,6 @@ def trial_status(last: Mapping[str, Any], interrupted: bool, errored: bool = Fal
     return KILLED if interrupted else SCHEDULER_STOPPED
 
 
-def searched_keys(space: SearchSpace) -> list[str]:
-    keys = list(space.search)
-    if space.algorithm.type == "grid":
-        keys = (
-            (["variant"] if space.variants else [])
-            + keys
-            + (["seed"] if len(space.seeds) > 1 else [])
-        )
-    return keys
-
-
 class Progress:
     """Short progress lines of our own (trial started / finished / stopped / failed)."""
 
@@ -85,8 +71,8 @@ class Progress:
 
 def confirm_identity(config: Mapping[str, Any]) -> tuple[str, str, int] | None:
     """(search trial's run id, its trial id, seed) of a confirm trial; None for a search trial."""
-    from tune_m3.confirm import CONFIRM_OF, CONFIRM_TRIAL
-    from tune_m3.spaces import POINT
+    from tune_m3.search.confirm import CONFIRM_OF, CONFIRM_TRIAL
+    from tune_m3.search.space import POINT
 
     point = config.get(POINT)
     if not point:
@@ -115,7 +101,7 @@ class TuneM3Callback(Callback):
     def __init__(self, logger, space: SearchSpace, progress: Progress, interrupts, ended, stage):
         self.logger, self.space, self.progress = logger, space, progress
         self.interrupts = interrupts
-        self.stage, self.metric, self.searched = stage, space.metric, searched_keys(space)
+        self.stage, self.metric, self.searched = stage, space.metric, space.searched_keys()
         self.names: dict[str, str] = {}
         self.ended = ended
         self.best: dict[str, float] = {}  # trial id -> best metric value so far
@@ -135,7 +121,7 @@ class TuneM3Callback(Callback):
         if time.time() - self.last_status < 30:
             return
         self.last_status = time.time()
-        running = [t for t in trials if t.status == "RUNNING"]
+        running = [t for t in trials if t.status == "RUNNING"]  # Ray's Trial.RUNNING
         epochs = [str(self.logger.last_result.get(t.trial_id, {}).get("epoch", 0)) for t in running]
         self.progress.line(
             f"{self.progress.done}/{self.progress.total} trials done, {len(running)} running "
@@ -192,5 +178,5 @@ class TuneM3Callback(Callback):
         detail = f": {error}" if status == FAILED and error else ""
         self.progress.line(
             f"trial {name} {what} after {last.get('epoch', '?')} epochs, {self.metric}="
-            f"{fmt(last.get(self.metric, float('nan')))} ({self.progress.done}/{self.progress.total} done){detail}"
+            f"{fmt(last.get(self.metric, float('nan')), 3)} ({self.progress.done}/{self.progress.total} done){detail}"
         )

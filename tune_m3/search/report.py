@@ -1,6 +1,6 @@
 """What a search reports at its end: the Pareto set, the winner (``best.*``), the confirmed
 ranking and the closing lines. Writes go through the search's MLflow logger (buffered like every
-other write); ``tune_m3/search.py`` calls these from its summary stage.
+other write); ``stages.py`` calls these from its summary stage.
 """
 
 from __future__ import annotations
@@ -9,8 +9,9 @@ import time
 from typing import Any
 
 from tune_m3 import names
-from tune_m3.search_paths import SearchPaths
-from tune_m3.spaces import SearchSpace
+from tune_m3.names import fmt
+from tune_m3.search.paths import SearchPaths
+from tune_m3.search.state import Search
 
 
 def save_table(df, paths: SearchPaths) -> None:
@@ -20,20 +21,20 @@ def save_table(df, paths: SearchPaths) -> None:
     df.to_csv(paths.summary_csv, index=False)
 
 
-def report_pareto(space: SearchSpace, c, s, df):
+def report_pareto(search: Search, df: Any) -> Any:
     """Several objectives: the Pareto set (tagged, printed), its hypervolume on the parent."""
     from tune_m3.names import TAG_PARETO
     from tune_m3.pareto import hypervolume, pareto_rows, reference_point
-    from tune_m3.search_callback import searched_keys
     from tune_m3.tracking.writes import metric, param
 
+    space, s = search.space, search.session
     objs = [(o.metric, o.mode) for o in space.objectives]
     cols, modes = [m for m, _ in objs], [m for _, m in objs]
     ok = df[(df["stage"] == names.STAGE_SEARCH) & ~df["status"].isin([names.FAILED, names.KILLED])]
     ok = ok.dropna(subset=[c_ for c_ in cols if c_ in ok])
     front = pareto_rows(ok, objs).sort_values(cols[0], ascending=modes[0] == "min")
     df = df.assign(pareto=df["run_id"].isin(front["run_id"]))
-    save_table(df, c.paths)
+    save_table(df, search.paths)
     if front.empty:
         return df
     ref = list(space.reference or reference_point(ok[cols].to_numpy(dtype=float), modes))
@@ -51,20 +52,21 @@ def report_pareto(space: SearchSpace, c, s, df):
         + ", ".join(f"{m} ({d})" for m, d in objs)
         + "):"
     )
-    keys = searched_keys(space)
+    keys = space.searched_keys()
     for _, r in front.iterrows():
-        shown = ", ".join(f"{k}={_fmt(r[f'param_{k}'])}" for k in keys if f"param_{k}" in r)
+        shown = ", ".join(f"{k}={fmt(r[f'param_{k}'])}" for k in keys if f"param_{k}" in r)
         values = "  ".join(f"{m}={r[m]:.4g}" for m in cols)
         print(f"  {values}   {shown}")
     print(f"hypervolume {hv:.4g} against the reference point {[round(x, 4) for x in ref]}")
     return df
 
 
-def log_best(space: SearchSpace, s, best, confirmed=None) -> None:
+def log_best(search: Search, best: Any, confirmed: Any = None) -> None:
     """Parent params ``best.*`` (the confirmed winner when there is a confirm stage) + metrics."""
-    from tune_m3.search_results import best_metrics, best_params
+    from tune_m3.search.results import best_metrics, best_params
     from tune_m3.tracking.writes import metric, param
 
+    space, s = search.space, search.session
     params = best_params(best, space)
     if confirmed is not None and len(confirmed):
         top = confirmed.iloc[0]
@@ -78,20 +80,20 @@ def log_best(space: SearchSpace, s, best, confirmed=None) -> None:
     )
 
 
-def log_confirmed(args, space: SearchSpace, c, s, df):
+def log_confirmed(search: Search, df: Any) -> Any:
     """The confirmed ranking: printed, a CSV artifact, ``confirmed.*`` metrics on the parent."""
     import math
 
-    from tune_m3 import confirm
-    from tune_m3.search_callback import searched_keys
+    from tune_m3.search import confirm
     from tune_m3.tracking.writes import metric, param
 
+    space, s = search.space, search.session
     rank = confirm.ranking(df, space.metric, space.mode)
     if rank.empty:
         return None
-    rank.to_csv(c.paths.confirm_ranking, index=False)
+    rank.to_csv(search.paths.confirm_ranking, index=False)
     w = s.logger.writes
-    w.log_artifact(s.parent_id, c.paths.confirm_ranking)
+    w.log_artifact(s.parent_id, search.paths.confirm_ranking)
     top = rank.iloc[0]
     values = {
         f"confirmed.{col}": float(top[col])
@@ -102,33 +104,45 @@ def log_confirmed(args, space: SearchSpace, c, s, df):
     if not math.isnan(gap):
         values["confirmed.gap_seed_stds"] = gap
     w.log_batch(s.parent_id, metrics=[metric(k, v) for k, v in values.items()])
-    if args.confirm_only:  # best.* (the search's pick) is already logged and cannot change
-        keys = [k for k in searched_keys(space) if f"param_{k}" in top]
+    if (
+        search.options.confirm_only
+    ):  # best.* (the search's pick) is already logged and cannot change
+        keys = [k for k in space.searched_keys() if f"param_{k}" in top]
         w.log_batch(
             s.parent_id,
             params=[param(f"confirmed.{k}", top[f"param_{k}"]) for k in keys]
             + [param("confirmed.run_id", top["confirm_of"])],
         )
-    print("\n" + confirm.format_ranking(rank, space.metric, searched_keys(space)), flush=True)
+    print("\n" + confirm.format_ranking(rank, space.metric, space.searched_keys()), flush=True)
     return rank
 
 
-def print_summary(args, space, c, s, df, best, unlogged, rank=None) -> None:
+def print_summary(search: Search, df: Any, best: Any, unlogged: Any, rank: Any = None) -> None:
     """The closing lines: counts, the winner (and the confirmed one), where everything is."""
-    from tune_m3 import tracking
-    from tune_m3.search_results import HEADLINE_KEYS, Counts, best_params
+    from tune_m3.search.results import Counts
 
+    s = search.session
     tag = " [SYNTHETIC data]" if s.synthetic else ""
     print()
-    search, conf = df[df["stage"] == names.STAGE_SEARCH], df[df["stage"] == names.STAGE_CONFIRM]
+    search_df = df[df["stage"] == names.STAGE_SEARCH]
+    conf = df[df["stage"] == names.STAGE_CONFIRM]
     extra = f"; {len(conf)} confirm runs ({Counts.of(conf).text()})" if len(conf) else ""
     print(
-        f"search '{c.paths.name}' done in {time.time() - s.t0:.0f} s: {len(search)} trials "
-        f"({Counts.of(search).text()}){extra}{tag}"
+        f"search '{search.paths.name}' done in {time.time() - s.t0:.0f} s: {len(search_df)} "
+        f"trials ({Counts.of(search_df).text()}){extra}{tag}"
     )
+    _print_winner(search, best, rank)
+    _print_where(search, unlogged)
+
+
+def _print_winner(search: Search, best: Any, rank: Any) -> None:
+    """The search's best configuration and its metrics; the confirmed winner, if any."""
+    from tune_m3.search.results import HEADLINE_KEYS, best_params
+
+    space = search.space
     shown = {k: v for k, v in best_params(best, space).items() if k not in ("trial_id", "run_id")}
     what = "best configuration of the search" if rank is not None else "best configuration"
-    print(f"{what}: " + ", ".join(f"{k}={_fmt(v)}" for k, v in shown.items()))
+    print(f"{what}: " + ", ".join(f"{k}={fmt(v)}" for k, v in shown.items()))
     keys = [space.metric, *HEADLINE_KEYS]
     print(
         f"its metrics (best epoch {int(best['best_epoch_metric'])} of {int(best['epochs'])}): "
@@ -136,33 +150,33 @@ def print_summary(args, space, c, s, df, best, unlogged, rank=None) -> None:
     )
     if rank is not None:
         top = rank.iloc[0]
-        from tune_m3.search_callback import searched_keys
-
-        conf = {k: top[f"param_{k}"] for k in searched_keys(space) if f"param_{k}" in top}
+        conf = {k: top[f"param_{k}"] for k in space.searched_keys() if f"param_{k}" in top}
         print(
             "CONFIRMED winner (best mean over the confirm seeds): "
-            + ", ".join(f"{k}={_fmt(v)}" for k, v in conf.items())
+            + ", ".join(f"{k}={fmt(v)}" for k, v in conf.items())
             + f"; {space.metric} {top[f'{space.metric}_mean']:.4f} ± "
             f"{top[f'{space.metric}_std']:.4f} over {int(top['n'])} seeds"
         )
-    print(f"trial results: {c.paths.trials_table}")
-    print(f"Ray results and checkpoints: {c.paths.ray_path}")
-    print(f"MLflow: experiment '{s.experiment}', parent run {s.parent_id} in {s.uri}")
-    print(f"open the UI: {tracking.ui_command(s.uri, args.ui_port)}")
-    print(f"  runs of this search: {tracking.runs_page_url(s.uri, s.exp_id, args.ui_port)}")
-    if space.algorithm.type == "optuna":
-        from tune_m3 import optuna_store
 
-        url = optuna_store.url(args.optuna_storage)
-        print(f"Optuna study '{c.paths.name}' in {url}")
-        print(f"  open it: {optuna_store.dashboard_command(url)}")
+
+def _print_where(search: Search, unlogged: Any) -> None:
+    """Where the results are and the commands that open them."""
+    from tune_m3 import tracking
+
+    s, paths, port = search.session, search.paths, search.options.ui_port
+    print(f"trial results: {paths.trials_table}")
+    print(f"Ray results and checkpoints: {paths.ray_path}")
+    print(f"MLflow: experiment '{s.experiment}', parent run {s.parent_id} in {s.uri}")
+    print(f"open the UI: {tracking.ui_command(s.uri, port)}")
+    print(f"  runs of this search: {tracking.runs_page_url(s.uri, s.exp_id, port)}")
+    if search.space.algorithm.type == "optuna":
+        from tune_m3.search import optuna_store
+
+        print(f"Optuna study '{paths.name}' in {search.optuna_url}")
+        print(f"  open it: {optuna_store.dashboard_command(search.optuna_url)}")
     if unlogged:
         print(
-            f"WARNING: {len(unlogged)} MLflow writes failed and are saved in {c.paths.unlogged}; "
-            f"replay them with: python -m tune_m3.tracking resync {c.paths.unlogged} "
+            f"WARNING: {len(unlogged)} MLflow writes failed and are saved in {paths.unlogged}; "
+            f"replay them with: python -m tune_m3.tracking resync {paths.unlogged} "
             f"--tracking-uri {s.uri}"
         )
-
-
-def _fmt(v: Any) -> str:
-    return f"{v:.4g}" if isinstance(v, float) else str(v)

@@ -1,0 +1,120 @@
+"""Before anything is written: the space, and every check that needs neither Ray nor MLflow.
+
+:func:`plan` turns the options into a :class:`~tune_m3.search.state.Search` (also all that
+``--dry-run`` runs, then :func:`dry_run` prints it); :func:`preflight` makes the checks that
+need a server or the data (an unreachable tracking server or cluster, missing data), still
+before the search's folder exists.
+"""
+
+from __future__ import annotations
+
+import sys
+from typing import Any
+
+from tune_m3.errors import UserError
+from tune_m3.search.options import SearchOptions
+from tune_m3.search.paths import SearchPaths, check_storage, describe_search, storage_from_arg
+from tune_m3.search.ray_setup import check_address, check_local_gpus, ray_environment, tighten_token
+from tune_m3.search.space import SearchSpace, describe, grid_table, load_space
+from tune_m3.search.state import Search
+from tune_m3.tracking.store import results_dir
+
+
+def plan(options: SearchOptions) -> Search:
+    """The space (file + ``--set`` + the command line) and the checks; nothing written."""
+    from tune_m3.models.layers import onednn_linear_enabled
+
+    onednn_linear_enabled()  # a typo in $TUNE_M3_CPU_LINEAR ends here, not in every trial
+    space = load_space(options.space, options.overrides, options.space_overrides())
+    if options.confirm_only and space.confirm is None:
+        raise UserError(
+            f"--confirm-only: space '{space.name}' has no confirm block; add e.g. "
+            "confirm: {top_k: 3, seeds: [1, 2, 3]} to it"
+        )
+    note_confirm_seeds(space)
+    storage, storage_uri = storage_from_arg(options.storage, results_dir() / "ray")
+    check_storage(storage)
+    check_local_gpus(space, options.address)
+    search = Search(options, space, storage, storage_uri)
+    if space.algorithm.type == "optuna":
+        from tune_m3.search import optuna_store
+
+        optuna_store.check_url(search.optuna_url)
+    if options.name and not options.continues and storage is not None:
+        paths = SearchPaths(options.name, storage)
+        if paths.exp_dir.exists():
+            raise UserError(
+                f"the name '{options.name}' is in use: {describe_search(paths)}. Pick another "
+                "--name, or add --resume to continue that search"
+            )
+    return search
+
+
+def preflight(search: Search) -> None:
+    """Checks that talk to the outside, before the search's folder is claimed."""
+    options = search.options
+    ray_environment(options.verbose)
+    from tune_m3 import tracking
+
+    search.tracking_uri = options.tracking_uri or tracking.default_tracking_uri()
+    tracking.check_uri(search.tracking_uri)  # an unreachable server fails here, before Ray
+    if options.address:
+        check_address(options.address)  # and an unreachable cluster, before a dataset is built
+        tighten_token()
+    if search.space.dataset.synthetic is None:  # missing data: before anything exists
+        check_dataset(search.space, options.data_dir, build=False)
+
+
+def check_dataset(space: SearchSpace, data_dir: str | None, build: bool) -> Any:
+    """Fail fast if the dataset is missing (or build a synthetic one the space declares)."""
+    from tune_m3.data import ensure_synthetic, read_meta
+    from tune_m3.data.store import resolve_data_dir
+
+    ds = space.dataset
+    root = resolve_data_dir(data_dir)
+    if ds.synthetic is not None:
+        if (root / ds.name / "meta.json").is_file():
+            return read_meta(ds.name, root)
+        if not build:
+            return None
+        s = ds.synthetic
+        return ensure_synthetic(ds.name, s.like, s.scale, s.seed, root, unaligned=s.unaligned)
+    return read_meta(ds.name, root)  # UserError with the import / synth instructions
+
+
+def note_confirm_seeds(space: SearchSpace) -> None:
+    """Say so when a confirm seed also trained the search's trials (allowed, but biased)."""
+    used = space.training_seeds() if space.confirm else None
+    both = [s for s in space.confirm.seeds if s in used] if used else []
+    if both:
+        fresh = [s for s in range(1, 1000) if s not in used][: len(space.confirm.seeds)]
+        print(
+            f"note: confirm seed(s) {both} also trained the search's trials: such a confirm run "
+            "repeats its search trial (bit for bit on CPU), so the confirmed mean keeps the "
+            "value the search picked for being best and leans optimistic; seeds the search did "
+            f"not use avoid both, e.g. confirm: {{seeds: {fresh}}}",
+            file=sys.stderr,
+        )
+
+
+def dry_run(search: Search) -> int:
+    """``--dry-run``: the resolved space, the grid, whether the dataset is there; exit 0."""
+    space = search.space
+    print(describe(space))
+    if space.algorithm.type == "grid":
+        print("grid trials:")
+        print(grid_table(space))
+    try:
+        meta = check_dataset(space, search.options.data_dir, build=False)
+    except UserError as err:
+        print(f"dataset: MISSING. {err}")
+    else:
+        if meta is None:
+            print(
+                f"dataset: '{space.dataset.name}' will be built (synthetic) on the first real run"
+            )
+        else:
+            kind = "SYNTHETIC" if meta.synthetic else "imported"
+            print(f"dataset: '{meta.name}' found ({kind}; {meta.sizes})")
+    print("dry run: nothing trained")
+    return 0
