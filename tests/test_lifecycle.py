@@ -11,6 +11,7 @@ first one's results are intact.
 
 from __future__ import annotations
 
+import json
 import shlex
 import signal
 import subprocess
@@ -20,6 +21,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+from conftest import tiny_arrays
 from searchutil import (
     TINY_FIXED,
     Search,
@@ -28,6 +30,8 @@ from searchutil import (
     write_space,
 )
 
+from tune_m3.data.formats import CanonicalSplit
+from tune_m3.data.store import write_dataset
 from tune_m3.names import COMPLETED, KILLED, TAG_STATUS, TAG_TRIAL
 
 pytestmark = pytest.mark.slow
@@ -182,3 +186,75 @@ def test_a_name_in_use_is_refused_and_the_first_search_is_intact(env, tmp_path):
     # after it finished, the name is still taken (a finished search), and said so
     late = cli(env, "--space", str(space), "--name", "taken", "--dry-run", timeout=120)
     assert late.returncode == 2 and "finished" in late.stderr, late.stderr
+
+
+def _state(env, name: str) -> dict:
+    return json.loads(
+        (Path(env["TUNE_M3_RESULTS"]) / "ray" / name / "tune_m3_search.json").read_text()
+    )
+
+
+def test_resume_refuses_a_search_that_is_not_the_one_it_resumes(env, tmp_path):
+    """Issue 21 item 1: an edit between interrupt and resume is refused (exit 2, one error line
+    naming each changed key old -> new); nothing of the interrupted search changes; an edit
+    that does not define the search (a comment) resumes, and the search finishes."""
+    space = _space(tmp_path, "edit", epochs=EPOCHS, n=3)
+    _interrupt(env, space, "edit", "edit", signal.SIGINT)
+    before = _state(env, "edit")
+    assert before["definition"]["resolved"]["num_samples"] == 3
+    assert before["dataset_fingerprint"]
+    base = ["--space", str(space), "--experiment", "edit", "--name", "edit", "--resume"]
+    original = space.read_text()
+
+    def refused(*extra: str, expect: list[str]) -> None:
+        out = cli(env, *base, *extra)
+        assert out.returncode == 2, out.stdout[-2000:] + out.stderr[-2000:]
+        errors = [ln for ln in out.stderr.splitlines() if ln.startswith("error:")]
+        assert len(errors) == 1 and "Traceback" not in out.stderr, out.stderr
+        for key in expect:
+            assert key in errors[0], errors[0]
+
+    # a searched range edited in the file
+    space.write_text(original.replace("- 0.5\n", "- 0.9\n", 1))
+    refused(expect=["search.p_mask.uniform: [0.05, 0.5] -> [0.05, 0.9]"])
+    space.write_text(original)
+    # more trials and fewer epochs from the command line
+    refused(
+        "--num-samples",
+        "5",
+        "--set",
+        "max_epochs=2",
+        expect=["num_samples: 3 -> 5", f"fixed.max_epochs: {EPOCHS} -> 2"],
+    )
+    # another dataset (other dims) under --dataset
+    arrays = tiny_arrays(n=(40, 16, 16), dims=(6, 4, 3), seed=1)
+    write_dataset(
+        env["TUNE_M3_DATA_DIR"],
+        "tiny2",
+        {
+            s: CanonicalSplit(
+                features={m: a[m] for m in ("text", "audio", "vision")},
+                labels=a["labels"],
+                ids=pd.Series(range(len(a["labels"]))).astype(str).to_numpy(),
+                lengths=a["lengths"],
+            )
+            for s, a in arrays.items()
+        },
+        synthetic=True,
+        source={"kind": "synthetic", "fingerprint": "tiny2"},
+    )
+    refused("--dataset", "tiny2", expect=["dataset.name: tiny -> tiny2"])
+    after = _state(env, "edit")
+    assert {k: after[k] for k in ("status", "definition", "parent_run_id")} == {
+        k: before[k] for k in ("status", "definition", "parent_run_id")
+    }
+    _, parent, _ = _parent(env, "edit")
+    assert parent.info.status == "KILLED"
+
+    # a comment is not a change of the search: it resumes (with a note) and finishes
+    space.write_text("# tuned by hand\n" + original)
+    done = cli(env, *base, timeout=600)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    assert "changed since search 'edit' started, but not in anything" in done.stderr
+    _, parent, children = _parent(env, "edit")
+    assert parent.info.status == "FINISHED" and len(children) == 3

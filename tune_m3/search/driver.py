@@ -3,7 +3,8 @@
 1. :func:`~tune_m3.search.plan.plan`: the space and every check without Ray or MLflow (all
    that ``--dry-run`` runs); :func:`~tune_m3.search.plan.preflight`: the tracking server, the
    cluster and the data, still before anything is written;
-2. :func:`claim`: the search's folder (new, or the one ``--resume`` continues), locked;
+2. :func:`claim`: the search's folder (new, or the one ``--resume`` continues), locked; a new
+   search records what defines it, a resumed one must match it (``identity.py``);
 3. :func:`run`: the data, Ray and the MLflow parent run (``parent.py``), the trainable, then
    the search and confirm stages and the summary (``stages.py``); an interrupt or an error ends
    through ``endings.py``.
@@ -13,12 +14,13 @@ from __future__ import annotations
 
 from tune_m3 import names
 from tune_m3.errors import UserError
+from tune_m3.search import identity
 from tune_m3.search.endings import end_failed, end_interrupted
 from tune_m3.search.interrupts import SearchInterrupted
 from tune_m3.search.options import SearchOptions
 from tune_m3.search.parent import open_parent
 from tune_m3.search.paths import Claim, claim_new, describe_search, find_existing, take
-from tune_m3.search.plan import dry_run, plan, preflight
+from tune_m3.search.plan import check_dataset, dry_run, plan, preflight
 from tune_m3.search.space import describe
 from tune_m3.search.stages import load_data, prepare_trials, summarise
 from tune_m3.search.state import Search
@@ -33,6 +35,10 @@ def run_search(options: SearchOptions) -> int:
     preflight(search)
     search.claim = claim(search)
     try:
+        if search.resumed:
+            identity.check_same(search, _fingerprint(search))
+        else:
+            identity.record(search)
         finished = search.state.get("status") == names.SEARCH_FINISHED
         if search.resumed and finished and not options.confirm_only:
             print(
@@ -62,6 +68,12 @@ def claim(search: Search) -> Claim:
     paths.storage_uri = search.storage_uri
     paths.exp_dir.mkdir(parents=True, exist_ok=True)
     return take(paths, resumed=False)
+
+
+def _fingerprint(search: Search) -> str | None:
+    """The fingerprint of the dataset this command would train on (None: not built yet)."""
+    meta = check_dataset(search.space, search.options.data_dir, build=False)
+    return meta.fingerprint if meta is not None else None
 
 
 def run(search: Search) -> int:

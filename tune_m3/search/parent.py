@@ -12,7 +12,7 @@ import json
 from typing import Any
 
 from tune_m3 import names
-from tune_m3.search.paths import describe_search, write_state
+from tune_m3.search.paths import write_state
 from tune_m3.search.ray_setup import check_cluster_gpus, init_ray, tighten_token
 from tune_m3.search.state import Search, Session
 
@@ -38,7 +38,7 @@ def open_parent(search: Search, meta: Any) -> Session:
     parent_id = search.state.get("parent_run_id")
     if parent_id:
         mlc.update_run(parent_id, status=names.RUN_RUNNING)
-        print(f"resuming {describe_search(paths)}")
+        print(f"resuming search '{paths.name}' in {paths.exp_dir} (MLflow parent run {parent_id})")
     else:
         parent_id = _create_parent(search, mlc, exp_id, tags, meta)
     if paths.storage is not None:
@@ -49,6 +49,7 @@ def open_parent(search: Search, meta: Any) -> Session:
             experiment_id=exp_id,
             space=space.name,
             space_path=space.path,
+            dataset_fingerprint=meta.fingerprint,
             status=names.SEARCH_RUNNING,
         )
     search.session = Session(
