@@ -213,7 +213,8 @@ def test_mlflow_down_until_the_end_then_resync(search_env, tmp_path, server, sea
     space = _outage_space(tmp_path, name, n, epochs)
     # a user's own MLflow retry setting wins over tune_m3's default (2); 0 also keeps this
     # test short: each failed write fails at once instead of after about 2 s
-    env = {**search_env, "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "0"}
+    # and a short final retry window (the default, 120 s, outlasts a server restart)
+    env = {**search_env, "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "0", "TUNE_M3_MLFLOW_RETRY_S": "6"}
     search = searches(
         env,
         *("--space", str(space), "--mlflow-uri", server.uri, "--experiment", "fault_resync"),
@@ -245,7 +246,33 @@ def test_mlflow_down_until_the_end_then_resync(search_env, tmp_path, server, sea
     assert out.returncode == 0, out.stdout + out.stderr
     assert f"replayed {n_items} MLflow writes" in out.stdout
     _check_complete(server.uri, "fault_resync", n, epochs)
+    _check_no_placeholder(server.uri, "fault_resync", unlogged.parent)
+    # a second resync says so and changes nothing (no duplicate runs)
+    again = subprocess.run(
+        [sys.executable, "-m", "tune_m3.tracking", "resync", str(unlogged)]
+        + ["--mlflow-uri", server.uri],
+        env=search_env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert again.returncode == 0 and "already replayed" in again.stdout, again.stdout + again.stderr
+    _check_complete(server.uri, "fault_resync", n, epochs)
     print(f"\nsearch finished {after:.0f} s after the server died; {n_items} writes replayed")
+
+
+def _check_no_placeholder(uri: str, experiment: str, search_dir: Path) -> None:
+    """No ``pending:`` run id anywhere: params, tags, trials.parquet and its MLflow copy."""
+    c, parents, children = _http_runs(uri, experiment)
+    for run in parents + children:
+        values = [*run.data.params.values(), *run.data.tags.values()]
+        assert not [v for v in values if "pending:" in v], run.info.run_name
+    df = pd.read_parquet(search_dir / "trials.parquet")
+    assert set(df["run_id"]) == {r.info.run_id for r in children}
+    assert "pending:" not in (search_dir / "summary.csv").read_text()
+    copy = c.download_artifacts(parents[0].info.run_id, "trials.parquet", str(search_dir / "dl"))
+    assert set(pd.read_parquet(copy)["run_id"]) == set(df["run_id"])
+    assert parents[0].data.params["best.run_id"] in set(df["run_id"])
 
 
 # ------------------------------------------------------------------------------ diverging trial

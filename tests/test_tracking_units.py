@@ -90,6 +90,87 @@ def test_finish_dumps_what_stays_unwritten_and_resync_replays_it(store, tmp_path
     assert child.data.metrics["val_mae"] == 0.25
 
 
+def test_resync_leaves_no_placeholder_and_a_second_resync_changes_nothing(store, tmp_path):
+    """Issue 21 item 5: placeholders in values (best.run_id, tags) and in the search's tables
+    become real run ids; the replayed file is renamed, and a second resync replays nothing."""
+    import pandas as pd
+
+    from tune_m3.tracking.resync import replayed_path
+
+    uri, c, exp, parent = store
+    flaky = Flaky(c)
+    q = WriteBehind(flaky, retry_every=0.0)
+    flaky.down = True
+    rid = q.create_run(exp, "t9", {TAG_PARENT: parent}, "t09")
+    assert rid == PENDING + "t9"
+    table = tmp_path / "trials.parquet"
+    pd.DataFrame({"trial_id": ["t9"], "run_id": [rid], "val_mae": [0.25]}).to_parquet(table)
+    (tmp_path / "summary.csv").write_text(f"trial_id,run_id\nt9,{rid}\n")
+    q.log_batch(parent, params=[param("best.run_id", rid)])
+    q.set_tag(parent, "tune_m3.best_run", rid)
+    q.log_artifact(parent, table)
+    path = tmp_path / "unlogged.json"
+    assert len(q.finish(path, retries=1)) == 4  # create, params, tag, artifact
+    assert resync(path, uri) == 4
+    (child,) = [r for r in c.search_runs([exp]) if r.info.run_name == "t09"]
+    real = child.info.run_id
+    got = c.get_run(parent).data
+    assert got.params["best.run_id"] == real and got.tags["tune_m3.best_run"] == real
+    assert pd.read_parquet(table)["run_id"].tolist() == [real]
+    assert PENDING not in (tmp_path / "summary.csv").read_text()
+    art = c.download_artifacts(parent, "trials.parquet", str(tmp_path / "dl"))
+    assert pd.read_parquet(art)["run_id"].tolist() == [real]
+    # a second resync of the same path: nothing replayed, no duplicate run
+    assert not path.exists() and replayed_path(path).exists()
+    assert resync(path, uri) == 0
+    assert len([r for r in c.search_runs([exp]) if r.info.run_name == "t09"]) == 1
+
+
+def test_resync_that_fails_part_way_keeps_the_rest_for_the_next_try(store, tmp_path):
+    from tune_m3.errors import UserError
+
+    uri, c, exp, parent = store
+    q = WriteBehind(Flaky(c), retry_every=0.0)
+    q.client.down = True
+    rid = q.create_run(exp, "t7", {TAG_PARENT: parent}, "t07")
+    q.log_batch(rid, metrics=[metric("val_mae", 0.5, 1)])
+    path = tmp_path / "unlogged.json"
+    q.finish(path, retries=1)
+    real_apply = WriteBehind._apply
+
+    def fail_second(self, item):
+        if item.kind == "log_batch":
+            raise ConnectionError("server down again")
+        return real_apply(self, item)
+
+    WriteBehind._apply = fail_second
+    try:
+        with pytest.raises(UserError, match="after 1 of 2 writes"):
+            resync(path, uri)
+    finally:
+        WriteBehind._apply = real_apply
+    left = load(path)
+    assert [x.kind for x in left] == ["log_batch"] and not left[0].args["run_id"].startswith(
+        PENDING
+    )
+    assert resync(path, uri) == 1
+    assert len([r for r in c.search_runs([exp]) if r.info.run_name == "t07"]) == 1
+
+
+def test_final_retry_window_is_read_from_the_environment(monkeypatch):
+    from tune_m3.errors import UserError
+    from tune_m3.tracking.writes import DEFAULT_RETRY_S, RETRY_ENV, retry_window
+
+    monkeypatch.delenv(RETRY_ENV, raising=False)
+    assert retry_window() == DEFAULT_RETRY_S
+    monkeypatch.setenv(RETRY_ENV, "7.5")
+    assert retry_window() == 7.5
+    for bad in ("soon", "-1"):
+        monkeypatch.setenv(RETRY_ENV, bad)
+        with pytest.raises(UserError, match=RETRY_ENV):
+            retry_window()
+
+
 def test_unknown_write_kind_is_refused(tmp_path):
     with pytest.raises(ValueError, match="unknown MLflow write"):
         Write("drop_table", {})

@@ -56,6 +56,9 @@ def preflight(search: Search) -> None:
     ray_environment(options.verbose)
     from tune_m3 import tracking
 
+    from tune_m3.tracking.writes import retry_window
+
+    retry_window()  # a typo in $TUNE_M3_MLFLOW_RETRY_S ends here, not after the search
     search.tracking_uri = options.tracking_uri or tracking.default_tracking_uri()
     tracking.check_uri(search.tracking_uri)  # an unreachable server fails here, before Ray
     if options.address:

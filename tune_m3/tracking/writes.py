@@ -17,6 +17,7 @@ the queue can be saved as JSON and replayed exactly.
 from __future__ import annotations
 
 import json
+import os
 import sys
 import time
 from collections.abc import Callable
@@ -165,14 +166,30 @@ class WriteBehind:
         return self.bound.get(run_id, run_id)
 
     def _apply(self, w: Write) -> Any:
-        args = dict(w.args)
-        if isinstance(args.get("run_id"), str):
-            args["run_id"] = self.resolve(args["run_id"])
+        args = self._unpend(w.args)
+        if w.kind == "log_artifact" and self.bound:
+            unpend_file(Path(args["path"]), self.bound)  # e.g. trials.parquet's run_id column
         out = _APPLY[w.kind](self.client, args)
         if w.bind:
             self.bound[w.bind] = out.info.run_id
             if self.on_bind is not None:
                 self.on_bind(w.bind, out.info.run_id)
+        return out
+
+    def _unpend(self, args: dict[str, Any]) -> dict[str, Any]:
+        """``args`` with every bound placeholder replaced by its run id: the run a write goes to,
+        and run ids inside values (``best.run_id``, ``tune_m3.confirm_of``, tags of new runs)."""
+        out = dict(args)
+        if isinstance(out.get("run_id"), str):
+            out["run_id"] = self.resolve(out["run_id"])
+        if isinstance(out.get("value"), str):
+            out["value"] = self.resolve(out["value"])
+        if out.get("params"):
+            out["params"] = [{**p, "value": self.resolve(p["value"])} for p in out["params"]]
+        if out.get("tags"):
+            out["tags"] = {
+                k: self.resolve(v) if isinstance(v, str) else v for k, v in out["tags"].items()
+            }
         return out
 
     def _failed(self, err: Exception) -> None:
@@ -187,15 +204,81 @@ class WriteBehind:
             )
             self._last_warn = now
 
-    def finish(self, unlogged_path: Path, retries: int = 5, wait: float = 2.0) -> list[Write]:
-        """Flush with retries; what still fails goes to ``unlogged_path`` and is returned."""
-        for i in range(retries):
+    def finish(
+        self, unlogged_path: Path, retries: int | None = None, wait: float = 2.0
+    ) -> list[Write]:
+        """Flush with retries; what still fails goes to ``unlogged_path`` and is returned.
+
+        By default it keeps trying for :func:`retry_window` seconds (waits of 2, 4, 6, ... s, at
+        most 10 s each); ``retries`` gives a fixed number of tries instead.
+        """
+        deadline = time.monotonic() + retry_window()
+        i = 0
+        while True:
             if self.flush(force=True):
                 return []
-            if i < retries - 1:
-                time.sleep(wait * (i + 1))
+            i += 1
+            pause = min(wait * i, 10.0)
+            if (retries is not None and i >= retries) or (
+                retries is None and time.monotonic() + pause > deadline
+            ):
+                break
+            if i == 1 and retries is None:
+                print(
+                    f"[tune_m3] MLflow unreachable at the end of the search: retrying for up to "
+                    f"{retry_window():.0f} s (${RETRY_ENV}) before saving the writes for resync",
+                    file=sys.stderr,
+                    flush=True,
+                )
+            time.sleep(pause)
         dump(self.pending, unlogged_path, self.bound)
         return list(self.pending)
+
+
+RETRY_ENV = "TUNE_M3_MLFLOW_RETRY_S"
+#: default final retry window: an ``mlflow server`` restart took 36-90 s on the 2-core dev machine
+#: under load (docs/reliability.md); 120 s covers it
+DEFAULT_RETRY_S = 120.0
+
+
+def retry_window() -> float:
+    """Seconds the end of a search keeps retrying MLflow (``$TUNE_M3_MLFLOW_RETRY_S``)."""
+    raw = os.environ.get(RETRY_ENV, "")
+    try:
+        value = float(raw) if raw.strip() else DEFAULT_RETRY_S
+    except ValueError:
+        value = -1.0
+    if not value >= 0:
+        from tune_m3.errors import UserError
+
+        raise UserError(f"${RETRY_ENV}={raw!r}: expected seconds >= 0, e.g. {RETRY_ENV}=120")
+    return value
+
+
+def unpend_file(path: Path, bound: dict[str, str]) -> bool:
+    """Replace bound placeholders in a table the search wrote (.parquet / .csv), in place;
+    True if anything changed. Other files are left alone."""
+    if not bound or not path.is_file() or path.suffix not in (".parquet", ".csv"):
+        return False
+    if path.suffix == ".csv":
+        text = path.read_text()
+        new = text
+        for placeholder, run_id in bound.items():
+            new = new.replace(placeholder, run_id)
+        if new != text:
+            path.write_text(new)
+        return new != text
+    import pandas as pd
+
+    df = pd.read_parquet(path)
+    cols = [c for c in df.columns if df[c].dtype == object or pd.api.types.is_string_dtype(df[c])]
+    new = df.copy()
+    for c in cols:
+        new[c] = df[c].map(lambda v: bound.get(v, v) if isinstance(v, str) else v)
+    if new.equals(df):
+        return False
+    new.to_parquet(path, index=False)
+    return True
 
 
 def dump(writes: list[Write], path: Path, bound: dict[str, str] | None = None) -> None:
