@@ -12,6 +12,7 @@ first one's results are intact.
 from __future__ import annotations
 
 import json
+import os
 import shlex
 import signal
 import subprocess
@@ -258,3 +259,53 @@ def test_resume_refuses_a_search_that_is_not_the_one_it_resumes(env, tmp_path):
     assert "changed since search 'edit' started, but not in anything" in done.stderr
     _, parent, children = _parent(env, "edit")
     assert parent.info.status == "FINISHED" and len(children) == 3
+
+
+def test_sigkilled_driver_leaves_nothing_after_the_next_search(env, tmp_path):
+    """Issue 21 item 8: SIGKILL of the driver alone (not its process group) orphans Ray's
+    agents and the trials' scratch folders; the resume ends the recorded processes (by pid and
+    start time) and removes the scratch folders; nothing of ours outlives it."""
+    import psutil
+
+    space = _space(tmp_path, "sigkill", epochs=EPOCHS, n=2)
+    out = Search(env, "--space", str(space), "--experiment", "sigkill", "--name", "sigkill")
+    out.wait_for("started")
+    time.sleep(1.5)
+    os.kill(out.proc.pid, signal.SIGKILL)  # the driver only: what a crash or the OOM killer does
+    out.proc.wait(timeout=30)
+    time.sleep(3)
+    state = _state(env, "sigkill")
+    recorded = state["ray_processes"]
+    assert recorded, state
+
+    def alive() -> list[int]:
+        out = []
+        for pid, started in recorded:
+            try:
+                if abs(psutil.Process(pid).create_time() - started) < 1e-3:
+                    out.append(pid)
+            except psutil.NoSuchProcess:
+                pass
+        return out
+
+    orphans = alive()
+    print(f"\n{len(orphans)} of {len(recorded)} recorded Ray processes outlived the driver")
+    folder = Path(env["TUNE_M3_RESULTS"]) / "ray" / "sigkill"
+    try:
+        done = cli(
+            env,
+            "--space",
+            str(space),
+            "--experiment",
+            "sigkill",
+            "--name",
+            "sigkill",
+            "--resume",
+            timeout=600,
+        )
+        assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+        assert not alive(), alive()
+        assert not list(folder.glob("*/tune_m3_trial_*")), list(folder.glob("*/tune_m3_trial_*"))
+    finally:
+        for pid in alive():  # a failed assertion must not leave them (ours, by pid) behind
+            os.kill(pid, signal.SIGKILL)

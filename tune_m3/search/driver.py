@@ -17,6 +17,7 @@ from tune_m3.errors import UserError
 from tune_m3.search import identity
 from tune_m3.search.endings import end_failed, end_interrupted
 from tune_m3.search.interrupts import SearchInterrupted
+from tune_m3.search.leftovers import reap
 from tune_m3.search.options import SearchOptions
 from tune_m3.search.parent import open_parent
 from tune_m3.search.paths import Claim, claim_new, describe_search, find_existing, take
@@ -33,6 +34,7 @@ def run_search(options: SearchOptions) -> int:
     if options.dry_run:
         return dry_run(search)
     preflight(search)
+    reap(search.storage)  # what searches killed with SIGKILL left behind
     search.claim = claim(search)
     try:
         if search.resumed:

@@ -17,6 +17,7 @@ import sys
 
 from tune_m3 import names
 from tune_m3.search.interrupts import exit_code
+from tune_m3.search.leftovers import remove_scratch
 from tune_m3.search.state import Search, Session
 
 
@@ -36,17 +37,20 @@ def resume_command(argv: list[str], name: str) -> str:
     return shlex.join(["python", "-m", "tune_m3.search", *out, "--name", name, "--resume"])
 
 
-def shutdown_ray() -> None:
+def shutdown_ray(search: Search) -> None:
+    """Stop this driver's Ray (if it started) and remove the trials' scratch folders."""
     if "ray" in sys.modules:
         import ray
 
         if ray.is_initialized():
             ray.shutdown()
+    if search.claim is not None and search.paths.storage is not None:
+        remove_scratch(search.paths)
 
 
 def end_interrupted(search: Search, signum: int) -> int:
     """Running trials and the parent run KILLED, no best.*, the resume command; 130 / 143."""
-    shutdown_ray()
+    shutdown_ray(search)
     s, name = search.session, search.paths.name
     if s is None and not search.resumed:
         _abandon(search)
@@ -65,7 +69,7 @@ def end_interrupted(search: Search, signum: int) -> int:
 
 def end_failed(search: Search) -> None:
     """After an error: no run of this search is left RUNNING (they become FAILED)."""
-    shutdown_ray()
+    shutdown_ray(search)
     if search.session is None:
         _abandon(search)
         return

@@ -12,6 +12,7 @@ import json
 from typing import Any
 
 from tune_m3 import names
+from tune_m3.search.leftovers import record_ray_processes
 from tune_m3.search.paths import write_state
 from tune_m3.search.ray_setup import check_cluster_gpus, init_ray, tighten_token
 from tune_m3.search.state import Search, Session
@@ -24,6 +25,8 @@ def open_parent(search: Search, meta: Any) -> Session:
     if options.address:
         check_cluster_gpus(space)
     tighten_token()
+    if not options.address:  # a local Ray: ours to clean up after a SIGKILL (leftovers.py)
+        record_ray_processes(paths)
     from tune_m3 import tracking
 
     mlc = tracking.client(search.tracking_uri)

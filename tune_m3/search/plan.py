@@ -55,7 +55,6 @@ def preflight(search: Search) -> None:
     options = search.options
     ray_environment(options.verbose)
     from tune_m3 import tracking
-
     from tune_m3.tracking.writes import retry_window
 
     retry_window()  # a typo in $TUNE_M3_MLFLOW_RETRY_S ends here, not after the search

@@ -265,7 +265,7 @@ def summarise(search: Search) -> int:
     search.set_status(names.SEARCH_FINISHED)
     from tune_m3.search.endings import shutdown_ray
 
-    shutdown_ray()
+    shutdown_ray(search)
     print_summary(search, df, best, unlogged, rank)
     return 0
 

@@ -36,7 +36,9 @@ def run_trial(
     cfg = make_config(values, where=f"trial of space '{space.name}'")
     torch.set_num_threads(cfg.threads)
 
-    with tempfile.TemporaryDirectory(prefix="tune_m3_trial_") as tmp:
+    from tune_m3.search.leftovers import SCRATCH_PREFIX, scratch_dir
+
+    with tempfile.TemporaryDirectory(prefix=SCRATCH_PREFIX, dir=scratch_dir()) as tmp:
         _train_and_report(cfg, data, Path(tmp), space.metric)
 
 
