@@ -552,6 +552,25 @@ CASES = [
         env={"TUNE_M3_CPU_LINEAR": "fast"},
     ),
     Case("resync-not-json", ["tune_m3.tracking", "resync", "{unlogged_bad}"], ["{unlogged_bad}"]),
+    # issue 21: a disk without the reserve a search keeps, and typos in the new variables
+    Case(
+        "disk-without-reserve",
+        [S, "--space", "{space_ok}"],
+        ["not enough disk space", "MB free", "$TUNE_M3_MIN_FREE_MB"],
+        env={"TUNE_M3_MIN_FREE_MB": "1e12"},
+    ),
+    Case(
+        "min-free-typo",
+        [S, "--space", "{space_ok}"],
+        ["$TUNE_M3_MIN_FREE_MB='lots'"],
+        env={"TUNE_M3_MIN_FREE_MB": "lots"},
+    ),
+    Case(
+        "mlflow-retry-typo",
+        [S, "--space", "{space_ok}"],
+        ["$TUNE_M3_MLFLOW_RETRY_S='-5'"],
+        env={"TUNE_M3_MLFLOW_RETRY_S": "-5"},
+    ),
 ]
 
 

@@ -326,3 +326,85 @@ def test_diverging_trial_is_failed_and_the_search_goes_on(search_env, tmp_path):
     for f in files:
         data = f.read_bytes()
         assert token.encode() not in data and secret.encode() not in data, f
+
+
+# ------------------------------------------------------------------------------ a full disk
+
+
+@pytest.fixture
+def small_disk(tmp_path):
+    """A 48 MB tmpfs mounted for this test (root only), unmounted after it."""
+    mnt = tmp_path / "disk"
+    mnt.mkdir()
+    if os.geteuid() != 0:
+        pytest.skip("mounting a tmpfs needs root")
+    made = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "size=48m", "tmpfs", str(mnt)],
+        capture_output=True,
+        text=True,
+    )
+    if made.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here: {made.stderr.strip()}")
+    yield mnt
+    subprocess.run(["umount", "-l", str(mnt)], check=False)
+
+
+def test_disk_filling_up_mid_search_stops_cleanly_and_resumes(
+    search_env, tmp_path, small_disk, searches
+):
+    """Issue 21 item 4: results on a small disk that another program fills while trials run:
+    one error line (the place, its free space, the resume command), exit 2, no run left
+    RUNNING, the state file says failed; after space is freed, --resume finishes with every
+    epoch's metrics in MLflow exactly once."""
+    import shutil
+
+    epochs = 40
+    env = {
+        **search_env,
+        "TUNE_M3_RESULTS": str(small_disk / "results"),
+        "TUNE_M3_MIN_FREE_MB": "16",
+    }
+    space = write_space(
+        tmp_path / "full.yaml",
+        search={"p_mask": {"uniform": [0.05, 0.5]}},
+        fixed={**TINY_FIXED, "scheme": "m3", "max_epochs": epochs, "patience": 100},
+        scheduler={"type": "fifo"},
+        num_samples=2,
+    )
+    args = ["--space", str(space), "--experiment", "full", "--name", "full"]
+    search = searches(env, *args)
+    search.wait_for("started")
+    filler = small_disk / "filler.bin"
+    free = shutil.disk_usage(small_disk).free
+    with open(filler, "wb") as fh:  # another program fills the disk: 8 MB stay free
+        fh.truncate(0)
+        fh.write(b"\0" * max(0, free - 8_000_000))
+    rc = search.finish()
+    text = search.output
+    assert rc == 2, text[-4000:]
+    errors = [ln for ln in text.splitlines() if ln.startswith("error:")]
+    assert len(errors) == 1 and "Traceback" not in text, text[-4000:]
+    assert "disk almost full" in errors[0] and "MB free" in errors[0] and "--resume" in errors[0]
+    state = json.loads(
+        (small_disk / "results" / "ray" / "full" / "tune_m3_search.json").read_text()
+    )
+    assert state["status"] == "failed"
+    _, parents, children = mlflow_runs(env, "full")
+    assert [p.info.status for p in parents] == ["FAILED"]
+    assert children and all(r.info.status != "RUNNING" for r in children)
+
+    filler.unlink()  # space freed: the resume finishes the search, nothing lost
+    done = subprocess.run(
+        [sys.executable, "-m", "tune_m3.search", *args, "--resume"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    c, parents, children = mlflow_runs(env, "full")
+    assert [p.info.status for p in parents] == ["FINISHED"] and len(children) == 2
+    for run in children:
+        assert run.info.status == "FINISHED"
+        steps = [m.step for m in c.get_metric_history(run.info.run_id, "val_mae")]
+        assert sorted(steps) == list(range(1, epochs + 1)), steps  # every epoch, once

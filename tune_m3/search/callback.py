@@ -87,9 +87,10 @@ def make_callback(
     interrupts,
     ended: dict[str, str],
     stage: str = STAGE_SEARCH,
+    watch=None,
 ):
     """The Ray Tune callback of one stage (see :class:`TuneM3Callback`)."""
-    return TuneM3Callback(logger, space, progress, interrupts, ended, stage)
+    return TuneM3Callback(logger, space, progress, interrupts, ended, stage, watch)
 
 
 class TuneM3Callback(Callback):
@@ -98,7 +99,9 @@ class TuneM3Callback(Callback):
     ``ended`` (trial id -> status) is filled as trials end; the search reads it (both stages).
     """
 
-    def __init__(self, logger, space: SearchSpace, progress: Progress, interrupts, ended, stage):
+    def __init__(
+        self, logger, space: SearchSpace, progress: Progress, interrupts, ended, stage, watch=None
+    ):
         self.logger, self.space, self.progress = logger, space, progress
         self.interrupts = interrupts
         self.stage, self.metric, self.searched = stage, space.metric, space.searched_keys()
@@ -106,6 +109,7 @@ class TuneM3Callback(Callback):
         self.ended = ended
         self.best: dict[str, float] = {}  # trial id -> best metric value so far
         self.last_status = 0.0
+        self.watch = watch  # diskspace.DiskWatch: a nearly full disk stops the search
 
     def _name_and_tags(self, trial) -> tuple[str, dict[str, str]]:
         tags = {TAG_STAGE: self.stage}
@@ -118,6 +122,9 @@ class TuneM3Callback(Callback):
         return run_name(len(self.logger.runs), trial.config, self.searched), tags
 
     def on_step_end(self, iteration, trials, **info):
+        low = self.watch.check() if self.watch is not None else None
+        if low:
+            self.interrupts.stop(f"disk almost full: {low}")
         if time.time() - self.last_status < 30:
             return
         self.last_status = time.time()

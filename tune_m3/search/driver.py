@@ -12,11 +12,14 @@
 
 from __future__ import annotations
 
+import contextlib
+
 from tune_m3 import names
 from tune_m3.errors import UserError
 from tune_m3.search import identity
-from tune_m3.search.endings import end_failed, end_interrupted
-from tune_m3.search.interrupts import SearchInterrupted
+from tune_m3.search.diskspace import disk_error, full_now
+from tune_m3.search.endings import disk_full_error, end_disk_low, end_failed, end_interrupted
+from tune_m3.search.interrupts import DiskLow, SearchInterrupted
 from tune_m3.search.leftovers import reap
 from tune_m3.search.options import SearchOptions
 from tune_m3.search.parent import open_parent
@@ -95,6 +98,12 @@ def run(search: Search) -> int:
             return summarise(search)
         except SearchInterrupted as stop:
             return end_interrupted(search, stop.signum)
-        except BaseException:
-            end_failed(search)
+        except DiskLow as stop:
+            end_disk_low(search, stop.reason)
+        except BaseException as err:
+            disk = disk_error(err) or full_now(search.places())
+            with contextlib.suppress(Exception) if disk else contextlib.nullcontext():
+                end_failed(search)  # on a full disk: as far as MLflow can still write
+            if disk is not None:
+                raise disk_full_error(search, disk) from None
             raise

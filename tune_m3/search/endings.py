@@ -14,8 +14,10 @@ import shlex
 import shutil
 import signal
 import sys
+from pathlib import Path
 
 from tune_m3 import names
+from tune_m3.errors import UserError
 from tune_m3.search.interrupts import exit_code
 from tune_m3.search.leftovers import remove_scratch
 from tune_m3.search.state import Search, Session
@@ -65,6 +67,35 @@ def end_interrupted(search: Search, signum: int) -> int:
         flush=True,
     )
     return exit_code(signum)
+
+
+def end_disk_low(search: Search, reason: str) -> None:
+    """The search stopped itself on a nearly full disk: trials stopped and saved (KILLED, as by
+    Ctrl-C), the parent FAILED with the reason; a UserError (exit 2) with the resume command."""
+    shutdown_ray(search)
+    s = search.session
+    if s is not None:
+        s.logger.writes.set_tag(s.parent_id, names.TAG_ERROR, reason)
+        _close_runs(s, names.KILLED, names.RUN_FAILED)
+    search.set_status(names.SEARCH_FAILED)
+    raise UserError(
+        f"{reason}. The search stopped before it could lose anything (trials saved, runs closed); "
+        f"free space, then resume it with: {resume_command(search.options.argv, search.paths.name)}"
+    )
+
+
+def disk_full_error(search: Search, err: OSError) -> UserError:
+    """A disk error no watch foresaw, as one line: where, how much is free, how to go on."""
+    from tune_m3.search.diskspace import free_bytes
+
+    where = Path(err.filename) if getattr(err, "filename", None) else None
+    places = [where] if where is not None else list(search.places().values())
+    free = ", ".join(f"{p}: {free_bytes(p) / 1e6:.1f} MB free" for p in places)
+    return UserError(
+        f"the disk is full or read-only ({err.strerror or err}; {free}); the search's runs are "
+        f"marked FAILED. Free space, then resume it with: "
+        f"{resume_command(search.options.argv, search.paths.name)}"
+    )
 
 
 def end_failed(search: Search) -> None:

@@ -35,17 +35,47 @@ def exit_code(signum: int) -> int:
     return 128 + signum
 
 
+class DiskLow(Exception):
+    """Raised when the search stopped itself because a disk it writes to is nearly full."""
+
+    def __init__(self, reason: str):
+        super().__init__(reason)
+        self.reason = reason
+
+
 class Interrupts:
-    """Context manager that catches SIGINT and SIGTERM for the search (see module doc)."""
+    """Context manager that catches SIGINT and SIGTERM for the search (see module doc).
+
+    The search may also stop itself the same graceful way (:meth:`stop`, e.g. a nearly full
+    disk): trials stopped and saved, then :class:`DiskLow` instead of SearchInterrupted.
+    """
 
     def __init__(self) -> None:
         self.signum: int | None = None
+        self.reason: str | None = None  # why the search stopped itself (None: it did not)
         self.in_fit = False  # True while Ray's loop runs (its SIGUSR1 handler is live)
         self._old: dict[int, object] = {}
 
     @property
     def interrupted(self) -> bool:
-        return self.signum is not None
+        return self.signum is not None or self.reason is not None
+
+    def stop(self, reason: str) -> None:
+        """Stop the search gracefully from inside Ray's loop (a callback), for ``reason``."""
+        if self.interrupted:
+            return
+        self.reason = reason
+        ray_handler = signal.getsignal(signal.SIGUSR1)
+        print(f"\n[tune_m3] stopping the search: {reason}", flush=True)
+        if self.in_fit and callable(ray_handler):
+            ray_handler(signal.SIGUSR1, None)
+
+    def raise_if_stopped(self) -> None:
+        """After Ray's loop: SearchInterrupted (a signal) or DiskLow (the search stopped)."""
+        if self.signum is not None:
+            raise SearchInterrupted(self.signum)
+        if self.reason is not None:
+            raise DiskLow(self.reason)
 
     def __enter__(self) -> Interrupts:
         os.environ["TUNE_DISABLE_SIGINT_HANDLER"] = "1"

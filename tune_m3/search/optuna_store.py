@@ -14,10 +14,8 @@ file is created under a file lock (several searches may start at once), like the
 
 from __future__ import annotations
 
-from pathlib import Path
-
 from tune_m3.errors import UserError
-from tune_m3.tracking.store import file_lock, first_existing, results_dir
+from tune_m3.tracking.store import file_lock, first_existing, results_dir, sqlite_path
 
 
 def default_url() -> str:
@@ -29,13 +27,9 @@ def url(arg: str | None) -> str:
     return arg or default_url()
 
 
-def _sqlite_path(url: str) -> Path | None:
-    return Path(url.removeprefix("sqlite:///")) if url.startswith("sqlite:///") else None
-
-
 def check_url(url: str) -> None:
     """Refuse a storage URL that cannot work, without creating anything (also for --dry-run)."""
-    db = _sqlite_path(url)
+    db = sqlite_path(url)
     if db is not None:
         p = first_existing(db.parent)
         if not p.is_dir():
@@ -69,7 +63,7 @@ def storage(url: str):
     """An ``optuna.storages.RDBStorage`` for ``url`` (SQLite created under a file lock)."""
     import optuna
 
-    db = _sqlite_path(url)
+    db = sqlite_path(url)
     if db is None:
         return optuna.storages.RDBStorage(url)
     db.parent.mkdir(parents=True, exist_ok=True)
@@ -82,7 +76,7 @@ def refuse_existing(url: str, name: str) -> None:
     """A new search must not continue a study of the same name already in the storage."""
     import optuna
 
-    if _sqlite_path(url) is not None and not _sqlite_path(url).exists():
+    if sqlite_path(url) is not None and not sqlite_path(url).exists():
         return
     if name in optuna.study.get_all_study_names(storage(url)):
         raise UserError(

@@ -12,6 +12,7 @@ import sys
 from typing import Any
 
 from tune_m3.errors import UserError
+from tune_m3.search.diskspace import check_before_start
 from tune_m3.search.options import SearchOptions
 from tune_m3.search.paths import SearchPaths, check_storage, describe_search, storage_from_arg
 from tune_m3.search.ray_setup import check_address, check_local_gpus, ray_environment, tighten_token
@@ -60,6 +61,7 @@ def preflight(search: Search) -> None:
     retry_window()  # a typo in $TUNE_M3_MLFLOW_RETRY_S ends here, not after the search
     search.tracking_uri = options.tracking_uri or tracking.default_tracking_uri()
     tracking.check_uri(search.tracking_uri)  # an unreachable server fails here, before Ray
+    check_before_start(search.places())  # a (nearly) full disk: before anything is written
     if options.address:
         check_address(options.address)  # and an unreachable cluster, before a dataset is built
         tighten_token()

@@ -13,7 +13,6 @@ from collections.abc import Callable
 from typing import Any
 
 from tune_m3 import names
-from tune_m3.search.interrupts import SearchInterrupted
 from tune_m3.search.ray_setup import make_scheduler, make_searcher, ray_param_space
 from tune_m3.search.report import (
     log_best,
@@ -84,6 +83,12 @@ def run_tuner(search: Search, path: str, new_tuner: Callable[[Any], Any], callba
         intr.in_fit = False
 
 
+def _watch(search: Search) -> Any:
+    from tune_m3.search.diskspace import DiskWatch
+
+    return DiskWatch(search.places())
+
+
 def search_stage(search: Search) -> Any:
     """Ray Tune over the space (or the restored search); returns Ray's ResultGrid."""
     from ray import tune
@@ -92,7 +97,12 @@ def search_stage(search: Search) -> Any:
 
     space, s = search.space, search.session
     callback = make_callback(
-        s.logger, space, Progress(space.num_trials()), search.interrupts, s.ended
+        s.logger,
+        space,
+        Progress(space.num_trials()),
+        search.interrupts,
+        s.ended,
+        watch=_watch(search),
     )
 
     def new_tuner(run_config):
@@ -133,7 +143,13 @@ def confirm_stage(search: Search, search_df: Any) -> Any:
         flush=True,
     )
     callback = make_callback(
-        s.logger, space, Progress(len(pts)), search.interrupts, s.ended, stage=names.STAGE_CONFIRM
+        s.logger,
+        space,
+        Progress(len(pts)),
+        search.interrupts,
+        s.ended,
+        stage=names.STAGE_CONFIRM,
+        watch=_watch(search),
     )
 
     def new_tuner(run_config):
@@ -234,8 +250,7 @@ def searched_table(search: Search) -> Any:
 
 
 def _stop_if_interrupted(search: Search) -> None:
-    if search.interrupts.interrupted:
-        raise SearchInterrupted(search.interrupts.signum)
+    search.interrupts.raise_if_stopped()
 
 
 # ------------------------------------------------------------------------------ the summary

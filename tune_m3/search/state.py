@@ -71,6 +71,22 @@ class Search:
 
         return optuna_store.url(self.options.optuna_storage)
 
+    def places(self) -> dict[str, Path]:
+        """Where this search writes on local disks: what -> path (for disk-space checks)."""
+        from tune_m3.tracking.store import sqlite_path
+
+        out: dict[str, Path] = {}
+        if self.storage is not None:
+            out["Ray storage"] = self.storage
+        tracking = sqlite_path(self.tracking_uri) if self.tracking_uri else None
+        if tracking is not None:
+            out["MLflow store"] = tracking.parent
+        if self.space.algorithm.type == "optuna":
+            optuna = sqlite_path(self.optuna_url)
+            if optuna is not None:
+                out["Optuna study"] = optuna.parent
+        return out
+
     def set_status(self, status: str, **more: Any) -> None:
         """Record the search's status (``names.SEARCH_*``) in its state file (local storage)."""
         if self.paths.storage is not None:
