@@ -112,6 +112,11 @@ def test_killed_trial_worker_resumes_from_its_last_checkpoint(search_env, tmp_pa
     rc = search.finish()
     assert rc == 0, search.output[-4000:]
     assert "1 completed" in search.output and "0 failed" in search.output, search.output[-3000:]
+    # issue 21 item 8: a search that exits 0 prints no traceback; Ray's account of the dead
+    # worker is in the search's ray_messages.log
+    for noise in ("Traceback", "ActorDiedError", "Trial task failed"):
+        assert noise not in search.output, search.output[-4000:]
+    assert "Trial task failed" in (exp_dir / "ray_messages.log").read_text()
 
     rows = _results(next(exp_dir.glob("run_trial_*/result.json")))
     restarts = [r for r in rows if r["iterations_since_restore"] == 1]

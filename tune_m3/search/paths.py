@@ -11,6 +11,7 @@ storage (default ``./tune_m3_results/ray/NAME``)::
       trials.parquet           one row per trial (and per confirm run), written at the end
       summary.csv              the same as CSV (also an artifact of the parent run)
       unlogged.json            MLflow writes that could not be made (only if the server stayed down)
+      ray_messages.log         Ray Tune's own messages (trial tracebacks), unless --verbose
 
 Two searches never share a folder: a new search creates its folder with an atomic ``mkdir``
 (a default name that is taken gets ``-2``, ``-3``, ...; an explicit ``--name`` that is taken
@@ -74,6 +75,7 @@ class SearchPaths:
     summary_csv = property(lambda self: self.exp_dir / "summary.csv")
     unlogged = property(lambda self: self.exp_dir / "unlogged.json")
     confirm_ranking = property(lambda self: self.exp_dir / "confirm_ranking.csv")
+    ray_messages = property(lambda self: self.exp_dir / "ray_messages.log")  # Ray's own log
 
 
 def storage_from_arg(arg: str | None, default: Path) -> tuple[Path | None, str | None]:

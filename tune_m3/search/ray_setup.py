@@ -204,3 +204,29 @@ def tighten_token() -> None:
             "tightened it to 600",
             flush=True,
         )
+
+
+#: the loggers of Ray's Tune and Train libraries (trial tracebacks, syncer warnings, ...)
+RAY_LIBRARY_LOGGERS = ("ray.tune", "ray.train", "ray.air")
+
+
+def ray_messages_to_file(path: Path) -> None:
+    """Send Ray Tune/Train's own log records to ``path`` instead of the console (not --verbose).
+
+    A trial that fails is reported once by tune_m3 (its progress line, its run's
+    ``tune_m3.error`` tag, ``trials.parquet``); Ray's own account (``Trial task failed ...`` with
+    its traceback) goes to this file, whose path the summary prints when a trial failed.
+    """
+    import logging
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handler = logging.FileHandler(path, encoding="utf-8")
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    for name in RAY_LIBRARY_LOGGERS:
+        lg = logging.getLogger(name)
+        for old in [h for h in lg.handlers if getattr(h, "_tune_m3", False)]:
+            lg.removeHandler(old)
+            old.close()
+        handler._tune_m3 = True  # type: ignore[attr-defined]
+        lg.addHandler(handler)
+        lg.propagate = False

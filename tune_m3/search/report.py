@@ -174,6 +174,9 @@ def _print_where(search: Search, unlogged: Any) -> None:
 
         print(f"Optuna study '{paths.name}' in {search.optuna_url}")
         print(f"  open it: {optuna_store.dashboard_command(search.optuna_url)}")
+    failed = search.session.ended and names.FAILED in search.session.ended.values()
+    if failed and paths.ray_messages.exists():
+        print(f"Ray's own messages about the failed trials: {paths.ray_messages}")
     if unlogged:
         print(
             f"WARNING: {len(unlogged)} MLflow writes failed and are saved in {paths.unlogged}; "

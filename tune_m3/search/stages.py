@@ -13,7 +13,12 @@ from collections.abc import Callable
 from typing import Any
 
 from tune_m3 import names
-from tune_m3.search.ray_setup import make_scheduler, make_searcher, ray_param_space
+from tune_m3.search.ray_setup import (
+    make_scheduler,
+    make_searcher,
+    ray_messages_to_file,
+    ray_param_space,
+)
 from tune_m3.search.report import (
     log_best,
     log_confirmed,
@@ -76,6 +81,7 @@ def run_tuner(search: Search, path: str, new_tuner: Callable[[Any], Any], callba
 
         for logger_name in ("ray.tune.tune", "ray.tune.analysis.experiment_analysis"):
             logging.getLogger(logger_name).setLevel(logging.ERROR)
+        ray_messages_to_file(search.paths.ray_messages)  # trial tracebacks: to a file
     intr.in_fit = True
     try:
         return tuner.fit()
