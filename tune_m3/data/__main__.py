@@ -6,6 +6,7 @@ import argparse
 import sys
 import time
 import warnings
+from pathlib import Path
 
 from tune_m3.data.api import DataWarning, build_synthetic, import_file
 from tune_m3.data.store import DatasetMeta, list_datasets, read_meta, resolve_data_dir
@@ -91,11 +92,11 @@ def _describe(meta) -> str:
     return "\n".join(lines)
 
 
-def _import(args, root) -> DatasetMeta:
+def _import(file: str, dataset: str, fmt: str, root: Path, overwrite: bool) -> DatasetMeta:
     """Import, printing the importer's data warnings as loud ``warning:`` lines on stderr."""
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", DataWarning)
-        meta = import_file(args.file, args.dataset, args.format, root, args.overwrite)
+        meta = import_file(file, dataset, fmt, root, overwrite)
     for w in caught:
         if issubclass(w.category, DataWarning):
             print(f"warning: {w.message}", file=sys.stderr)
@@ -111,7 +112,7 @@ def main(argv: list[str] | None = None) -> int:
     t0 = time.perf_counter()
     if args.cmd == "import":
         print(f"importing {args.file} ({args.format} layout) as '{args.dataset}' into {root}")
-        print(_describe(_import(args, root)))
+        print(_describe(_import(args.file, args.dataset, args.format, root, args.overwrite)))
     elif args.cmd == "synth":
         knobs = {
             k: v
