@@ -43,7 +43,7 @@ def run_trial(
 def _train_and_report(cfg, data, work: Path, metric: str) -> None:
     from ray import tune
 
-    from tune_m3.train import resolve_device, train
+    from tune_m3.training import resolve_device, train
 
     resume_from = None
     checkpoint = tune.get_checkpoint()
@@ -66,7 +66,7 @@ def _train_and_report(cfg, data, work: Path, metric: str) -> None:
                 {**metrics, **node}, checkpoint=tune.Checkpoint.from_directory(str(ck_path))
             )
 
-    from tune_m3.train import TrainingDiverged
+    from tune_m3.training import TrainingDiverged
 
     try:
         result = train(
