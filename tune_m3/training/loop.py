@@ -101,11 +101,11 @@ def train(
         lr_used = state.opt.param_groups[0]["lr"]
         state.sched.step(val["mae"])  # the L1 training loss on the validation set
         state.progress.record(epoch, val["mae"], state.model)
-        # ------------------------------------------------------------------- timing and logging
         metrics = _epoch_metrics(state, epoch, train_loss, lr_used, p_now, val, val_diag, t0)
-        state.progress.history.append(metrics)
+        state.progress.history.append(metrics)  # before saving: a resumed run has this epoch
         ck_path = _checkpoint_if_due(state, checkpoint_dir)
-        _show(bar, metrics)
+        # ------------------------------------------------------------------- timing and logging
+        _show(bar, metrics)  # epoch_seconds (to the metrics' creation) is in the metrics
         # -------------------------------------------------------------------------- termination
         out_of_patience = state.progress.out_of_patience(cfg.patience)
         if (out_of_patience or epoch == cfg.max_epochs) and final_eval and "test" in data:
