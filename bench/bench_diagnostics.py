@@ -21,10 +21,11 @@ import torch
 
 from tune_m3.batches import batch_tensors
 from tune_m3.config import TrialConfig
-from tune_m3.diagnostics import KINDS, perturbed_order, run_diagnostics
 from tune_m3.metrics import compute_metrics
+from tune_m3.models import build_model
 from tune_m3.names import MODALITIES, diag_key
-from tune_m3.train import build_model, predict
+from tune_m3.training import predict
+from tune_m3.training.diagnostics import KINDS, perturbed_order, run_diagnostics
 
 MODS = MODALITIES
 FRACTIONS = (0.05, 0.10, 0.15, 0.30)

@@ -20,7 +20,7 @@ from tune_m3.batches import batch_tensors
 from tune_m3.config import TrialConfig
 from tune_m3.data import ensure_synthetic, load_dataset
 from tune_m3.models.m3_baseline import MODALITY_NAMES
-from tune_m3.train import epoch_batches, train
+from tune_m3.training import epoch_batches, train
 
 
 def main() -> None:

@@ -52,8 +52,9 @@ import torch
 from torch import nn
 
 from tune_m3.config import TrialConfig
+from tune_m3.models import build_model
 from tune_m3.names import MODALITIES
-from tune_m3.train import build_model, epoch_batches
+from tune_m3.training import epoch_batches
 
 DIMS = (300, 74, 35)  # CMU-MOSEI: GloVe text, COVAREP audio, Facet vision
 SCHEMES = {

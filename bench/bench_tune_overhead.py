@@ -5,7 +5,7 @@
 Both sides train the same configuration (baseline, seed 0, 1 thread, diagnostics off) on the
 SYNTHETIC MOSEI-shaped set at ``--scale``, alternating plain and Ray runs ``--repeats`` times:
 
-- plain: ``tune_m3.train.train`` in a fresh Python process, no checkpoints (what
+- plain: ``tune_m3.training.train`` in a fresh Python process, no checkpoints (what
   ``python -m tune_m3.train`` does); an epoch is the wall time between two epoch callbacks.
 - Ray: ``python -m tune_m3.search`` with a one-trial grid space (1 CPU per trial, a local Ray,
   MLflow in SQLite); an epoch is Ray's ``time_this_iter_s`` between two reports, so it includes
@@ -32,7 +32,7 @@ PLAIN = """
 import json, sys, time
 from tune_m3.config import TrialConfig
 from tune_m3.data import load_dataset
-from tune_m3.train import train
+from tune_m3.training import train
 cfg = TrialConfig(**json.loads(sys.argv[1]))
 ds = load_dataset(cfg.dataset)
 data = {s: sp.arrays() for s, sp in ds.splits.items()}

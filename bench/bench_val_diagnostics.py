@@ -23,7 +23,7 @@ import torch
 from tune_m3.config import TrialConfig
 from tune_m3.data import ensure_synthetic, load_dataset
 from tune_m3.names import DIAG_KINDS, MODALITIES, diag_key
-from tune_m3.train import predict, train, validation_diagnostics
+from tune_m3.training import predict, train, validation_diagnostics
 
 VARIANTS = {
     "none": (),

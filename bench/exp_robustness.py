@@ -34,7 +34,7 @@ import numpy as np
 
 from tune_m3.config import TrialConfig, add_overrides_argument, parse_overrides
 from tune_m3.data import ensure_synthetic, load_dataset
-from tune_m3.train import evaluate_final, train
+from tune_m3.training import evaluate_final, train
 
 SCHEMES = {
     "baseline": {},
@@ -132,7 +132,7 @@ def _f1_swapped(model, test: dict) -> dict[str, float]:
     from sklearn.metrics import f1_score
 
     from tune_m3.metrics import compute_metrics
-    from tune_m3.train import predict
+    from tune_m3.training import predict
 
     preds = predict(model, test, model_device(model))
     truth = np.asarray(test["labels"], dtype=np.float64)

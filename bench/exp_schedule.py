@@ -22,7 +22,7 @@ import numpy as np
 
 from tune_m3.config import TrialConfig
 from tune_m3.data import ensure_synthetic, load_dataset
-from tune_m3.train import train
+from tune_m3.training import train
 
 KEYS = (
     "test_mae",

@@ -181,7 +181,7 @@ def test_reference_files_match_the_papers():
 
 
 def test_kinds_agree_with_diagnostics():
-    from tune_m3.diagnostics import KINDS
+    from tune_m3.training.diagnostics import KINDS
 
     assert T.KINDS == KINDS
 

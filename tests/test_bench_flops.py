@@ -10,7 +10,7 @@ import torch
 from torch.utils.flop_counter import FlopCounterMode
 
 from tune_m3.config import TrialConfig
-from tune_m3.train import build_model
+from tune_m3.models import build_model
 
 BENCH = Path(__file__).resolve().parent.parent / "bench" / "bench_step.py"
 

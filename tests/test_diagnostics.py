@@ -8,9 +8,9 @@ import torch
 from conftest import tiny_arrays
 
 from tune_m3.config import TrialConfig
-from tune_m3.diagnostics import diag_key, perturbed_order, run_diagnostics
 from tune_m3.metrics import HEADLINE
-from tune_m3.train import build_model
+from tune_m3.models import build_model
+from tune_m3.training.diagnostics import diag_key, perturbed_order, run_diagnostics
 
 
 def counting(model):
@@ -125,7 +125,7 @@ def test_multiplicative_noise_matches_naive_full_pass():
 
 
 def test_measure_rms_and_rms_scaled_diagnostics():
-    from tune_m3.diagnostics import measure_rms
+    from tune_m3.training.rms import measure_rms
 
     data = tiny_arrays()
     model = _model().eval()

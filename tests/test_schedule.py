@@ -12,7 +12,7 @@ from tune_m3.augment import ModalityMasking
 from tune_m3.augment.schedule import p_mask_at, set_p_mask
 from tune_m3.config import TrialConfig, make_config
 from tune_m3.errors import UserError
-from tune_m3.train import predict, train, validation_diagnostics
+from tune_m3.training import predict, train, validation_diagnostics
 
 
 @pytest.mark.parametrize(

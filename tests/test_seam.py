@@ -16,11 +16,11 @@ from torch import nn
 
 from tune_m3.batches import batch_tensors
 from tune_m3.config import make_config
-from tune_m3.diagnostics import perturbed_order, run_diagnostics
 from tune_m3.errors import UserError
 from tune_m3.models.seam import build_model, check_model_spec, fake_batch
 from tune_m3.names import MODALITIES, length_key
-from tune_m3.train import load_checkpoint, train
+from tune_m3.training import load_checkpoint, train
+from tune_m3.training.diagnostics import perturbed_order, run_diagnostics
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 

@@ -8,7 +8,7 @@ from conftest import TINY_MODEL, tiny_arrays
 
 from tune_m3.config import TrialConfig, make_config
 from tune_m3.errors import UserError
-from tune_m3.train import TrainingDiverged, load_checkpoint, train
+from tune_m3.training import TrainingDiverged, load_checkpoint, train
 
 
 def cfg(**kw) -> TrialConfig:
@@ -102,7 +102,7 @@ def test_config_validation_names_the_field():
 def test_epoch_batches_cover_every_sample_once(bucket):
     import torch
 
-    from tune_m3.train import epoch_batches
+    from tune_m3.training import epoch_batches
 
     lengths = np.random.default_rng(0).integers(1, 51, size=1000)
     batches = epoch_batches(1000, 32, torch.Generator().manual_seed(0), lengths, bucket)
@@ -194,7 +194,7 @@ def test_authors_recipe_space_trains_with_every_option():
 
 
 def test_build_model_passes_the_recipe_options_through():
-    from tune_m3.train import build_model
+    from tune_m3.models import build_model
 
     c = cfg(
         scheme="soft_m3",
@@ -222,3 +222,39 @@ def test_build_model_passes_the_recipe_options_through():
         "additive",
         "round",
     )
+
+
+def test_streams_keep_their_historic_seeds_and_reach_the_layers():
+    from tune_m3.models import build_model
+    from tune_m3.streams import Streams
+
+    s = Streams.of(3)
+    # the offsets 7·seed + 1..5 of every earlier version: a seed keeps giving the same numbers
+    assert (s.init, s.shuffle, s.masking, s.perturbation, s.dropout, s.rms_subset) == (
+        3,
+        22,
+        23,
+        24,
+        25,
+        26,
+    )
+    model = build_model(cfg(seed=3, scheme="m3", p_mask=0.2, p_noise=0.1), (8, 4, 3))
+    assert [layer.seed for layer in model.augment.layers] == [s.masking, s.perturbation]
+
+
+def test_checkpoint_file_keeps_its_layout(tmp_path):
+    """Checkpoints written before the typed Checkpoint (a flat dict) still resume, and back."""
+    from tune_m3.training import Checkpoint
+
+    data = tiny_arrays()
+    ck = tmp_path / "ck"
+    train(cfg(max_epochs=1, scheme="m3", p_mask=0.3), data, checkpoint_dir=ck, final_eval=False)
+    raw = load_checkpoint(ck)
+    assert set(raw) == {
+        "model", "optimizer", "scheduler", "shuffle_rng", "torch_rng", "cuda_rng", "augment_rng",
+        "epoch", "best_val_loss", "best_epoch", "bad_epochs", "best_model", "history", "config",
+        "perturb_rms",
+    }  # fmt: skip
+    again = Checkpoint.from_dict(raw).to_dict()
+    assert list(again) == list(raw)
+    assert again["epoch"] == 1 and again["history"] == raw["history"]

@@ -1,4 +1,4 @@
-"""The typed, validated configuration of one trial: what ``train.py`` runs and MLflow logs.
+"""The typed, validated configuration of one trial: what ``tune_m3.training`` runs and MLflow logs.
 
 One flat set of names is used everywhere (Ray param space, ``--set key=value``, MLflow params,
 analysis tables). The papers' symbols map as follows:

@@ -41,8 +41,8 @@ def length_key(modality: str) -> str:
 
 # ------------------------------------------------------------------------------ metrics
 
-#: per-epoch keys a trial reports besides ``val_<metric>`` (train.py; ``val_loss`` = val MAE,
-#: the L1 training loss on the validation split)
+#: per-epoch keys a trial reports besides ``val_<metric>`` (tune_m3.training; ``val_loss`` =
+#: val MAE, the L1 training loss on the validation split)
 EPOCH_SCALARS: Final[tuple[str, ...]] = (
     "train_loss",
     "val_loss",

@@ -1,5 +1,7 @@
 """Training-time augmentation of modality representations.
 
+- :class:`AugmentLayer`: the base class; a new augmentation implements its one abstract method
+  ``augment(mods, lengths)`` and inherits the eval-mode identity and a checkpointable generator.
 - :class:`ModalityMasking`: M3 (hard), soft M3, random mask (M3 paper, eq. 4-5 and Table 1).
 - :class:`ModalityPerturbation`: missing/noisy target modality per batch (NAACL 2022 robust
   training).
@@ -7,8 +9,7 @@
 
 Every layer takes and returns a list of (B, N_l, d_l) tensors (N_l may differ per modality on
 unaligned features), ``forward(mods, lengths=None)`` with ``lengths`` one (B,) tensor or a list
-of them per modality (the model seam passes the list), is the identity in eval mode, and draws
-its randomness from its own seeded ``torch.Generator``.
+of them per modality (the model seam passes the list); :class:`AugmentLayer` states the rest.
 """
 
 from __future__ import annotations
@@ -18,17 +19,18 @@ from typing import Any
 
 from torch import Tensor, nn
 
+from tune_m3.augment.base import AugmentLayer, Lengths
 from tune_m3.augment.masking import ModalityMasking
 from tune_m3.augment.perturb import ModalityPerturbation
 
-__all__ = ["AugmentPipeline", "ModalityMasking", "ModalityPerturbation"]
+__all__ = ["AugmentLayer", "AugmentPipeline", "ModalityMasking", "ModalityPerturbation"]
 
 
 class AugmentPipeline(nn.Module):
     """Apply augmentation layers in order; with no layers it is the identity.
 
     Args:
-        layers: modules with ``forward(mods, lengths=None) -> list[Tensor]``.
+        layers: :class:`AugmentLayer` instances (anything else is refused with a TypeError).
 
     Example::
 
@@ -37,28 +39,35 @@ class AugmentPipeline(nn.Module):
         reps = aug(reps, lengths)
     """
 
-    def __init__(self, layers: Iterable[nn.Module] = ()):
+    def __init__(self, layers: Iterable[AugmentLayer] = ()):
         super().__init__()
+        layers = list(layers)
+        for i, layer in enumerate(layers):
+            if not isinstance(layer, AugmentLayer):
+                raise TypeError(
+                    f"layers[{i}] is a {type(layer).__name__}; an augmentation layer must "
+                    "subclass tune_m3.augment.AugmentLayer (implement augment(mods, lengths))"
+                )
         self.layers = nn.ModuleList(layers)
 
     def __len__(self) -> int:
         return len(self.layers)
 
-    def forward(self, mods: Sequence[Tensor], lengths: Tensor | None = None) -> list[Tensor]:
+    def forward(self, mods: Sequence[Tensor], lengths: Lengths = None) -> list[Tensor]:
         out = list(mods)
         for layer in self.layers:
             out = layer(out, lengths)
         return out
 
     def generator_state(self) -> list[Any]:
-        """One entry per layer: its ``generator_state()``, or None if it has no generator."""
-        return [
-            layer.generator_state() if hasattr(layer, "generator_state") else None
-            for layer in self.layers
-        ]
+        """One entry per layer: its ``generator_state()`` (torch.save-able)."""
+        return [layer.generator_state() for layer in self.layers]
 
     def set_generator_state(self, state: Sequence[Any]) -> None:
-        """Restore states from ``generator_state()`` (same layers, same order)."""
+        """Restore states from ``generator_state()`` (same layers, same order).
+
+        A None entry (written for a layer without a generator, by older versions) is skipped.
+        """
         if len(state) != len(self.layers):
             raise ValueError(
                 f"state has {len(state)} entries but the pipeline has {len(self.layers)} layers"

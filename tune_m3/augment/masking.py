@@ -18,10 +18,12 @@ It is parameter-free and is the identity in eval mode.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any, Literal
+from typing import Literal
 
 import torch
-from torch import Tensor, nn
+from torch import Tensor
+
+from tune_m3.augment.base import AugmentLayer, Lengths, check_mods
 
 Scheme = Literal["none", "m3", "soft_m3", "random_mask"]
 Granularity = Literal["timestep", "sample", "batch"]
@@ -32,92 +34,27 @@ GRANULARITIES: tuple[str, ...] = ("timestep", "sample", "batch")
 SOFT_MODES: tuple[str, ...] = ("paper", "authors")
 
 
-def _resolve_seed(seed: int | None) -> int:
-    """A concrete seed: ``seed`` itself, or one drawn from torch's global RNG.
-
-    Drawing from the global RNG (rather than from the clock) means ``torch.manual_seed(s)`` before
-    building the layers still makes every run identical.
-    """
-    if seed is not None:
-        return int(seed)
-    return int(torch.randint(0, 2**62, (1,)).item())
-
-
-def _same_kind(saved: str | None, device: torch.device) -> bool:
-    return saved is not None and torch.device(saved).type == device.type
-
-
-class OwnedGenerator:
-    """A lazily created ``torch.Generator`` with a checkpointable state.
-
-    The generator is created on the device of the first input it serves, seeded with ``seed``.
-    A restored state is loaded when the generator is next created, if the device is of the same
-    kind (CPU or CUDA) as the one it was saved from; otherwise, and whenever inputs move to another
-    device, the stream restarts there from ``seed``.
-    """
-
-    def __init__(self, seed: int | None):
-        self.seed = _resolve_seed(seed)
-        self._gen: torch.Generator | None = None
-        self._device: torch.device | None = None
-        self._pending: dict[str, Any] | None = None  # a restored state, loaded on first use
-
-    def get(self, device: torch.device) -> torch.Generator:
-        device = torch.device(device)
-        if self._gen is None or self._device != device:
-            gen = torch.Generator(device=device)
-            gen.manual_seed(self.seed)
-            p = self._pending
-            # a CPU state cannot be loaded into a CUDA generator and vice versa
-            if p is not None and p["state"] is not None and _same_kind(p["device"], device):
-                gen.set_state(p["state"])
-            self._gen, self._device, self._pending = gen, device, None
-        return self._gen
-
-    def state(self) -> dict[str, Any]:
-        if self._gen is None:
-            # not created yet: the stream starts from `seed` (or from a state restored earlier)
-            if self._pending is not None:
-                return dict(self._pending)
-            return {"seed": self.seed, "device": None, "state": None}
-        return {"seed": self.seed, "device": str(self._device), "state": self._gen.get_state()}
-
-    def set_state(self, state: dict[str, Any]) -> None:
-        if not {"seed", "device", "state"} <= set(state):
-            raise ValueError(
-                "generator state must be a dict with keys 'seed', 'device', 'state' "
-                f"(as returned by generator_state()); got keys {sorted(state)}"
-            )
-        self.seed = int(state["seed"])
-        self._gen = self._device = None
-        self._pending = {
-            "seed": self.seed,
-            "device": state["device"],
-            "state": None if state["state"] is None else state["state"].clone(),
-        }
+def _checked_modal_probs(
+    modal_probs: Sequence[float] | None, n_modalities: int | None
+) -> tuple[float, ...] | None:
+    """``modal_probs`` as a checked tuple; uniform over ``n_modalities``; or None (M unknown)."""
+    if n_modalities is not None and int(n_modalities) < 1:
+        raise ValueError(f"n_modalities must be >= 1; got {n_modalities}")
+    if modal_probs is None:
+        return None if n_modalities is None else (1.0 / int(n_modalities),) * int(n_modalities)
+    probs = tuple(float(p) for p in modal_probs)
+    if len(probs) == 0:
+        raise ValueError("modal_probs must not be empty")
+    if any(p < 0 or p != p for p in probs):
+        raise ValueError(f"modal_probs must be non-negative; got {probs}")
+    if abs(sum(probs) - 1.0) > 1e-6:
+        raise ValueError(f"modal_probs must sum to 1 (within 1e-6); got sum {sum(probs)}")
+    if n_modalities is not None and len(probs) != int(n_modalities):
+        raise ValueError(f"modal_probs has {len(probs)} entries but n_modalities={n_modalities}")
+    return probs
 
 
-def check_mods(mods: Sequence[Tensor]) -> tuple[int, int]:
-    """Check a list of (B, N_l, d_l) tensors with a common B; return (B, max N_l).
-
-    N_l may differ per modality (unaligned features); see ModalityMasking's law for timestep units.
-    """
-    if isinstance(mods, Tensor) or len(mods) == 0:
-        raise ValueError("mods must be a non-empty sequence of (B, N, d) tensors")
-    for i, m in enumerate(mods):
-        if m.dim() != 3:
-            raise ValueError(f"mods[{i}] must have shape (B, N, d); got {tuple(m.shape)}")
-    B = mods[0].shape[0]
-    for i, m in enumerate(mods):
-        if m.shape[0] != B:
-            raise ValueError(
-                f"all modalities must share the batch size B; mods[0] has {B}, "
-                f"mods[{i}] has {m.shape[0]}"
-            )
-    return B, max(m.shape[1] for m in mods)
-
-
-class ModalityMasking(nn.Module):
+class ModalityMasking(AugmentLayer):
     """Structured masking of whole modalities (M3) and its Table-1 variants, in one layer.
 
     Laws, for M modalities, a mask *unit* u (see ``granularity``) and modality l:
@@ -198,7 +135,6 @@ class ModalityMasking(nn.Module):
         n_modalities: int | None = None,
         soft_mode: SoftMode = "paper",
     ):
-        super().__init__()
         if scheme not in SCHEMES:
             raise ValueError(f"scheme must be one of {SCHEMES}; got {scheme!r}")
         if soft_mode not in SOFT_MODES:
@@ -209,49 +145,15 @@ class ModalityMasking(nn.Module):
             raise ValueError(f"p_mask must be in [0, 1]; got {p_mask}")
         if not 0.0 <= float(p_feature) <= 1.0:
             raise ValueError(f"p_feature must be in [0, 1]; got {p_feature}")
-        if n_modalities is not None and int(n_modalities) < 1:
-            raise ValueError(f"n_modalities must be >= 1; got {n_modalities}")
-        if modal_probs is not None:
-            probs = tuple(float(p) for p in modal_probs)
-            if len(probs) == 0:
-                raise ValueError("modal_probs must not be empty")
-            if any(p < 0 or p != p for p in probs):
-                raise ValueError(f"modal_probs must be non-negative; got {probs}")
-            if abs(sum(probs) - 1.0) > 1e-6:
-                raise ValueError(f"modal_probs must sum to 1 (within 1e-6); got sum {sum(probs)}")
-            if n_modalities is not None and len(probs) != int(n_modalities):
-                raise ValueError(
-                    f"modal_probs has {len(probs)} entries but n_modalities={n_modalities}"
-                )
-            self.modal_probs: tuple[float, ...] | None = probs
-        elif n_modalities is not None:
-            self.modal_probs = (1.0 / int(n_modalities),) * int(n_modalities)
-        else:
-            self.modal_probs = None  # uniform, M fixed at the first forward
+        probs = _checked_modal_probs(modal_probs, n_modalities)
+        super().__init__(seed)  # after the checks: an unseeded layer draws its seed only if valid
+        self.modal_probs: tuple[float, ...] | None = probs  # None: uniform, M fixed at 1st forward
         self.scheme = scheme
         self.p_mask = float(p_mask)
         self.granularity = granularity
         self.p_feature = float(p_feature)
         self.rescale = bool(rescale)
         self.soft_mode = soft_mode
-        self._rng = OwnedGenerator(seed)
-
-    # ----------------------------------------------------------------------------------------
-    # randomness that a checkpoint can carry
-
-    @property
-    def seed(self) -> int:
-        return self._rng.seed
-
-    def generator_state(self) -> dict[str, Any]:
-        """The generator's state: ``{"seed", "device", "state"}`` (torch.save-able)."""
-        return self._rng.state()
-
-    def set_generator_state(self, state: dict[str, Any]) -> None:
-        """Restore a state from ``generator_state()``; the next masks continue that stream."""
-        self._rng.set_state(state)
-
-    # ----------------------------------------------------------------------------------------
 
     def zero_prob(self, k: int) -> float:
         """P(an element of modality k is zeroed) in train mode, under this layer's law."""
@@ -274,15 +176,20 @@ class ModalityMasking(nn.Module):
             )
         return self.modal_probs
 
-    def forward(self, mods: Sequence[Tensor], lengths: Tensor | None = None) -> list[Tensor]:
+    def check(self, mods: Sequence[Tensor]) -> None:
+        """The base checks, and M fixed (or checked against ``modal_probs``), in both modes."""
+        check_mods(mods)
+        self._probs_for(len(mods))
+
+    def augment(self, mods: Sequence[Tensor], lengths: Lengths = None) -> list[Tensor]:
         """Mask a list of M tensors (B, N, d_l); ``lengths`` is accepted for a common signature."""
         B, N = check_mods(mods)
         probs = self._probs_for(len(mods))
-        if not self.training or self.scheme == "none" or self.p_mask == 0.0:
+        if self.scheme == "none" or self.p_mask == 0.0:
             return list(mods)
 
         device = mods[0].device
-        gen = self._rng.get(device)
+        gen = self.generator(device)
 
         if self.scheme == "random_mask":
             out = []

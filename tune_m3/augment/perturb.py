@@ -28,12 +28,12 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from typing import Any, Literal
+from typing import Literal
 
 import torch
-from torch import Tensor, nn
+from torch import Tensor
 
-from tune_m3.augment.masking import OwnedGenerator, check_mods
+from tune_m3.augment.base import AugmentLayer, Lengths, check_mods
 from tune_m3.padding import valid_mask
 
 NoiseKind = Literal["additive", "multiplicative"]
@@ -84,7 +84,13 @@ def rms_over_valid(x: Tensor, lengths: Tensor | None = None) -> float:
     return float((total / (valid.sum() * d)).sqrt())
 
 
-class ModalityPerturbation(nn.Module):
+def _checked_rms(rms: float) -> float:
+    if not (math.isfinite(float(rms)) and float(rms) >= 0.0):
+        raise ValueError(f"rms must be a finite number >= 0; got {rms}")
+    return float(rms)
+
+
+class ModalityPerturbation(AugmentLayer):
     """Per batch, make an exact number of samples' target modality missing or noisy (train only).
 
     Law, for a batch of B samples (train mode; identity in eval mode):
@@ -113,7 +119,7 @@ class ModalityPerturbation(nn.Module):
         noise_kind: ``"additive"`` (default) or ``"multiplicative"``.
         sigma_scale: ``"absolute"`` (default) or ``"rms"``; with ``"rms"`` the layer needs the
             RMS r of the clean target modality: pass ``rms`` or call :meth:`set_rms` before the
-            first training batch (``train.py`` measures it on the training data).
+            first training batch (``tune_m3.training`` measures it on the training data).
         rms: r, see ``sigma_scale``.
         count: ``"round"`` (default, half up) or ``"floor"`` (the reference code).
         target: index of the perturbed modality in the list passed to forward (0 = text by this
@@ -144,7 +150,6 @@ class ModalityPerturbation(nn.Module):
         rms: float | None = None,
         count: CountRule = "round",
     ):
-        super().__init__()
         if not 0.0 <= float(p_missing) <= 1.0:
             raise ValueError(f"p_missing must be in [0, 1]; got {p_missing}")
         if not 0.0 <= float(p_noise) <= 1.0:
@@ -161,37 +166,22 @@ class ModalityPerturbation(nn.Module):
         check_noise(noise_kind, sigma_scale)
         if count not in COUNT_RULES:
             raise ValueError(f"count must be one of {COUNT_RULES}; got {count!r}")
+        checked_rms = None if rms is None else _checked_rms(rms)
+        super().__init__(seed)  # after the checks: an unseeded layer draws its seed only if valid
         self.noise_kind = noise_kind
         self.sigma_scale = sigma_scale
         self.count = count
-        self.rms: float | None = None
-        if rms is not None:
-            self.set_rms(rms)
+        self.rms: float | None = checked_rms
         self.p_missing = float(p_missing)
         self.p_noise = float(p_noise)
         self.sigma = float(sigma)
         self.target = int(target)
-        self._rng = OwnedGenerator(seed)
         # (missing_idx, noisy_idx) of the last perturbing forward call, for inspection
         self.last_indices: tuple[Tensor, Tensor] | None = None
 
-    @property
-    def seed(self) -> int:
-        return self._rng.seed
-
-    def generator_state(self) -> dict[str, Any]:
-        """The generator's state: ``{"seed", "device", "state"}`` (torch.save-able)."""
-        return self._rng.state()
-
-    def set_generator_state(self, state: dict[str, Any]) -> None:
-        """Restore a state from ``generator_state()``; the next draws continue that stream."""
-        self._rng.set_state(state)
-
     def set_rms(self, rms: float) -> None:
         """Set r, the RMS of the clean target modality that ``sigma_scale="rms"`` scales by."""
-        if not (math.isfinite(float(rms)) and float(rms) >= 0.0):
-            raise ValueError(f"rms must be a finite number >= 0; got {rms}")
-        self.rms = float(rms)
+        self.rms = _checked_rms(rms)
 
     def noise_std(self) -> float:
         """The standard deviation of additive noise (σ, or σ·r with ``sigma_scale="rms"``)."""
@@ -200,7 +190,7 @@ class ModalityPerturbation(nn.Module):
         if self.rms is None:
             raise RuntimeError(
                 "sigma_scale='rms' but the layer does not know the modality's RMS yet: pass rms= "
-                "or call set_rms() before training (train.py measures it on the training data)"
+                "or call set_rms() before training (tune_m3.training measures it on the training data)"
             )
         return self.sigma * self.rms
 
@@ -220,17 +210,21 @@ class ModalityPerturbation(nn.Module):
         """
         device = torch.device(device)
         k_missing, k_noise = self.counts(batch_size)
-        perm = torch.randperm(batch_size, generator=self._rng.get(device), device=device)  # (B,)
+        perm = torch.randperm(batch_size, generator=self.generator(device), device=device)  # (B,)
         return perm[:k_missing], perm[k_missing : k_missing + k_noise]
 
-    def forward(self, mods: Sequence[Tensor], lengths: Tensor | None = None) -> list[Tensor]:
-        """Perturb the target modality of a list of M tensors (B, N, d_l)."""
-        B, _ = check_mods(mods)
+    def check(self, mods: Sequence[Tensor]) -> None:
+        """The base checks, and a ``target`` within the modalities given (both modes)."""
+        check_mods(mods)
         if self.target >= len(mods):
             raise ValueError(f"target={self.target} but forward got only {len(mods)} modalities")
+
+    def augment(self, mods: Sequence[Tensor], lengths: Lengths = None) -> list[Tensor]:
+        """Perturb the target modality of a list of M tensors (B, N, d_l)."""
+        B = mods[0].shape[0]
         k_missing, k_noise = self.counts(B)
         silent_noise = k_noise == 0 or (self.sigma == 0.0 and self.noise_kind == "additive")
-        if not self.training or (k_missing == 0 and silent_noise):
+        if k_missing == 0 and silent_noise:
             return list(mods)
 
         x = mods[self.target]  # (B, N, d)
@@ -245,14 +239,14 @@ class ModalityPerturbation(nn.Module):
         out = x * keep.view(B, 1, 1)  # missing: m · 0 at every step
 
         if self.noise_kind == "multiplicative" and k_noise > 0:
-            gen = self._rng.get(x.device)
+            gen = self.generator(x.device)
             z = torch.randn((k_noise,), generator=gen, device=x.device, dtype=x.dtype)  # (k,)
             scale = torch.ones(B, dtype=x.dtype, device=x.device)
             scale[noisy] = z * self.sigma
             out = out * scale.view(B, 1, 1)  # noisy: z · m, z ~ N(0, σ²), one z per sample
         elif k_noise > 0 and self.sigma > 0.0:
             std = self.noise_std()
-            gen = self._rng.get(x.device)
+            gen = self.generator(x.device)
             noise = torch.randn(
                 (k_noise, N, x.shape[-1]), generator=gen, device=x.device, dtype=x.dtype
             )  # (k_noise, N, d)

@@ -37,9 +37,10 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from tune_m3.augment import AugmentPipeline, ModalityMasking, ModalityPerturbation
+from tune_m3.augment import AugmentLayer, AugmentPipeline, ModalityMasking, ModalityPerturbation
 from tune_m3.errors import UserError
 from tune_m3.names import MODALITIES
+from tune_m3.streams import Streams
 
 # built-in name -> "module:Class"
 BUILTINS: dict[str, str] = {
@@ -369,8 +370,12 @@ class AugmentedModel(nn.Module):
 
 
 def augment_layers(cfg) -> AugmentPipeline:
-    """Masking then perturbation, as configured in a TrialConfig (empty: the identity)."""
-    layers: list[nn.Module] = []
+    """Masking then perturbation, as configured in a TrialConfig (empty: the identity).
+
+    Each layer draws from its own stream of :class:`~tune_m3.streams.Streams`.
+    """
+    streams = Streams.of(cfg.seed)
+    layers: list[AugmentLayer] = []
     if cfg.scheme != "none" and cfg.p_mask > 0:
         layers.append(
             ModalityMasking(
@@ -380,7 +385,7 @@ def augment_layers(cfg) -> AugmentPipeline:
                 granularity=cfg.granularity,
                 p_feature=cfg.p_feature,
                 rescale=cfg.rescale,
-                seed=cfg.seed * 7 + 2,
+                seed=streams.masking,
                 soft_mode=cfg.soft_m3_mode,
             )
         )
@@ -391,7 +396,7 @@ def augment_layers(cfg) -> AugmentPipeline:
                 p_noise=cfg.p_noise,
                 sigma=cfg.sigma,
                 target=MODALITIES.index(cfg.perturb_target),
-                seed=cfg.seed * 7 + 3,
+                seed=streams.perturbation,
                 noise_kind=cfg.noise_kind,
                 sigma_scale=cfg.sigma_scale,
                 count=cfg.perturb_count,
@@ -409,10 +414,11 @@ def dims_dict(input_dims: Mapping[str, int] | Sequence[int]) -> dict[str, int]:
 def build_model(cfg, input_dims: Mapping[str, int] | Sequence[int]) -> AugmentedModel:
     """The configured model (``cfg.model``, ``cfg.model_kwargs``) wrapped with its augmentation.
 
-    Parameters are initialised from ``torch.manual_seed(cfg.seed)``.
+    Parameters are initialised from ``torch.manual_seed`` of the trial's ``init`` stream (its
+    ``seed``; :class:`~tune_m3.streams.Streams`).
     """
     _, default_at = resolve_class(cfg.model)
-    torch.manual_seed(cfg.seed)
+    torch.manual_seed(Streams.of(cfg.seed).init)
     net = construct(cfg.model, cfg.model_kwargs, dims_dict(input_dims))
     return AugmentedModel(net, augment_layers(cfg), cfg.augment_at or default_at, cfg.model)
 
@@ -453,8 +459,8 @@ def check_model_spec(
                 update={"scheme": "m3", "p_mask": 0.5, "p_missing": 0.25, "p_noise": 0.25}
             )
         )
-        for layer in model.augment.layers:  # an RMS is measured on real data in train.py
-            if getattr(layer, "sigma_scale", None) == "rms":
+        for layer in model.augment.layers:  # training measures the RMS on real data
+            if isinstance(layer, ModalityPerturbation) and layer.sigma_scale == "rms":
                 layer.set_rms(1.0)
         mods, lengths = fake_batch(dims, steps)
         try:

@@ -1,6 +1,6 @@
-"""The Ray Tune trainable: config -> ``train.py`` -> ``tune.report``. Deliberately thin.
+"""The Ray Tune trainable: config -> ``tune_m3.training`` -> ``tune.report``. Deliberately thin.
 
-Everything here is also reachable without Ray through :func:`tune_m3.train.train`; this module
+Everything here is also reachable without Ray through :func:`tune_m3.training.train`; this module
 only translates between the two worlds:
 
 - the trial's sampled params + the space's fixed values -> a validated ``TrialConfig``;
@@ -45,7 +45,7 @@ def run_trial(
 def _train_and_report(cfg, data, work: Path, metric: str) -> None:
     from ray import tune
 
-    from tune_m3.train import resolve_device, train
+    from tune_m3.training import resolve_device, train
 
     resume_from = None
     checkpoint = tune.get_checkpoint()
@@ -68,7 +68,7 @@ def _train_and_report(cfg, data, work: Path, metric: str) -> None:
                 {**metrics, **node}, checkpoint=tune.Checkpoint.from_directory(str(ck_path))
             )
 
-    from tune_m3.train import TrainingDiverged
+    from tune_m3.training import TrainingDiverged
 
     try:
         result = train(

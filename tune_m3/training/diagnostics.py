@@ -11,7 +11,7 @@ input features), the rest is left clean:
   laws, as in :class:`tune_m3.augment.ModalityPerturbation`:
   ``sigma_scale="rms"`` adds N(0, (sigma·r_l)^2), r_l = RMS of modality l's clean representation
   over the valid steps of (a fixed-seed subset of) the TRAINING split, measured with the model
-  under test (:func:`measure_rms`; reported as ``diag_noise_rms_<modality>``);
+  under test (:func:`tune_m3.training.rms.measure_rms`; reported as ``diag_noise_rms_<modality>``);
   ``noise_kind="multiplicative"`` multiplies each damaged sample's representation by one
   z ~ N(0, sigma^2) (what the paper's code does; scale-free).
 
@@ -43,85 +43,21 @@ see the same noise pattern at the same signal-to-noise ratio, not the same absol
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass
 
 import numpy as np
 import torch
 
-from tune_m3.augment.perturb import check_noise, rms_over_valid
+from tune_m3.augment.perturb import check_noise
 from tune_m3.metrics import HEADLINE, LOWER_IS_BETTER, compute_metrics
 from tune_m3.names import DIAG_KINDS, MODALITIES, diag_auc_key, diag_key, pct
 from tune_m3.padding import valid_mask
+from tune_m3.training.rms import rms_key
 
 KINDS = DIAG_KINDS  # re-exported: the kinds of damage, defined in names.py
 DEFAULT_FRACTIONS: tuple[float, ...] = (0.05, 0.10, 0.15, 0.30)
-RMS_SAMPLES = 1024  # training clips measure_rms reads (a fixed-seed subset)
-__all__ = [
-    "KINDS",
-    "DEFAULT_FRACTIONS",
-    "diag_key",
-    "pct",
-    "drop",
-    "measure_rms",
-    "rms_key",
-    "run_diagnostics",
-]
-
-
-def rms_key(modality: str, *, diag: bool) -> str:
-    """Metric name of a measured RMS: ``diag_noise_rms_<m>`` (diagnostics) or
-    ``train_noise_rms_<m>`` (training perturbation with ``sigma_scale="rms"``)."""
-    return f"{'diag' if diag else 'train'}_noise_rms_{modality}"
-
-
-@torch.no_grad()
-def measure_rms(
-    model,
-    arrays: Mapping[str, np.ndarray],
-    modalities: Sequence[str] = MODALITIES,
-    at: str = "hook",
-    seed: int = 0,
-    n_samples: int = RMS_SAMPLES,
-    batch_size: int = 256,
-    device: torch.device | str = "cpu",
-    all_modalities: Sequence[str] = MODALITIES,
-) -> dict[str, float]:
-    """RMS of each modality over valid steps and features: {modality: r_l}.
-
-    Reads a fixed-seed subset of ``n_samples`` clips of ``arrays`` (all when fewer) in eval mode
-    (no dropout, no augmentation) through the wrapped model: the per-modality tensors at its
-    ``augment_at`` (``at="hook"``, where M3, perturbation and the diagnostics act) or the raw
-    input features (``at="input"``). One number per modality, pooled over every valid element
-    of the subset: r_l = sqrt(sum x^2 / (valid steps · d_l)).
-    """
-    from tune_m3.batches import batch_tensors  # local: keeps this module importable alone
-
-    n = int(np.asarray(arrays["labels"]).shape[0])
-    pick = np.sort(np.random.default_rng(seed).permutation(n)[: min(n, n_samples)])
-    was_training = model.training
-    model.eval()
-    sums = {m: 0.0 for m in modalities}
-    counts = {m: 0.0 for m in modalities}
-    try:
-        for lo in range(0, pick.size, batch_size):
-            idx = pick[lo : lo + batch_size]
-            mods, lengths, _ = batch_tensors(arrays, idx, all_modalities, device)
-            if at == "hook":
-                reps, lens = model.hook_inputs(mods, lengths)
-            else:
-                reps, lens = [mods[m] for m in all_modalities], [lengths[m] for m in all_modalities]
-            for m in modalities:
-                i = list(all_modalities).index(m)
-                x, n_valid = reps[i], lens[i]  # (B, N, d) or pooled (B, d); (B,) or None
-                if x.dim() == 2:  # pooled at the hook: one step per sample
-                    x, n_valid = x.unsqueeze(1), None
-                steps = x.shape[0] * x.shape[1] if n_valid is None else int(n_valid.sum())
-                count = steps * x.shape[-1]
-                sums[m] += rms_over_valid(x, n_valid) ** 2 * count
-                counts[m] += count
-    finally:
-        model.train(was_training)
-    return {m: float(np.sqrt(sums[m] / max(counts[m], 1.0))) for m in modalities}
+__all__ = ["KINDS", "DEFAULT_FRACTIONS", "diag_key", "pct", "drop", "run_diagnostics"]
 
 
 def _checked_rms(
@@ -135,7 +71,7 @@ def _checked_rms(
     if missing:
         raise ValueError(
             f"diag_sigma_scale='rms' needs the clean RMS of {missing}: pass "
-            "rms=measure_rms(model, train_arrays, ...)"
+            "rms=measure_rms(model, train_arrays, ...) (tune_m3.training.rms)"
         )
     return rms
 
@@ -185,6 +121,125 @@ def _damage(
     return apply
 
 
+@dataclass(frozen=True)
+class _Plan:
+    """What :func:`run_diagnostics` damages, how, and on which samples."""
+
+    modalities: Sequence[str]  # the damaged ones
+    kinds: Sequence[str]
+    all_modalities: Sequence[str]  # the model's input order
+    sigma: float
+    seed: int
+    noise_kind: str
+    rms: Mapping[str, float] | None  # None: sigma is absolute
+    chosen: np.ndarray  # (N,) bool: the samples damaged at the largest fraction
+
+    def damage(self, mi: int, kind: str, batch: int):
+        """The damage of the ``mi``-th damaged modality in eval batch ``batch``.
+
+        The noise seed depends only on (seed, batch, mi): two models get the same draws.
+        """
+        m = self.modalities[mi]
+        r = None if self.rms is None else float(self.rms[m])
+        li = list(self.all_modalities).index(m)
+        noise_seed = self.seed * 1_000_003 + batch * 101 + mi
+        return _damage(li, kind, self.sigma, noise_seed, self.noise_kind, r)
+
+
+def _damaged_batch(
+    model, cap, mods, lengths, sel_t: torch.Tensor, plan: _Plan, batch: int
+) -> Iterator[tuple[tuple[str, str], np.ndarray]]:
+    """((modality, kind), predictions (b',)) of one batch's rows ``sel_t``, damaged at the hook."""
+    for mi, m in enumerate(plan.modalities):
+        for kind in plan.kinds:
+            damage = plan.damage(mi, kind, batch)
+            if cap.terminal:  # start from the hook's captured inputs
+                out = model.rerun_from_hook(cap, sel_t, damage)
+            else:
+                sub_mods = {k: v.index_select(0, sel_t) for k, v in mods.items()}
+                sub_len = {k: v.index_select(0, sel_t) for k, v in lengths.items()}
+                with model.intervene(damage):
+                    out = model(sub_mods, sub_len)
+            yield (m, kind), out.double().cpu().numpy()
+
+
+def _predict(
+    model, test: Mapping[str, np.ndarray], plan: _Plan, batch_size: int, device
+) -> tuple[np.ndarray, dict[tuple[str, str], np.ndarray]]:
+    """Clean predictions (N,) and, per (modality, kind), the damaged ones (N,; set on
+    ``plan.chosen`` only): one clean pass, and one damaged pass of the chosen rows per pair."""
+    from tune_m3.batches import batch_tensors  # local: keeps this module importable alone
+
+    model.eval()
+    n = plan.chosen.shape[0]
+    clean = np.empty(n, dtype=np.float64)
+    damaged = {(m, k): np.empty(n, dtype=np.float64) for m in plan.modalities for k in plan.kinds}
+    for b, lo in enumerate(range(0, n, batch_size)):
+        idx = np.arange(lo, min(n, lo + batch_size))
+        mods, lengths, _ = batch_tensors(test, idx, plan.all_modalities, device)
+        with model.capture() as cap:
+            clean[idx] = model(mods, lengths).double().cpu().numpy()
+        sel = np.flatnonzero(plan.chosen[idx])  # positions in the batch that get damaged
+        if sel.size == 0:
+            continue
+        sel_t = torch.as_tensor(sel, device=device)
+        for key, out in _damaged_batch(model, cap, mods, lengths, sel_t, plan, b):
+            damaged[key][idx[sel]] = out
+    return clean, damaged
+
+
+def _curve(
+    m: str,
+    kind: str,
+    preds_at: dict[float, dict[str, float]],
+    metrics: Sequence[str],
+    split: str,
+) -> dict[str, float]:
+    """One (modality, kind)'s keys: each fraction's metric and drop, and the AUC per metric.
+
+    ``preds_at`` maps fraction -> metrics, with 0.0 the clean metrics.
+    """
+    clean = preds_at[0.0]
+    out: dict[str, float] = {}
+    for f, mets in preds_at.items():
+        if f == 0.0:
+            continue
+        for met in metrics:
+            out[diag_key(m, kind, f, met, split=split)] = mets[met]
+            out[diag_key(m, kind, f, met, split=split, drop=True)] = drop(
+                met, clean[met], mets[met]
+            )
+    xs = np.array(sorted(preds_at))
+    for met in metrics:
+        ys = np.array([preds_at[x][met] for x in xs])
+        out[diag_auc_key(m, kind, met, split=split)] = float(np.trapezoid(ys, xs) / xs[-1])
+    return out
+
+
+def _score(
+    clean: np.ndarray,
+    damaged: Mapping[tuple[str, str], np.ndarray],
+    labels: np.ndarray,
+    order: np.ndarray,
+    fractions: Sequence[float],
+    metrics: Sequence[str],
+    split: str,
+) -> tuple[dict[str, float], dict[str, float]]:
+    """(clean metrics, every key of the grid): the first f·N of ``order`` damaged, the rest clean."""
+    n = labels.shape[0]
+    clean_metrics = compute_metrics(clean, labels)
+    grid: dict[str, float] = {}
+    for (m, kind), dmg in damaged.items():
+        curve = {0.0: clean_metrics}
+        for f in fractions:
+            preds = clean.copy()
+            pick = order[: int(round(f * n))]
+            preds[pick] = dmg[pick]
+            curve[f] = compute_metrics(preds, labels)
+        grid.update(_curve(m, kind, curve, metrics, split))
+    return clean_metrics, grid
+
+
 @torch.no_grad()
 def run_diagnostics(
     model,
@@ -206,74 +261,27 @@ def run_diagnostics(
     """Run the checks; returns (flat metrics dict incl. ``test_*`` clean metrics, clean preds (N,)).
 
     ``model`` is the wrapped model (:class:`tune_m3.models.seam.AugmentedModel`); the damage
-    acts at its ``augment_at``. ``test`` holds the arrays of the test split: one (N, L, d) array per modality, ``labels`` (N,)
-    and ``lengths`` (N,). ``modalities`` are the ones damaged; ``all_modalities`` is the model's
-    input order. ``noise_kind`` / ``sigma_scale`` choose the law of ``noisy`` (module docstring);
-    ``sigma_scale="rms"`` needs ``rms`` = {modality: r_l} from :func:`measure_rms` on the
-    training split, and adds ``diag_noise_rms_<modality>`` to the result. ``kinds`` limits the
-    damage to some of ``KINDS``; ``split="val"`` names the keys ``diag_val_*`` (validation
-    diagnostics during training) and leaves the clean ``test_*`` entries out.
+    acts at its ``augment_at``. ``test`` holds the arrays of the test split: one (N, L, d) array
+    per modality, ``labels`` (N,) and ``lengths`` (N,). ``modalities`` are the ones damaged;
+    ``all_modalities`` is the model's input order. ``noise_kind`` / ``sigma_scale`` choose the
+    law of ``noisy`` (module docstring); ``sigma_scale="rms"`` needs ``rms`` = {modality: r_l}
+    from :func:`~tune_m3.training.rms.measure_rms` on the training split, and adds
+    ``diag_noise_rms_<modality>`` to the result. ``kinds`` limits the damage to some of
+    ``KINDS``; ``split="val"`` names the keys ``diag_val_*`` (validation diagnostics during
+    training) and leaves the clean ``test_*`` entries out.
     """
-    from tune_m3.batches import batch_tensors  # local: keeps this module importable alone
-
     rms = _checked_rms(noise_kind, sigma_scale, rms, modalities)
-
-    model.eval()
     labels = np.asarray(test["labels"], dtype=np.float64)
     n = labels.shape[0]
     fractions = sorted(fractions)
-    k_max = int(round(max(fractions) * n))
     order = perturbed_order(n, seed)
     chosen = np.zeros(n, dtype=bool)
-    chosen[order[:k_max]] = True
-    clean = np.empty(n, dtype=np.float64)
-    damaged = {(m, k): np.empty(n, dtype=np.float64) for m in modalities for k in kinds}
-
-    for b, lo in enumerate(range(0, n, batch_size)):
-        idx = np.arange(lo, min(n, lo + batch_size))
-        mods, lengths, _ = batch_tensors(test, idx, all_modalities, device)
-        with model.capture() as cap:
-            clean[idx] = model(mods, lengths).double().cpu().numpy()
-        sel = np.flatnonzero(chosen[idx])  # positions in the batch that get damaged
-        if sel.size == 0:
-            continue
-        sel_t = torch.as_tensor(sel, device=device)
-        for mi, m in enumerate(modalities):
-            li = list(all_modalities).index(m)
-            for kind in kinds:
-                r = None if rms is None else float(rms[m])
-                damage = _damage(li, kind, sigma, seed * 1_000_003 + b * 101 + mi, noise_kind, r)
-                if cap.terminal:  # start from the hook's captured inputs
-                    out = model.rerun_from_hook(cap, sel_t, damage)
-                else:
-                    sub_mods = {k: v.index_select(0, sel_t) for k, v in mods.items()}
-                    sub_len = {k: v.index_select(0, sel_t) for k, v in lengths.items()}
-                    with model.intervene(damage):
-                        out = model(sub_mods, sub_len)
-                damaged[(m, kind)][idx[sel]] = out.double().cpu().numpy()
-
-    clean_metrics = compute_metrics(clean, labels)
+    chosen[order[: int(round(max(fractions) * n))]] = True
+    plan = _Plan(modalities, kinds, all_modalities, sigma, seed, noise_kind, rms, chosen)
+    clean, damaged = _predict(model, test, plan, batch_size, device)
+    clean_metrics, grid = _score(clean, damaged, labels, order, fractions, metrics, split)
     # clean metrics as test_* (the validation split's are the trial's val_* already)
-    result: dict[str, float] = (
-        {f"test_{k}": v for k, v in clean_metrics.items()} if split == "test" else {}
-    )
+    result = {f"test_{k}": v for k, v in clean_metrics.items()} if split == "test" else {}
     if rms is not None:
         result.update({rms_key(m, diag=True): float(rms[m]) for m in modalities})
-    for (m, kind), dmg in damaged.items():
-        curve = {0.0: clean_metrics}
-        for f in fractions:
-            preds = clean.copy()
-            pick = order[: int(round(f * n))]
-            preds[pick] = dmg[pick]
-            mets = compute_metrics(preds, labels)
-            curve[f] = mets
-            for met in metrics:
-                result[diag_key(m, kind, f, met, split=split)] = mets[met]
-                result[diag_key(m, kind, f, met, split=split, drop=True)] = drop(
-                    met, clean_metrics[met], mets[met]
-                )
-        xs = np.array(sorted(curve))
-        for met in metrics:
-            ys = np.array([curve[x][met] for x in xs])
-            result[diag_auc_key(m, kind, met, split=split)] = float(np.trapezoid(ys, xs) / xs[-1])
-    return result, clean
+    return {**result, **grid}, clean
