@@ -65,9 +65,8 @@ __all__ = [
 
 BASELINE = "baseline"  # the regime_label of no masking and no perturbation: ER's reference
 _HEADS = {"model": "model", "regime": "training regime", "dataset_tag": "dataset"}
-CURVE_FRACTIONS = (
-    5  # tested at this many fractions or more: a missing-rate curve, one model is enough
-)
+# tested at this many fractions or more: a missing-rate curve, where one model is enough
+CURVE_FRACTIONS = 5
 _SEEDS = "mean ± sample std (ddof = 1) over the seeds of each row; n = runs"
 
 
@@ -101,7 +100,7 @@ def required_models(df: pd.DataFrame, modality: str = "text") -> int:
 
 
 def _ordered(table: pd.DataFrame, done: pd.DataFrame, keys: list[str]) -> pd.DataFrame:
-    """Datasets, then models in first-seen order, regimes the papers' way, other params."""
+    """Datasets, then models (:func:`_model_order`), regimes the papers' way, other params."""
     model_rank = {m: i for i, m in enumerate(_model_order(done))}
     first = done.groupby("regime", sort=False).first()
     regime_rank = {lab: regime_sort_key(r) for lab, r in first.iterrows()}
