@@ -6,7 +6,8 @@ The few things to script against::
     df, info = load_runs("m3_grid_mosei")          # one row per trial
     write_report("m3_grid_mosei")                   # tables + plots + report.md/html
 
-Tables are in :mod:`analysis.tables`, plots in :mod:`analysis.plots`; ``python -m
+Tables are in :mod:`analysis.tables`, plots in :mod:`analysis.plots`, robustness across models
+and MultiBench's numbers in :mod:`analysis.cross_model`; ``python -m
 analysis.report --experiment NAME`` is the command line. See docs/analysis.md.
 """
 

@@ -193,6 +193,8 @@ def m3_table1(df: pd.DataFrame, metrics: Sequence[str] = HEADLINE) -> pd.DataFra
     table = aggregate(done, keys, [f"test_{m}" for m in metrics])
     table = _rename_test(table, metrics)
     scheme_of = done.groupby(keys, dropna=False, sort=False)["scheme"].first().to_numpy()
+    # a search over scheme itself (primary "scheme") has the column already: one, put first
+    table = table.drop(columns="scheme", errors="ignore")
     table.insert(0, "scheme", scheme_of)
     table.insert(0, "label", [SCHEME_LABELS.get(str(s), str(s)) for s in table["scheme"]])
     if primary == "variant":  # a variant named other than its scheme shows both

@@ -65,6 +65,9 @@ from tune_m3.pareto import non_dominated
 
 __all__ = [
     "PlotResult",
+    "save_figure",
+    "skippable",
+    "synthetic_suffix",
     "heatmap",
     "learning_curves",
     "pareto_front",
@@ -98,7 +101,7 @@ class PlotResult:
         return self.path is not None
 
 
-def _plot(name: str, title: str):
+def skippable(name: str, title: str):
     """Decorator: NotApplicable inside a plot function becomes a skipped PlotResult."""
 
     def wrap(fn):
@@ -115,7 +118,7 @@ def _plot(name: str, title: str):
     return wrap
 
 
-def _save(fig: Figure, path: str | Path) -> Path:
+def save_figure(fig: Figure, path: str | Path) -> Path:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=DPI, bbox_inches="tight")
@@ -133,7 +136,7 @@ def _label(metric: str) -> str:
     return f"{prefix} {lab}".strip() if prefix else lab
 
 
-def _synthetic_suffix(df: pd.DataFrame) -> str:
+def synthetic_suffix(df: pd.DataFrame) -> str:
     return " [SYNTHETIC data]" if "synthetic" in df and df["synthetic"].any() else ""
 
 
@@ -199,7 +202,7 @@ def _colour_range(vals: np.ndarray, std: np.ndarray) -> tuple[float, float, str]
     return mid - half, mid + half, note
 
 
-@_plot("heatmap", "Metric over the M3 grid (pM × πT)")
+@skippable("heatmap", "Metric over the M3 grid (pM × πT)")
 def heatmap(df: pd.DataFrame, path: str | Path, metric: str = "test_mae"):
     """Mean of ``metric`` over seeds in each (pi_text, p_mask) cell of the M3 trials (grids).
 
@@ -241,10 +244,10 @@ def heatmap(df: pd.DataFrame, path: str | Path, metric: str = "test_mae"):
     cb = fig.colorbar(im, ax=ax, format=FormatStrFormatter(f"%.{dec}f"))
     cb.set_label(f"{'lower' if lower else 'higher'} is better")
     ax.set_title(
-        f"{_label(metric)} over pM × πT{_synthetic_suffix(df)}\n" + "\n".join(wrap(note, 60)),
+        f"{_label(metric)} over pM × πT{synthetic_suffix(df)}\n" + "\n".join(wrap(note, 60)),
         fontsize=9,
     )
-    return _save(fig, path), (
+    return save_figure(fig, path), (
         f"Mean {metric} over seeds per (πT, pM) cell of the M3 trials (± sample std, n runs); "
         f"{note}."
     )
@@ -253,7 +256,7 @@ def heatmap(df: pd.DataFrame, path: str | Path, metric: str = "test_mae"):
 # --------------------------------------------------------------------------- robustness
 
 
-@_plot("robustness_curves", "Robustness curves")
+@skippable("robustness_curves", "Robustness curves")
 def robustness_curves(
     df: pd.DataFrame,
     path: str | Path,
@@ -307,10 +310,10 @@ def robustness_curves(
     handles, labels = axes[0, 0].get_legend_handles_labels()
     fig.legend(handles, labels, fontsize=8, loc="upper center", bbox_to_anchor=(0.5, 0.0), ncol=2)
     fig.suptitle(
-        f"Robustness to {modality} missing / noisy at test time{note}{_synthetic_suffix(df)}",
+        f"Robustness to {modality} missing / noisy at test time{note}{synthetic_suffix(df)}",
         fontsize=11,
     )
-    return _save(fig, path), (
+    return save_figure(fig, path), (
         f"Test {', '.join(metrics)} as a growing fraction of test samples has its {modality} "
         "representation zeroed (missing) or noised (noisy); 0 % = clean. Lines: mean over seeds; "
         "bands: ± sample std."
@@ -320,7 +323,7 @@ def robustness_curves(
 # --------------------------------------------------------------------------- learning curves
 
 
-@_plot("learning_curves", "Learning curves")
+@skippable("learning_curves", "Learning curves")
 def learning_curves(
     history: pd.DataFrame,
     path: str | Path,
@@ -365,9 +368,9 @@ def learning_curves(
         ax.legend(fontsize=8)
     summary = ", ".join(f"{n} {k}" for k, n in counts.items())
     fig.suptitle(
-        f"Learning curves: {summary}{_synthetic_suffix(df) if df is not None else ''}", fontsize=11
+        f"Learning curves: {summary}{synthetic_suffix(df) if df is not None else ''}", fontsize=11
     )
-    return _save(fig, path), (
+    return save_figure(fig, path), (
         f"{', '.join(metrics)} per epoch for every trial; red dashed lines are trials the "
         "scheduler (ASHA) stopped early."
     )
@@ -391,7 +394,7 @@ def _distribution(values: pd.Series):
     return od.FloatDistribution(lo, hi, log=log), float
 
 
-@_plot("param_importance", "Parameter importance")
+@skippable("param_importance", "Parameter importance")
 def param_importance(
     df: pd.DataFrame,
     path: str | Path,
@@ -450,8 +453,8 @@ def param_importance(
         ax.text(imp[n], i, f" {imp[n]:.2f}", va="center", fontsize=8)
     ax.set_xlabel(f"importance for {metric} ({how}, sums to 1)")
     ax.set_xlim(0, max(imp.values()) * 1.2 + 1e-9)
-    ax.set_title(f"Parameter importance, {len(t)} trials{_synthetic_suffix(df)}", fontsize=10)
-    return _save(fig, path), (
+    ax.set_title(f"Parameter importance, {len(t)} trials{synthetic_suffix(df)}", fontsize=10)
+    return save_figure(fig, path), (
         f"Optuna {how} importance of each differing parameter for the last reported {metric} "
         f"of {len(t)} trials (a study rebuilt from the MLflow runs). Few trials make it noisy."
     )
@@ -471,7 +474,7 @@ def pareto_front(x: np.ndarray, y: np.ndarray) -> np.ndarray:
     return non_dominated(np.column_stack([np.asarray(x, float), np.asarray(y, float)]), ["min"] * 2)
 
 
-@_plot("pareto_scatter", "Clean error versus robustness")
+@skippable("pareto_scatter", "Clean error versus robustness")
 def pareto_scatter(
     df: pd.DataFrame,
     path: str | Path,
@@ -526,15 +529,15 @@ def pareto_scatter(
     ax.grid(alpha=0.3)
     ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1))
     ax.set_title(
-        f"Clean error versus {modality} {kind} robustness{_synthetic_suffix(df)}", fontsize=10
+        f"Clean error versus {modality} {kind} robustness{synthetic_suffix(df)}", fontsize=10
     )
-    return _save(fig, path), (
+    return save_figure(fig, path), (
         f"Each completed trial: clean {x} against the {y} drop; circled points are the Pareto "
         "front (no other trial is better on both)."
     )
 
 
-@_plot("pareto_objectives", "The search's objectives and its Pareto front")
+@skippable("pareto_objectives", "The search's objectives and its Pareto front")
 def pareto_objectives(df: pd.DataFrame, path: str | Path, objectives: Sequence[tuple[str, str]]):
     """Every trial of a multi-objective search on its first two ``objectives`` ((metric, mode)
     pairs, the parent run's ``objectives`` param), the Pareto front circled.
@@ -584,9 +587,9 @@ def pareto_objectives(df: pd.DataFrame, path: str | Path, objectives: Sequence[t
     ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1))
     more = f" (of {len(objectives)} objectives)" if len(objectives) > 2 else ""
     ax.set_title(
-        f"The search's objectives{more}, {len(t)} trials{_synthetic_suffix(df)}", fontsize=10
+        f"The search's objectives{more}, {len(t)} trials{synthetic_suffix(df)}", fontsize=10
     )
-    return _save(fig, path), (
+    return save_figure(fig, path), (
         f"Each trial's last reported {x} against {y}; the Pareto front ({how}) is the set of "
         "trials no other trial beats on every objective."
     )
@@ -609,7 +612,7 @@ def _x_values(values: pd.Series) -> tuple[np.ndarray, list[str] | None, bool]:
     return x, None, bool(lo > 0 and hi / lo >= 100)  # learning rates: log scale
 
 
-@_plot("param_scatter", "Searched parameters versus the search metric")
+@skippable("param_scatter", "Searched parameters versus the search metric")
 def param_scatter(
     df: pd.DataFrame,
     path: str | Path,
@@ -644,10 +647,10 @@ def param_scatter(
     spread = float(t["_score"].max() - t["_score"].min())
     fig.suptitle(
         f"{metric} ({mode}) of {len(t)} trials versus each searched parameter "
-        f"(spread {_sig3(spread)}){_synthetic_suffix(df)}",
+        f"(spread {_sig3(spread)}){synthetic_suffix(df)}",
         fontsize=10,
     )
-    return _save(fig, path), (
+    return save_figure(fig, path), (
         f"Each trial's {metric} ({how}) against the value of each searched parameter; the star "
         "is the best trial, colours are the trials' outcomes."
     )

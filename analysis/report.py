@@ -32,6 +32,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from analysis import cross_model as X
 from analysis import plots as P
 from analysis import tables as T
 from analysis.load import RunsInfo, load_history, load_runs
@@ -99,6 +100,7 @@ def _table_jobs(df: pd.DataFrame, info: RunsInfo, history: pd.DataFrame, top_k: 
             (f"robustness_table1{sfx}", lambda m=model: T.robustness_table1(search, model=m)),
             (f"robustness_tables3to7{sfx}", lambda m=model: T.robustness_table(search, model=m)),
         ]
+    jobs += _cross_model_tables(search)
     jobs.append(("summary", lambda: _summary_if_repeated(search)))
     if not grid:  # an Optuna search: its best trials
         jobs.append(
@@ -112,6 +114,17 @@ def _table_jobs(df: pd.DataFrame, info: RunsInfo, history: pd.DataFrame, top_k: 
             )
         )
     return jobs
+
+
+def _cross_model_tables(search: pd.DataFrame):
+    """Model × regime tables (>= 2 models, or one model's missing-rate curve) and MultiBench's
+    robustness of every configuration (:mod:`analysis.cross_model`)."""
+    need = X.required_models(search)
+    jobs: list[tuple[str, Callable[[], pd.DataFrame]]] = [
+        (f"robustness_models_{m}", lambda m=m: X.robustness_models(search, m, min_models=need))
+        for m in ("corr", "f1")
+    ]
+    return [*jobs, ("multibench_robustness", lambda: X.multibench_robustness(search))]
 
 
 def _safe(name: str) -> str:
@@ -148,6 +161,11 @@ def _plot_jobs(df: pd.DataFrame, info: RunsInfo, history: pd.DataFrame, plots_di
         )
     jobs += [
         lambda: P.robustness_curves(search, plots_dir / "robustness_curves_text.png", "text"),
+        lambda: X.robustness_drops(
+            search,
+            plots_dir / "robustness_drops_text_corr.png",
+            min_models=X.required_models(search),
+        ),
         lambda: P.learning_curves(
             history[history["run_id"].isin(search["run_id"])],
             plots_dir / "learning_curves.png",

@@ -98,6 +98,18 @@ def run_search(env: dict, *args: str, timeout: int = 600) -> subprocess.Complete
     return out
 
 
+def grid_store(root: Path, experiment: str, timeout: int = 600, **spec) -> dict:
+    """A tiny FIFO grid search (``spec``: :func:`write_space`'s keys) run through the CLI into
+    a fresh store under ``root``; returns ``{"uri": its MLflow URI, "results": results dir}``."""
+    env = make_search_env(root)
+    space = write_space(
+        root / f"{experiment}.yaml", algorithm={"type": "grid"}, scheduler={"type": "fifo"}, **spec
+    )
+    run_search(env, "--space", str(space), "--experiment", experiment, timeout=timeout)
+    results = Path(env["TUNE_M3_RESULTS"])
+    return {"uri": f"sqlite:///{results}/mlflow.db", "results": results}
+
+
 def kill_tree(pid: int) -> None:
     """SIGKILL ``pid`` and its descendants (processes this test started), by process id."""
     for p in [pid, *_descendants(pid)]:

@@ -324,21 +324,11 @@ EXPERIMENT = "analysis_grid"
 @pytest.fixture(scope="module")
 def grid(tmp_path_factory) -> dict:
     """ONE tiny real grid search (2 configs x 2 seeds) into a temporary MLflow store."""
-    from searchutil import make_search_env, run_search, write_space
+    from searchutil import grid_store
 
     root = tmp_path_factory.mktemp("analysis")
-    env = make_search_env(root)
-    space = write_space(
-        root / "grid.yaml",
-        fixed=TINY_FIXED,
-        search={"p_mask": {"grid": [0.1, 0.3]}},
-        seeds=[0, 1],
-        algorithm={"type": "grid"},
-        scheduler={"type": "fifo"},
-    )
-    run_search(env, "--space", str(space), "--experiment", EXPERIMENT, timeout=300)
-    results = Path(env["TUNE_M3_RESULTS"])
-    return {"uri": f"sqlite:///{results}/mlflow.db", "results": results}
+    search = {"p_mask": {"grid": [0.1, 0.3]}}
+    return grid_store(root, EXPERIMENT, 300, fixed=TINY_FIXED, search=search, seeds=[0, 1])
 
 
 def _raw_children(uri: str) -> list:

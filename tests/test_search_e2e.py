@@ -63,6 +63,32 @@ def test_optuna_asha_search_logs_nested_runs_and_stops_bad_trials(search_env, tm
     table = next((Path(search_env["TUNE_M3_RESULTS"]) / "ray").glob("asha-*/trials.parquet"))
     df = pd.read_parquet(table)
     assert len(df) == 6 and set(df["status"]) <= {"completed", "stopped_by_scheduler"}
+    _study_reads_like_optunas(search_env, table.parent.name, c, children)
+
+
+def _study_reads_like_optunas(env: dict, study_name: str, c, children: list) -> None:
+    """The persisted study: ASHA-stopped trials PRUNED with their per-epoch values, the rest
+    COMPLETE, the metric named (optuna-dashboard shows "val_mae", not "Objective 0")."""
+    import optuna
+
+    storage = f"sqlite:///{env['TUNE_M3_RESULTS']}/optuna.db"
+    study = optuna.load_study(study_name=study_name, storage=storage)
+    assert study.metric_names == ["val_mae"]
+    state = {"completed": optuna.trial.TrialState.COMPLETE}
+    state["stopped_by_scheduler"] = optuna.trial.TrialState.PRUNED
+    want = sorted(
+        (round(float(r.data.params["p_mask"]), 9), state[r.data.tags[TAG_STATUS]]) for r in children
+    )
+    got = sorted((round(t.params["p_mask"], 9), t.state) for t in study.trials)
+    assert got == want and optuna.trial.TrialState.PRUNED in {s for _, s in got}
+    for t in study.trials:
+        steps = sorted(t.intermediate_values)
+        assert steps == list(range(1, len(steps) + 1)) and steps  # one value per epoch
+        if t.state == optuna.trial.TrialState.PRUNED:  # Optuna's value: the last one reported
+            assert t.value == t.intermediate_values[steps[-1]]
+            # every epoch the run trained, the one ASHA stopped it on included
+            run = next(r for r in children if float(r.data.params["p_mask"]) == t.params["p_mask"])
+            assert len(steps) == len(c.get_metric_history(run.info.run_id, "val_mae"))
 
 
 def test_grid_with_seeds_expands_exactly(search_env, tmp_path):

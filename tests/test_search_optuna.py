@@ -39,7 +39,8 @@ def test_plain_search_writes_a_study_optuna_can_load(env, tmp_path):
     assert f"optuna-dashboard {_storage(env)}" in out.stdout
     study = optuna.load_study(study_name="plain", storage=_storage(env))
     assert len(study.trials) == 3 and len(study.directions) == 1
-    assert {t.state for t in study.trials} == {optuna.trial.TrialState.COMPLETE}
+    assert {t.state for t in study.trials} == {optuna.trial.TrialState.COMPLETE}  # FIFO
+    assert study.metric_names == ["val_mae"]
     # a new search may not take over that study
     again = cli(env, "--space", str(space), "--name", "plain", "--storage", str(tmp_path / "other"))
     assert again.returncode == 2 and "already holds a study named 'plain'" in again.stderr
@@ -63,6 +64,7 @@ def test_two_objectives_pareto_set_and_study(env, tmp_path):
     assert "Pareto set (" in out.stdout and "hypervolume " in out.stdout
     study = optuna.load_study(study_name="pareto", storage=_storage(env))
     assert len(study.directions) == 2 and len(study.best_trials) >= 1
+    assert study.metric_names == [o["metric"] for o in objectives]  # not "Objective 0, 1"
     df = pd.read_parquet(Path(env["TUNE_M3_RESULTS"]) / "ray" / "pareto" / "trials.parquet")
     cols = [o["metric"] for o in objectives]
     expect = set(df.loc[non_dominated(df[cols].to_numpy(float), ["min", "min"]), "run_id"])

@@ -24,6 +24,8 @@ SHIPPED = {
     "robust_grid_mosei": 24,
     "robust_grid_mosi": 24,
     "m3_mult_mosei": 40,
+    "robust_models_mosi": 18,
+    "missing_rate_curve_mosi": 6,
 }
 
 
