@@ -19,11 +19,11 @@ under 10 MB, an epoch's MLflow rows a few kB). A disk that fills faster than the
 from __future__ import annotations
 
 import errno
-import os
 import shutil
 import time
 from pathlib import Path
 
+from tune_m3.envvars import env_number
 from tune_m3.errors import UserError
 from tune_m3.tracking.store import first_existing
 
@@ -34,14 +34,7 @@ DISK_ERRNOS = (errno.ENOSPC, errno.EDQUOT, errno.EROFS)
 
 def min_free() -> int:
     """The margin in bytes (``$TUNE_M3_MIN_FREE_MB``; a bad value is a UserError)."""
-    raw = os.environ.get(ENV, "")
-    try:
-        mb = float(raw) if raw.strip() else DEFAULT_MB
-    except ValueError:
-        mb = -1.0
-    if not mb >= 0:
-        raise UserError(f"${ENV}={raw!r}: expected megabytes >= 0, e.g. {ENV}=64")
-    return int(mb * 1e6)
+    return int(env_number(ENV, DEFAULT_MB, "megabytes") * 1e6)
 
 
 def free_bytes(place: Path) -> int:

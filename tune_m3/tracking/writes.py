@@ -17,7 +17,6 @@ the queue can be saved as JSON and replayed exactly.
 from __future__ import annotations
 
 import json
-import os
 import sys
 import time
 from collections.abc import Callable
@@ -243,16 +242,9 @@ DEFAULT_RETRY_S = 120.0
 
 def retry_window() -> float:
     """Seconds the end of a search keeps retrying MLflow (``$TUNE_M3_MLFLOW_RETRY_S``)."""
-    raw = os.environ.get(RETRY_ENV, "")
-    try:
-        value = float(raw) if raw.strip() else DEFAULT_RETRY_S
-    except ValueError:
-        value = -1.0
-    if not value >= 0:
-        from tune_m3.errors import UserError
+    from tune_m3.envvars import env_number
 
-        raise UserError(f"${RETRY_ENV}={raw!r}: expected seconds >= 0, e.g. {RETRY_ENV}=120")
-    return value
+    return env_number(RETRY_ENV, DEFAULT_RETRY_S, "seconds")
 
 
 def unpend_file(path: Path, bound: dict[str, str]) -> bool:
