@@ -106,22 +106,22 @@ def run_plain(n: int, concurrent: int, busy: float, work: Path, tag: str) -> flo
 
 
 def trial_split(results: Path) -> dict[str, float]:
-    """Median epoch training time and median child-run wall time of the tune_m3 side."""
-    import pandas as pd
+    """Median epoch training time and median child-run wall time of the tune_m3 side (from
+    its MLflow child runs)."""
     from mlflow.tracking import MlflowClient
 
-    df = pd.read_parquet(results / "ray" / "bench" / "trials.parquet")
     c = MlflowClient(f"sqlite:///{results / 'mlflow.db'}")
     exp = c.get_experiment_by_name("bench_space")
-    runs = c.search_runs([exp.experiment_id], max_results=1000)
-    child = [
-        (r.info.end_time - r.info.start_time) / 1000
-        for r in runs
+    runs = [
+        r
+        for r in c.search_runs([exp.experiment_id], max_results=1000)
         if "mlflow.parentRunId" in r.data.tags and r.info.end_time
     ]
     return {
-        "epoch_seconds_median": float(df["epoch_seconds"].median()),
-        "child_run_seconds_median": float(statistics.median(child)),
+        "epoch_seconds_median": statistics.median(r.data.metrics["epoch_seconds"] for r in runs),
+        "child_run_seconds_median": statistics.median(
+            (r.info.end_time - r.info.start_time) / 1000 for r in runs
+        ),
     }
 
 
