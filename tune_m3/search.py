@@ -53,6 +53,7 @@ from tune_m3.search_paths import (
     INTERRUPTED,
     RUNNING,
     SearchPaths,
+    check_search_name,
     check_storage,
     claim_new,
     describe_search,
@@ -205,10 +206,11 @@ def check_dataset(space: SearchSpace, data_dir: str | None, build: bool) -> Any:
 
 def plan(args: argparse.Namespace) -> tuple[SearchSpace, Path | None, str | None]:
     """The space and every check that needs neither Ray nor MLflow (also run by --dry-run)."""
+    space = resolve_space(args)  # first: a bad space file is refused before torch loads
+    check_search_name(args.name, space.name)  # one path component, before anything is written
     from tune_m3.models.layers import onednn_linear_enabled
 
     onednn_linear_enabled()  # a typo in $TUNE_M3_CPU_LINEAR ends here, not in every trial
-    space = resolve_space(args)
     if args.confirm_only and space.confirm is None:
         raise UserError(
             f"--confirm-only: space '{space.name}' has no confirm block; add e.g. "

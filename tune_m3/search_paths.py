@@ -18,6 +18,11 @@ is refused with exit 2, naming the other search), and the running one holds an e
 on ``.tune_m3.lock`` until it exits, which is how ``--resume`` and a second search can tell a
 running search from an interrupted one. A remote ``--storage`` URI (s3://, gs://) cannot be
 locked: there, ``--name`` must be unique by the user's care, and ``--resume`` needs ``--name``.
+
+A search's name is one path component (``path_names.py``: letters, digits, ``._-``, no leading
+dot), checked before anything is written (:func:`check_search_name`, also for ``--dry-run``);
+and before a search takes its folder, every path it writes there is checked to resolve, symbolic
+links followed, inside the storage folder (:func:`check_contained`).
 """
 
 from __future__ import annotations
@@ -32,6 +37,7 @@ from pathlib import Path
 from typing import Any
 
 from tune_m3.errors import UserError
+from tune_m3.path_names import check_component, check_inside
 from tune_m3.tracking.store import first_existing
 
 STATE_FILE = "tune_m3_search.json"
@@ -200,6 +206,28 @@ def default_name(space_name: str) -> str:
     return f"{space_name}-{time.strftime('%Y%m%d-%H%M%S')}"
 
 
+def check_search_name(name: str | None, space_name: str) -> None:
+    """``--name``, or the default name the space file's name gives, is one path component."""
+    if name is not None:
+        check_component(name, "--name")
+        return
+    check_component(
+        default_name(space_name),
+        f"the default search name (from the space file's name {space_name!r})",
+        "rename the space file or give --name",
+    )
+
+
+def check_contained(paths: SearchPaths) -> None:
+    """Every path the search writes resolves (links followed) inside its local storage."""
+    if paths.storage is None:
+        return
+    files = (paths.lock_file, paths.state_file, paths.trials_table, paths.summary_csv)
+    more = (paths.unlogged, paths.confirm_ranking, Path(paths.confirm_path))
+    for p in (paths.exp_dir, *files, *more):
+        check_inside(p, paths.storage, f"search '{paths.name}': {p.name}")
+
+
 def latest_search(storage: Path, space_name: str) -> Path | None:
     if not storage.is_dir():
         return None
@@ -231,6 +259,7 @@ def find_existing(
 
 def take(paths: SearchPaths, resumed: bool) -> Claim:
     """Lock the search's folder for this process (UserError if another process runs it)."""
+    check_contained(paths)
     fh = _lock(paths) if paths.storage is not None else None
     claim = Claim(paths, resumed, read_state(paths), fh)
     if paths.storage is not None:

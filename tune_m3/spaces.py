@@ -60,9 +60,9 @@ import typing
 from pathlib import Path
 from typing import Any, Literal
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from tune_m3 import safe_yaml
 from tune_m3.config import (
     MODEL_PREFIX,
     TrialConfig,
@@ -545,10 +545,7 @@ def resolve_space_path(space: str) -> Path:
 def load_space(space: str, overrides: dict[str, Any] | None = None) -> SearchSpace:
     """Read, validate and return a space; ``overrides`` (from --set) go into ``fixed``."""
     path = resolve_space_path(space)
-    try:
-        raw = yaml.safe_load(path.read_text())
-    except yaml.YAMLError as err:
-        raise UserError(f"{path}: not valid YAML: {err}") from None
+    raw = safe_yaml.load_file(path)  # bounded: size and alias expansion (safe_yaml.py)
     if not isinstance(raw, dict):
         raise UserError(
             f"{path}: expected a mapping of keys (dataset, search, ...), got {type(raw).__name__}"
