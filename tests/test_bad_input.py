@@ -187,6 +187,7 @@ def world(tmp_path_factory) -> dict:
 
     # user models, importable by the commands through PYTHONPATH
     (files / "bad_models.py").write_text(BAD_MODELS)
+    shutil.copy(Path(__file__).resolve().parent / "failing_models.py", files)
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(files), env.get("PYTHONPATH")]))
     no_kw = {k: v for k, v in TINY_FIXED.items() if k not in ("hidden", "proj")}
     w["space_model_out"] = _space(
@@ -247,6 +248,7 @@ def _truncate(path: Path) -> None:
 
 
 S, D, T = "tune_m3.search", "tune_m3.data", "tune_m3.train"
+slow = pytest.mark.slow  # trains an epoch (seconds)
 TINY_TRAIN = ["--dataset", "tiny", "--set", "hidden=8", "--set", "proj=8", "--epochs", "1"]
 TRAIN_MODEL = [T, "--dataset", "tiny", "--epochs", "1", "--set"]
 
@@ -560,6 +562,17 @@ CASES = [
         [*TRAIN_MODEL, "model=bad_models:Wide"],
         ["bad_models:Wide", "returned (4, 2)"],
     ),
+    *[  # failures that would repeat (failures.py): one error line, not a traceback
+        Case(f"model-{cid}", [*TRAIN_MODEL, f"model=failing_models:{cls}"], want, marks=[slow])
+        for cid, cls, want in [
+            ("nan-in-eval", "NaNInEval", ["training failed", "32 of 32 values are NaN"]),
+            (
+                "raises-in-eval",
+                "RaisesInEval",
+                ["failing_models:RaisesInEval", "ValueError: this model", "failing_models.py:"],
+            ),
+        ]
+    ],
     Case(
         "space-model-output",
         [S, "--space", "{space_model_out}", "--dry-run"],

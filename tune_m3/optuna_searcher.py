@@ -18,9 +18,17 @@ import contextlib
 from optuna.exceptions import UpdateFinishedTrialError
 from ray.tune.search.optuna import OptunaSearch
 
+from tune_m3.failures import FAILED_KEY
+
 
 class ResumableOptunaSearch(OptunaSearch):
-    """``OptunaSearch`` that ignores intermediate results of trials Optuna has closed."""
+    """``OptunaSearch`` that ignores intermediate results of trials Optuna has closed, and
+    tells Optuna FAIL (not a NaN value) for a trial failed for good (``failures.py``)."""
+
+    def on_trial_complete(self, trial_id: str, result: dict | None = None, error: bool = False):
+        if result and result.get(FAILED_KEY):
+            result, error = None, True  # no value: Optuna's state FAIL
+        super().on_trial_complete(trial_id, result, error)
 
     def on_trial_result(self, trial_id: str, result: dict) -> None:
         # the study may be ahead of Ray's snapshot: see the module doc

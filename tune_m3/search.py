@@ -60,6 +60,7 @@ from tune_m3.search_paths import (
     find_existing,
     storage_from_arg,
     take,
+    where_it_goes,
     write_state,
 )
 from tune_m3.search_report import (
@@ -252,11 +253,12 @@ def note_confirm_seeds(space: SearchSpace) -> None:
 def optuna_url(args: argparse.Namespace) -> str:
     from tune_m3 import optuna_store
 
-    return optuna_store.url(args.optuna_storage)
+    return optuna_store.url(args.optuna_storage, args.storage)
 
 
 def dry_run(args: argparse.Namespace, space: SearchSpace) -> int:
     print(describe(space))
+    print(where_it_goes(args.storage, args.tracking_uri, optuna_url(args), space))
     if space.algorithm.type == "grid":
         print("grid trials:")
         print(grid_table(space))
@@ -736,10 +738,13 @@ def run(args, argv: list[str], space: SearchSpace, c, uri: str) -> int:
     s: Session | None = None
     with Interrupts() as intr:
         try:
-            if space.algorithm.type == "optuna" and not c.resumed:
+            if space.algorithm.type == "optuna":
                 from tune_m3 import optuna_store
 
-                optuna_store.refuse_existing(optuna_url(args), c.paths.name)
+                # the study's place: recorded now, read back by --resume (optuna_store.settle)
+                args.optuna_storage = optuna_store.settle(args.optuna_storage, args.storage, c)
+                if not c.resumed:
+                    optuna_store.refuse_existing(optuna_url(args), c.paths.name)
             meta, ds = load_data(space, args)
             print(describe(space))
             s = open_parent(args, space, c, uri, meta)

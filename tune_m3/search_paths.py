@@ -38,7 +38,13 @@ from typing import Any
 
 from tune_m3.errors import UserError
 from tune_m3.path_names import check_component, check_inside
-from tune_m3.tracking.store import first_existing
+from tune_m3.tracking.store import (
+    artifact_root,
+    default_tracking_uri,
+    first_existing,
+    is_http,
+    results_dir,
+)
 
 STATE_FILE = "tune_m3_search.json"
 LOCK_FILE = ".tune_m3.lock"
@@ -265,3 +271,18 @@ def take(paths: SearchPaths, resumed: bool) -> Claim:
     if paths.storage is not None:
         write_state(paths, pid=os.getpid())
     return claim
+
+
+def where_it_goes(storage_arg: str | None, tracking_uri: str | None, optuna_url: str, space) -> str:
+    """The lines ``--dry-run`` prints: every place a search of ``space`` will write, resolved."""
+    storage, remote = storage_from_arg(storage_arg, results_dir() / "ray")
+    uri = tracking_uri or default_tracking_uri()
+    lines = [
+        "writes to:",
+        f"  Ray results, checkpoints, trials.parquet: {storage or remote}/<search name>",
+        f"  MLflow runs: {uri}"
+        + ("" if is_http(uri) else f" (artifacts of new experiments: {artifact_root(uri)})"),
+    ]
+    if space.algorithm.type == "optuna":
+        lines.append(f"  Optuna study (named after the search): {optuna_url}")
+    return "\n".join(lines)

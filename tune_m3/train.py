@@ -52,6 +52,7 @@ from tune_m3.config import (
 )
 from tune_m3.diagnostics import measure_rms, rms_key, run_diagnostics
 from tune_m3.errors import UserError, cli_main
+from tune_m3.failures import TrialFailed, is_deterministic, reason
 from tune_m3.metrics import compute_metrics
 from tune_m3.models.seam import AugmentedModel, build_model, check_model_spec
 
@@ -63,8 +64,8 @@ CHECKPOINT_FILE = "state.pt"
 EVAL_BATCH = 256
 
 
-class TrainingDiverged(RuntimeError):
-    """The loss became NaN or infinite; the trial is failed with this message."""
+class TrainingDiverged(TrialFailed):
+    """The loss became NaN or infinite; the trial is failed with this message (not retried)."""
 
 
 @dataclass
@@ -558,6 +559,10 @@ def main(argv: list[str] | None = None) -> int:
         )
     except TrainingDiverged as err:  # the configuration's doing (lr, grad_clip): not a bug
         raise UserError(f"training diverged: {err}") from None
+    except Exception as err:  # NaN predictions, an error in the user's model: not retried
+        if not is_deterministic(err, cfg.model):  # a bug of ours keeps its traceback
+            raise
+        raise UserError(f"training failed: {reason(err, cfg.model)}") from None
     best = res.history[res.best_epoch - 1] if res.best_epoch else {}
     print(
         f"best epoch {res.best_epoch}: "
