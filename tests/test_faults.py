@@ -325,6 +325,7 @@ def test_a_model_that_predicts_nan_fails_its_trial_once_with_its_reason(search_e
     out = proc.stdout + proc.stderr
     assert proc.returncode == 0, out[-4000:]
     assert "1 completed" in out and "1 failed" in out, out[-3000:]
+    assert " FAILED after 0 epochs" in out  # it failed evaluating epoch 1 (was: "after ?")
     assert len(starts.read_text().splitlines()) == 1  # started once: not retried
     _, parents, children = mlflow_runs(search_env, "fault_nan_model")
     assert parents[0].info.status == "FINISHED"

@@ -61,7 +61,10 @@ def _train_and_report(cfg, data, work: Path, metric: str) -> None:
         "device": str(resolve_device(cfg.device)),
     }
 
+    done = {"epoch": 0}  # the last epoch reported: a failure says after how many it came
+
     def on_epoch(metrics: dict[str, float], ck_path: Path | None) -> None:
+        done["epoch"] = int(metrics.get("epoch", done["epoch"]))
         if ck_path is None:
             tune.report({**metrics, **node})
         else:
@@ -80,7 +83,7 @@ def _train_and_report(cfg, data, work: Path, metric: str) -> None:
             raise  # Ray retries it (FailureConfig): a dead worker, out of memory, a full disk
         # a retry would fail the same way: the trial ends here (Ray does not retry a trial that
         # returns) and the driver marks it failed with the reason (failures.py)
-        tune.report({**failures.failed_result(err, cfg.model, metric), **node})
+        tune.report({**failures.failed_result(err, cfg.model, metric), **done, **node})
         return
     if not result.final_reported:  # resumed from a checkpoint taken after the last epoch
         last = result.history[-1] if result.history else {}
