@@ -37,6 +37,7 @@ class Case:
     argparse: bool = False
     marks: list = field(default_factory=list)
     env: dict = field(default_factory=dict)  # extra environment variables
+    absent: list = field(default_factory=list)  # paths that must not come into existence
 
 
 class Evil:
@@ -126,6 +127,16 @@ def world(tmp_path_factory) -> dict:
     (files / "empty.yaml").write_text("")
     for k in ("bad_yaml", "list", "empty"):
         w[f"space_{k}"] = str(files / f"{k}.yaml")
+    # hostile space files (safe_yaml.py): an alias bomb under description, 50 MB, not UTF-8
+    (files / "bomb.yaml").write_text(
+        f"description: {alias_bomb()}\n" + (files / "ok.yaml").read_text()
+    )
+    with open(files / "big.yaml", "w") as fh:
+        fh.write("description: |\n" + ("  " + "x" * 78 + "\n") * (50 * 2**20 // 81))
+    (files / "latin1.yaml").write_bytes("description: caf\xe9\n".encode("latin-1"))
+    for k in ("bomb", "big", "latin1"):
+        w[f"space_{k}"] = str(files / f"{k}.yaml")
+    w["bomb"] = alias_bomb()
 
     # feature files (MulT layout unless said otherwise)
     def feat(name: str, change=None, fmt: str = "mult", **kw) -> None:
@@ -176,6 +187,7 @@ def world(tmp_path_factory) -> dict:
 
     # user models, importable by the commands through PYTHONPATH
     (files / "bad_models.py").write_text(BAD_MODELS)
+    shutil.copy(Path(__file__).resolve().parent / "failing_models.py", files)
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(files), env.get("PYTHONPATH")]))
     no_kw = {k: v for k, v in TINY_FIXED.items() if k not in ("hidden", "proj")}
     w["space_model_out"] = _space(
@@ -223,12 +235,20 @@ class Wide(Plain):
 """
 
 
+def alias_bomb(levels: int = 9) -> str:
+    """The "billion laughs" pattern in YAML flow style: 9**levels strings from ~40 * levels chars."""
+    items = ['&l0 ["lol", "lol", "lol", "lol", "lol", "lol", "lol", "lol", "lol"]']
+    items += [f"&l{i} [{', '.join([f'*l{i - 1}'] * 9)}]" for i in range(1, levels)]
+    return "[" + ", ".join(items) + "]"
+
+
 def _truncate(path: Path) -> None:
     data = path.read_bytes()
     path.write_bytes(data[: len(data) // 3])
 
 
 S, D, T = "tune_m3.search", "tune_m3.data", "tune_m3.train"
+slow = pytest.mark.slow  # trains an epoch (seconds)
 TINY_TRAIN = ["--dataset", "tiny", "--set", "hidden=8", "--set", "proj=8", "--epochs", "1"]
 TRAIN_MODEL = [T, "--dataset", "tiny", "--epochs", "1", "--set"]
 
@@ -289,6 +309,31 @@ CASES = [
     Case("space-test-metric", [S, "--space", "{space_metric}"], ["metric", "'test_mae'"]),
     Case("space-derived-pi", [S, "--space", "{space_derived}"], ["search.pi_audio"]),
     Case("space-optuna-seeds", [S, "--space", "{space_seeds}"], ["seeds"]),
+    Case(
+        "space-alias-bomb", [S, "--space", "{space_bomb}", "--dry-run"], ["{space_bomb}", "alias"]
+    ),
+    Case("space-50mb", [S, "--space", "{space_big}", "--dry-run"], ["{space_big}", "1 MiB"]),
+    Case("space-not-utf8", [S, "--space", "{space_latin1}"], ["{space_latin1}", "UTF-8"]),
+    Case("set-alias-bomb", [T, *TINY_TRAIN, "--set", "lr={bomb}"], ["--set 'lr=", "alias"]),
+    # ---------------------------------------------------------------- names that become paths
+    *[
+        Case(
+            f"name-{cid}{'-dry-run' if dry else ''}",
+            [S, "--space", "{space_ok}", "--name", name, *(["--dry-run"] if dry else [])],
+            ["--name", repr(name)],
+            absent=["{root}/abs_escape"],
+        )
+        for cid, name in [
+            ("dotdot", "../../escape"),
+            ("absolute", "{root}/abs_escape"),
+            ("slash", "a/b"),
+            ("dot", ".."),
+            ("hidden", ".hidden"),
+            ("blank", "a b"),
+            ("too-long", "n" * 201),
+        ]
+        for dry in (False, True)
+    ],
     # ---------------------------------------------------------------- checked before Ray starts
     *[
         Case(f"{cid}{'-dry-run' if dry else ''}", [S, *argv, *(["--dry-run"] if dry else [])], want)
@@ -517,6 +562,17 @@ CASES = [
         [*TRAIN_MODEL, "model=bad_models:Wide"],
         ["bad_models:Wide", "returned (4, 2)"],
     ),
+    *[  # failures that would repeat (failures.py): one error line, not a traceback
+        Case(f"model-{cid}", [*TRAIN_MODEL, f"model=failing_models:{cls}"], want, marks=[slow])
+        for cid, cls, want in [
+            ("nan-in-eval", "NaNInEval", ["training failed", "32 of 32 values are NaN"]),
+            (
+                "raises-in-eval",
+                "RaisesInEval",
+                ["failing_models:RaisesInEval", "ValueError: this model", "failing_models.py:"],
+            ),
+        ]
+    ],
     Case(
         "space-model-output",
         [S, "--space", "{space_model_out}", "--dry-run"],
@@ -612,4 +668,67 @@ def test_bad_input_is_one_clear_error(case: Case, world: dict, tmp_path: Path) -
     assert _tree(store) == before, _tree(store) ^ before
     assert not results.exists() or not any(results.iterdir()), _tree(results)
     assert not (tmp_path / "tune_m3_results").exists()
+    assert {p.name for p in tmp_path.iterdir()} <= {"results"}  # the results' parent: untouched
+    for path in case.absent:
+        assert not Path(path.format(**world)).exists(), path.format(**world)
     assert not Path(world["marker"]).exists(), "the malicious pickle ran code"
+
+
+# ``python -m tune_m3.search ARGS``, writing its peak RSS (VmHWM, kB; reset by exec, unlike
+# getrusage's ru_maxrss, which keeps the forking test process's size) to the file argv[1]
+PEAK_RSS_MAIN = """
+import atexit, runpy, sys
+out = sys.argv.pop(1)
+def peak():
+    hwm = [s for s in open("/proc/self/status") if s.startswith("VmHWM")][0]
+    open(out, "w").write(hwm.split()[1])
+atexit.register(peak)
+sys.argv[0] = "tune_m3.search"
+runpy.run_module("tune_m3.search", run_name="__main__", alter_sys=True)
+"""
+
+
+@pytest.mark.parametrize("key", ["space_bomb", "space_big"])
+def test_hostile_space_file_is_refused_in_seconds_with_bounded_memory(
+    key: str, world: dict, tmp_path: Path
+) -> None:
+    """An alias bomb under ``description:`` (was: 3.6 GB and no end) and a 50 MB space file:
+    ``--dry-run`` refuses each in < 3 s with a peak RSS under 150 MB (a 1 GiB address-space
+    limit keeps a regression from taking the machine down; it would fail with MemoryError)."""
+    import time
+
+    env = {**world["env"], "TUNE_M3_RESULTS": str(tmp_path / "results")}
+    limited = ["sh", "-c", 'ulimit -v 1048576 && exec "$0" "$@"', sys.executable]
+    peak = tmp_path / "peak_kb"
+    argv = [*limited, "-c", PEAK_RSS_MAIN, str(peak), "--space", world[key], "--dry-run"]
+    t0 = time.perf_counter()
+    out = subprocess.run(argv, env=env, cwd=tmp_path, capture_output=True, text=True, timeout=60)
+    seconds = time.perf_counter() - t0
+    peak_mb = int(peak.read_text()) / 1024
+    print(f"\n{key}: exit {out.returncode} in {seconds:.2f} s, peak RSS {peak_mb:.0f} MB")
+    assert out.returncode == 2 and out.stderr.startswith("error: "), out.stderr[-3000:]
+    assert "Traceback" not in out.stderr
+    assert ("1 MiB" if key == "space_big" else "alias bomb") in out.stderr, out.stderr
+    assert seconds < 3, seconds
+    assert peak_mb < 150, peak_mb
+
+
+def test_a_search_folder_linked_outside_the_storage_is_refused(world: dict, tmp_path: Path):
+    """``<storage>/NAME`` a symbolic link to a folder elsewhere: ``--resume`` refuses it (exit 2)
+    before it locks or writes anything there (``search_paths.check_contained``)."""
+    results, outside = tmp_path / "results", tmp_path / "outside"
+    (results / "ray").mkdir(parents=True)
+    outside.mkdir()
+    (outside / "tune_m3_search.json").write_text('{"status": "interrupted"}')
+    (results / "ray" / "linked").symlink_to(outside)
+    env = {**world["env"], "TUNE_M3_RESULTS": str(results)}
+    argv = ["--space", world["space_ok"], "--name", "linked", "--resume"]
+    out = subprocess.run(
+        [sys.executable, "-m", S, *argv], env=env, cwd=tmp_path, capture_output=True, text=True
+    )
+    assert out.returncode == 2, out.stdout[-2000:] + out.stderr[-3000:]
+    assert out.stderr.startswith("error: ") and "Traceback" not in out.stderr, out.stderr
+    assert f"resolves to {outside}" in out.stderr and "outside" in out.stderr, out.stderr
+    assert [p.name for p in outside.iterdir()] == ["tune_m3_search.json"]
+    assert (outside / "tune_m3_search.json").read_text() == '{"status": "interrupted"}'
+    assert sorted(p.name for p in results.iterdir()) == ["ray"]

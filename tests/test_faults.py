@@ -28,6 +28,7 @@ from searchutil import (
     mlflow_runs,
     write_space,
 )
+from test_lifecycle import cli
 
 from tune_m3.names import TAG_STATUS
 
@@ -331,6 +332,46 @@ def test_diverging_trial_is_failed_and_the_search_goes_on(search_env, tmp_path):
     for f in files:
         data = f.read_bytes()
         assert token.encode() not in data and secret.encode() not in data, f
+
+
+def test_a_model_that_predicts_nan_fails_its_trial_once_with_its_reason(search_env, tmp_path):
+    """A grid of two trials of a user model (``tests/failing_models.py``), one of which
+    predicts NaN in evaluation: that trial is started exactly once (Ray retried it twice before:
+    the NaN was a ValueError in ``compute_metrics``), ends FAILED with its reason in MLflow and
+    trials.parquet; the other finishes; exit 0."""
+    env = dict(search_env)
+    tests = str(Path(__file__).resolve().parent)
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [tests, env.get("PYTHONPATH")]))
+    starts = tmp_path / "starts.txt"
+    space = write_space(
+        tmp_path / "nan_model.yaml",
+        model={"class": "failing_models:NaNInEval", "kwargs": {"starts_file": str(starts)}},
+        search={"model.nan": {"grid": [True, False]}},
+        fixed={k: v for k, v in TINY_FIXED.items() if k not in ("hidden", "proj")},
+        algorithm={"type": "grid"},
+        scheduler={"type": "fifo"},
+        max_concurrent=1,
+    )
+    argv = ["--space", str(space), "--experiment", "fault_nan_model", "--name", "nan_model"]
+    proc = cli(env, *argv, timeout=400)
+    out = proc.stdout + proc.stderr
+    assert proc.returncode == 0, out[-4000:]
+    assert "1 completed" in out and "1 failed" in out, out[-3000:]
+    assert " FAILED after 0 epochs" in out  # it failed evaluating epoch 1 (was: "after ?")
+    assert len(starts.read_text().splitlines()) == 1  # started once: not retried
+    _, parents, children = mlflow_runs(search_env, "fault_nan_model")
+    assert parents[0].info.status == "FINISHED"
+    by_nan = {r.data.params["model.nan"]: r for r in children}
+    bad, good = by_nan["True"], by_nan["False"]
+    assert (bad.info.status, bad.data.tags[TAG_STATUS]) == ("FAILED", "failed")
+    reason = "the model's predictions: 32 of 32 values are NaN or infinite"
+    assert reason in bad.data.tags["tune_m3.error"]
+    assert (good.info.status, good.data.tags[TAG_STATUS]) == ("FINISHED", "completed")
+    results = Path(search_env["TUNE_M3_RESULTS"]) / "ray" / "nan_model"
+    df = pd.read_parquet(results / "trials.parquet")
+    assert sorted(df["status"]) == ["completed", "failed"]
+    assert reason in df.loc[df["status"] == "failed", "error"].iloc[0]
+    print(f"\nNaN trial started {len(starts.read_text().splitlines())} time(s): {reason}")
 
 
 # ------------------------------------------------------------------------------ a full disk

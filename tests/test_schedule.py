@@ -1,4 +1,4 @@
-"""pM schedules (tune_m3/augment/schedule.py) and per-epoch validation diagnostics (train.py)."""
+"""pM schedules (tune_m3/augment/schedule.py) and per-epoch validation diagnostics (tune_m3.training)."""
 
 from __future__ import annotations
 

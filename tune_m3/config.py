@@ -264,15 +264,13 @@ def add_overrides_argument(parser: Any, help: str) -> None:
 
 def parse_overrides(items: list[str]) -> dict[str, Any]:
     """``["p_mask=0.2", "scheme=m3"]`` -> dict, values parsed as YAML scalars/lists."""
-    import yaml
+    from tune_m3.safe_yaml import load_text
 
     out: dict[str, Any] = {}
     for item in items:
         key, sep, raw = item.partition("=")
         if not sep or not key.strip():
             raise UserError(f"--set {item!r}: expected key=value, e.g. --set p_mask=0.2")
-        try:
-            out[key.strip()] = yaml.safe_load(raw) if raw.strip() else None
-        except yaml.YAMLError as err:
-            raise UserError(f"--set {item!r}: value is not valid YAML ({err})") from None
+        # the value is parsed as YAML, aliases bounded as in space files (safe_yaml.py)
+        out[key.strip()] = load_text(raw, f"--set {item!r}: value") if raw.strip() else None
     return out

@@ -47,6 +47,8 @@ from typing import Any
 
 import numpy as np
 
+from tune_m3.failures import NonFinitePredictions
+
 METRIC_NAMES: tuple[str, ...] = (
     "mae",
     "corr",
@@ -67,12 +69,13 @@ class MetricWarning(RuntimeWarning):
     """A metric is undefined on this input and was returned as NaN."""
 
 
-def _as_array(x: Any, name: str) -> np.ndarray:
+def _as_array(x: Any, name: str, error: type[ValueError] = ValueError) -> np.ndarray:
     if hasattr(x, "detach"):  # torch tensors, possibly on a GPU or requiring grad
         x = x.detach().cpu().numpy()
     arr = np.asarray(x, dtype=np.float64)
     if not np.all(np.isfinite(arr)):
-        raise ValueError(f"{name} contains NaN or infinite values")
+        bad = int(arr.size - np.isfinite(arr).sum())
+        raise error(f"{name}: {bad} of {arr.size} values are NaN or infinite")
     return arr
 
 
@@ -114,7 +117,8 @@ def compute_metrics(preds: Any, labels: Any) -> dict[str, float]:
     Raises:
         ValueError: empty input, shapes that differ, or NaN/inf in preds or labels.
     """
-    p = _as_array(preds, "preds")
+    # a model that predicts NaN does so again when retried: a trial failure, not retried
+    p = _as_array(preds, "the model's predictions", NonFinitePredictions)
     y = _as_array(labels, "labels")
     if p.shape != y.shape:
         raise ValueError(f"preds and labels must have the same shape; got {p.shape} and {y.shape}")

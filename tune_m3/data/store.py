@@ -293,12 +293,9 @@ def _write_files(folder: Path, splits: Mapping[str, CanonicalSplit], meta: Datas
 
 
 def _check_name(name: str) -> None:
-    ok = name and all(c.isalnum() or c in "._-" for c in name) and not name.startswith(".")
-    if not ok:
-        raise UserError(
-            f"dataset name '{name}' is not allowed; use letters, digits, '.', '_' and '-' "
-            "(not starting with '.')"
-        )
+    from tune_m3.path_names import check_component
+
+    check_component(name, "dataset name")
 
 
 # ----------------------------------------------------------------------------- reading

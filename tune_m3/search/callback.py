@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from tune_m3.config import make_config
+from tune_m3.failures import FAILED_KEY
 from tune_m3.names import (
     COMPLETED,
     EARLY_STOPPED,
@@ -49,8 +50,9 @@ def with_result(name: str, metric: str, value: Any) -> str:
 
 
 def trial_status(last: Mapping[str, Any], interrupted: bool, errored: bool = False) -> str:
-    """How a trial ended, from its last report (``trial_done``, ``stopped_early``, ``diverged``)."""
-    if errored or last.get("diverged"):
+    """How a trial ended, from its last report (``trial_done``, ``stopped_early``, and
+    ``trial_failed`` of a failure that would repeat, ``failures.py``; ``diverged`` in older runs)."""
+    if errored or last.get(FAILED_KEY) or last.get("diverged"):
         return FAILED
     if last.get("trial_done"):
         return EARLY_STOPPED if last.get("stopped_early") else COMPLETED

@@ -79,7 +79,8 @@ def _where(p: argparse.ArgumentParser) -> None:
         "--optuna-storage",
         metavar="URL",
         help="Optuna RDB storage for the study (one study per search name); default "
-        "sqlite:///<results dir>/optuna.db. Read it with optuna.load_study or optuna-dashboard",
+        "sqlite:///DIR/optuna.db for a local --storage DIR, else sqlite:///<results dir>/optuna.db "
+        "(--dry-run prints it). Read it with optuna.load_study or optuna-dashboard",
     )
     p.add_argument(
         "--ui-port",

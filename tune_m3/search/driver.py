@@ -81,14 +81,23 @@ def _fingerprint(search: Search) -> str | None:
     return meta.fingerprint if meta is not None else None
 
 
+def _settle_study(search: Search) -> None:
+    """The Optuna study's place: recorded by a new search (which refuses a name whose study
+    exists there), read back by ``--resume`` (``optuna_store.settle``)."""
+    from tune_m3.search import optuna_store
+
+    o = search.options
+    o.optuna_storage = optuna_store.settle(o.optuna_storage, o.storage, search.claim)
+    if not search.resumed:
+        optuna_store.refuse_existing(search.optuna_url, search.paths.name)
+
+
 def run(search: Search) -> int:
     """Data, Ray, MLflow, search, summary; interrupts and late failures end cleanly."""
     with search.interrupts as intr:
         try:
-            if search.space.algorithm.type == "optuna" and not search.resumed:
-                from tune_m3.search import optuna_store
-
-                optuna_store.refuse_existing(search.optuna_url, search.paths.name)
+            if search.space.algorithm.type == "optuna":
+                _settle_study(search)
             meta, ds = load_data(search)
             print(describe(search.space))
             open_parent(search, meta)

@@ -37,12 +37,14 @@ from optuna.trial import TrialState
 from ray.tune.result import TRAINING_ITERATION
 from ray.tune.search.optuna import OptunaSearch
 
+from tune_m3.failures import FAILED_KEY
 from tune_m3.names import SCHEDULER_STOPPED
 from tune_m3.search.callback import trial_status
 
 
 class ResumableOptunaSearch(OptunaSearch):
-    """``OptunaSearch`` with PRUNED scheduler-stopped trials, named metrics, and resume safety."""
+    """``OptunaSearch`` with PRUNED scheduler-stopped trials, FAIL for trials failed for good
+    (``failures.py``: no NaN value), named metrics, and resume safety."""
 
     def _setup_study(self, mode: str | list) -> None:
         super()._setup_study(mode)
@@ -58,6 +60,8 @@ class ResumableOptunaSearch(OptunaSearch):
     def on_trial_complete(
         self, trial_id: str, result: dict | None = None, error: bool = False
     ) -> None:
+        if result and result.get(FAILED_KEY):  # failed for good (failures.py): Optuna's FAIL
+            result, error = None, True
         pruned = (
             result is not None
             and not isinstance(self.metric, list)

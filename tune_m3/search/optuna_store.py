@@ -1,8 +1,18 @@
 """The Optuna study of a search, persisted so Optuna's own tools can read it.
 
 Every Optuna search writes its study to an Optuna RDB storage, one study per search name:
-by default SQLite beside the MLflow store (``tune_m3_results/optuna.db``), or any Optuna RDB URL
-given with ``--optuna-storage`` (``postgresql://...``, ``mysql://...``). So
+any Optuna RDB URL given with ``--optuna-storage`` (``postgresql://...``, ``mysql://...``), or
+else SQLite where the user put the search (:func:`default_url`):
+
+- a local ``--storage DIR``: ``DIR/optuna.db``, beside the search folders it holds, so
+  everything a search writes lives where the user pointed it, and study names are unique
+  exactly where search names are (one folder per name in DIR);
+- no ``--storage``, or a remote one (``s3://``): ``<results dir>/optuna.db`` (the results dir is
+  ``$TUNE_M3_RESULTS`` or ``./tune_m3_results``, beside the default MLflow store and ``ray/``).
+
+The location is recorded in the search's state file when it starts, and ``--resume`` uses the
+recorded one (:func:`settle`; a search started before it was recorded had its study in the
+results dir). ``--dry-run`` prints it. So
 ``optuna.load_study(study_name=NAME, storage=URL)``, ``optuna.importance``,
 ``optuna.visualization`` and ``optuna-dashboard URL`` work on it, and ``--resume`` continues
 the same study (Ray's searcher state holds the storage URL and reconnects).
@@ -14,17 +24,37 @@ file is created under a file lock (several searches may start at once), like the
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from tune_m3.errors import UserError
 from tune_m3.tracking.store import file_lock, first_existing, results_dir, sqlite_path
 
+STATE_KEY = "optuna_storage"  # the study's URL in the search's state file
 
-def default_url() -> str:
+
+def default_url(storage_arg: str | None = None) -> str:
+    """``sqlite:///DIR/optuna.db`` for a local ``--storage DIR``, else in the results dir."""
+    if storage_arg and "://" not in storage_arg:
+        return f"sqlite:///{Path(storage_arg).expanduser().resolve() / 'optuna.db'}"
     return f"sqlite:///{results_dir() / 'optuna.db'}"
 
 
-def url(arg: str | None) -> str:
-    """``--optuna-storage`` or the default SQLite file beside the MLflow store."""
-    return arg or default_url()
+def url(arg: str | None, storage_arg: str | None = None) -> str:
+    """``--optuna-storage``, or the default for the ``--storage`` given (:func:`default_url`)."""
+    return arg or default_url(storage_arg)
+
+
+def settle(arg: str | None, storage_arg: str | None, claim) -> str:
+    """The study's URL for the search ``claim`` holds: recorded in its state file when it starts,
+    read back from there by ``--resume`` (an explicit ``--optuna-storage`` wins)."""
+    from tune_m3.search.paths import write_state
+
+    if claim.resumed:
+        return arg or claim.state.get(STATE_KEY) or default_url(None)  # before: results dir
+    chosen = url(arg, storage_arg)
+    if claim.paths.storage is not None:
+        write_state(claim.paths, **{STATE_KEY: chosen})
+    return chosen
 
 
 def check_url(url: str) -> None:
@@ -47,7 +77,7 @@ def check_url(url: str) -> None:
         first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
         raise UserError(
             f"--optuna-storage {url}: cannot connect ({type(err).__name__}: {first[:200]}); give "
-            "a reachable Optuna RDB URL, or drop the option for SQLite beside the MLflow store"
+            "a reachable Optuna RDB URL, or drop the option for SQLite beside the search folders"
         ) from None
 
 

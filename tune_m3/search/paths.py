@@ -19,6 +19,11 @@ is refused with exit 2, naming the other search), and the running one holds an e
 on ``.tune_m3.lock`` until it exits, which is how ``--resume`` and a second search can tell a
 running search from an interrupted one. A remote ``--storage`` URI (s3://, gs://) cannot be
 locked: there, ``--name`` must be unique by the user's care, and ``--resume`` needs ``--name``.
+
+A search's name is one path component (``path_names.py``: letters, digits, ``._-``, no leading
+dot), checked before anything is written (:func:`check_search_name`, also for ``--dry-run``);
+and before a search takes its folder, every path it writes there is checked to resolve, symbolic
+links followed, inside the storage folder (:func:`check_contained`).
 """
 
 from __future__ import annotations
@@ -34,7 +39,14 @@ from typing import Any
 
 from tune_m3.errors import UserError
 from tune_m3.names import SEARCH_RUNNING
-from tune_m3.tracking.store import first_existing
+from tune_m3.path_names import check_component, check_inside
+from tune_m3.tracking.store import (
+    artifact_root,
+    default_tracking_uri,
+    first_existing,
+    is_http,
+    results_dir,
+)
 
 STATE_FILE = "tune_m3_search.json"
 LOCK_FILE = ".tune_m3.lock"
@@ -200,6 +212,28 @@ def default_name(space_name: str) -> str:
     return f"{space_name}-{time.strftime('%Y%m%d-%H%M%S')}"
 
 
+def check_search_name(name: str | None, space_name: str) -> None:
+    """``--name``, or the default name the space file's name gives, is one path component."""
+    if name is not None:
+        check_component(name, "--name")
+        return
+    check_component(
+        default_name(space_name),
+        f"the default search name (from the space file's name {space_name!r})",
+        "rename the space file or give --name",
+    )
+
+
+def check_contained(paths: SearchPaths) -> None:
+    """Every path the search writes resolves (links followed) inside its local storage."""
+    if paths.storage is None:
+        return
+    files = (paths.lock_file, paths.state_file, paths.trials_table, paths.summary_csv)
+    more = (paths.unlogged, paths.confirm_ranking, Path(paths.confirm_path))
+    for p in (paths.exp_dir, *files, *more):
+        check_inside(p, paths.storage, f"search '{paths.name}': {p.name}")
+
+
 def latest_search(storage: Path, space_name: str) -> Path | None:
     if not storage.is_dir():
         return None
@@ -231,8 +265,24 @@ def find_existing(
 
 def take(paths: SearchPaths, resumed: bool) -> Claim:
     """Lock the search's folder for this process (UserError if another process runs it)."""
+    check_contained(paths)
     fh = _lock(paths) if paths.storage is not None else None
     claim = Claim(paths, resumed, read_state(paths), fh)
     if paths.storage is not None:
         write_state(paths, pid=os.getpid())
     return claim
+
+
+def where_it_goes(storage_arg: str | None, tracking_uri: str | None, optuna_url: str, space) -> str:
+    """The lines ``--dry-run`` prints: every place a search of ``space`` will write, resolved."""
+    storage, remote = storage_from_arg(storage_arg, results_dir() / "ray")
+    uri = tracking_uri or default_tracking_uri()
+    lines = [
+        "writes to:",
+        f"  Ray results, checkpoints, trials.parquet: {storage or remote}/<search name>",
+        f"  MLflow runs: {uri}"
+        + ("" if is_http(uri) else f" (artifacts of new experiments: {artifact_root(uri)})"),
+    ]
+    if space.algorithm.type == "optuna":
+        lines.append(f"  Optuna study (named after the search): {optuna_url}")
+    return "\n".join(lines)

@@ -14,7 +14,14 @@ from typing import Any
 from tune_m3.errors import UserError
 from tune_m3.search.diskspace import check_before_start
 from tune_m3.search.options import SearchOptions
-from tune_m3.search.paths import SearchPaths, check_storage, describe_search, storage_from_arg
+from tune_m3.search.paths import (
+    SearchPaths,
+    check_search_name,
+    check_storage,
+    describe_search,
+    storage_from_arg,
+    where_it_goes,
+)
 from tune_m3.search.ray_setup import check_address, check_local_gpus, ray_environment, tighten_token
 from tune_m3.search.space import SearchSpace, describe, grid_table, load_space
 from tune_m3.search.state import Search
@@ -23,10 +30,12 @@ from tune_m3.tracking.store import results_dir
 
 def plan(options: SearchOptions) -> Search:
     """The space (file + ``--set`` + the command line) and the checks; nothing written."""
+    # first: a bad space file is refused before torch loads
+    space = load_space(options.space, options.overrides, options.space_overrides())
+    check_search_name(options.name, space.name)  # one path component, before anything is written
     from tune_m3.models.layers import onednn_linear_enabled
 
     onednn_linear_enabled()  # a typo in $TUNE_M3_CPU_LINEAR ends here, not in every trial
-    space = load_space(options.space, options.overrides, options.space_overrides())
     if options.confirm_only and space.confirm is None:
         raise UserError(
             f"--confirm-only: space '{space.name}' has no confirm block; add e.g. "
@@ -103,8 +112,9 @@ def note_confirm_seeds(space: SearchSpace) -> None:
 
 def dry_run(search: Search) -> int:
     """``--dry-run``: the resolved space, the grid, whether the dataset is there; exit 0."""
-    space = search.space
+    space, options = search.space, search.options
     print(describe(space))
+    print(where_it_goes(options.storage, options.tracking_uri, search.optuna_url, space))
     if space.algorithm.type == "grid":
         print("grid trials:")
         print(grid_table(space))

@@ -60,9 +60,9 @@ import typing
 from pathlib import Path
 from typing import Any, Literal
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from tune_m3 import safe_yaml
 from tune_m3.config import (
     MODEL_PREFIX,
     TrialConfig,
@@ -477,7 +477,7 @@ def _check_objectives(space: SearchSpace, where: str) -> None:
 
 
 def _check_metric(metric: str, where: str, key: str = "metric") -> None:
-    """The metric must be one a trial reports every epoch (train.py), with a did-you-mean."""
+    """The metric must be one a trial reports every epoch (tune_m3.training), with a did-you-mean."""
     if is_epoch_metric(metric):
         return
     if metric.startswith(("test_", "diag_test_")):
@@ -609,10 +609,7 @@ def load_space(
 
 
 def _read_yaml(path: Path) -> dict[str, Any]:
-    try:
-        raw = yaml.safe_load(path.read_text())
-    except yaml.YAMLError as err:
-        raise UserError(f"{path}: not valid YAML: {err}") from None
+    raw = safe_yaml.load_file(path)  # bounded: size and alias expansion (safe_yaml.py)
     if not isinstance(raw, dict):
         raise UserError(
             f"{path}: expected a mapping of keys (dataset, search, ...), got {type(raw).__name__}"

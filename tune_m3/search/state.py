@@ -69,7 +69,7 @@ class Search:
     def optuna_url(self) -> str:
         from tune_m3.search import optuna_store
 
-        return optuna_store.url(self.options.optuna_storage)
+        return optuna_store.url(self.options.optuna_storage, self.options.storage)
 
     def places(self) -> dict[str, Path]:
         """Where this search writes on local disks: what -> path (for disk-space checks)."""

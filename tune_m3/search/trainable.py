@@ -7,6 +7,9 @@ only translates between the two worlds:
 - the dataset arrives once through Ray's object store (``tune.with_parameters``), so K
   concurrent trials on a node share one copy (read-only numpy views into shared memory);
 - every epoch is reported with a checkpoint, so a failed trial resumes from its last epoch;
+- a failure that would repeat (NaN loss or predictions, an error in the user's model) is
+  reported once, marked failed, and the trial returns instead of raising, so Ray does not
+  retry it (``failures.py``);
 - at the end, the best epoch's weights are evaluated on test with the diagnostics, and reported
   once more (``test_*``, ``diag_*`` keys, ``trial_done`` = 1).
 """
@@ -60,7 +63,10 @@ def _train_and_report(cfg, data, work: Path, metric: str) -> None:
         "device": str(resolve_device(cfg.device)),
     }
 
+    done = {"epoch": 0}  # the last epoch reported: a failure says after how many it came
+
     def on_epoch(metrics: dict[str, float], ck_path: Path | None) -> None:
+        done["epoch"] = int(metrics.get("epoch", done["epoch"]))
         if ck_path is None:
             tune.report({**metrics, **node})
         else:
@@ -68,16 +74,18 @@ def _train_and_report(cfg, data, work: Path, metric: str) -> None:
                 {**metrics, **node}, checkpoint=tune.Checkpoint.from_directory(str(ck_path))
             )
 
-    from tune_m3.training import TrainingDiverged
+    from tune_m3 import failures
 
     try:
         result = train(
             cfg, data, on_epoch=on_epoch, checkpoint_dir=work / "ckpt", resume_from=resume_from
         )
-    except TrainingDiverged as err:
-        # deterministic: a retry from the last checkpoint diverges again, so the trial ends
-        # here (Ray does not retry a trial that returns) and the driver marks it failed
-        tune.report({"diverged": 1, "error_message": str(err), metric: float("nan"), **node})
+    except Exception as err:
+        if not failures.is_deterministic(err, cfg.model):
+            raise  # Ray retries it (FailureConfig): a dead worker, out of memory, a full disk
+        # a retry would fail the same way: the trial ends here (Ray does not retry a trial that
+        # returns) and the driver marks it failed with the reason (failures.py)
+        tune.report({**failures.failed_result(err, cfg.model, metric), **done, **node})
         return
     if not result.final_reported:  # resumed from a checkpoint taken after the last epoch
         last = result.history[-1] if result.history else {}

@@ -5,8 +5,10 @@ Default layout (one folder, printed at the end of every search)::
     ./tune_m3_results/            $TUNE_M3_RESULTS overrides
       mlflow.db                   the MLflow tracking store (SQLite: embedded, no server)
       mlflow.db.lock              taken while a process creates or migrates the store
-      mlartifacts/                MLflow artifacts (space file, summaries, reports)
-      optuna.db                   Optuna studies, one per search name
+      mlartifacts/                MLflow artifacts (space file, summaries, reports); with
+                                  --tracking-uri sqlite:///DIR/mlflow.db: DIR/mlartifacts
+      optuna.db                   Optuna studies, one per search name; with a local
+                                  --storage DIR: DIR/optuna.db (optuna_store.py)
       ray/                        Ray Tune's storage: one folder per search name
 
 Concurrency: MLflow creates and migrates a SQLite store the first time a client touches it.
@@ -49,6 +51,14 @@ def default_tracking_uri() -> str:
     return f"sqlite:///{results_dir() / 'mlflow.db'}"
 
 
+def artifact_root(uri: str) -> Path:
+    """Where new experiments of a local store keep artifacts: ``mlartifacts/`` beside a SQLite
+    file (``--tracking-uri sqlite:///DIR/mlflow.db``: ``DIR/mlartifacts``), else in the results
+    dir. An existing experiment keeps the artifact location it was created with."""
+    db = sqlite_path(uri)
+    return (db.parent if db is not None else results_dir()) / "mlartifacts"
+
+
 def is_http(uri: str) -> bool:
     return uri.startswith(("http://", "https://"))
 
@@ -60,7 +70,7 @@ def sqlite_path(uri: str) -> Path | None:
 def ui_command(uri: str, port: int = UI_PORT) -> str:
     if is_http(uri):
         return f"open {uri} in a browser"
-    art = results_dir() / "mlartifacts"
+    art = artifact_root(uri)
     return f"mlflow ui --backend-store-uri {uri} --default-artifact-root {art} --port {port}"
 
 
@@ -163,7 +173,7 @@ def get_or_create_experiment(c, name: str) -> str:
         return exp.experiment_id
     art = None
     if not c.tracking_uri.startswith(("http://", "https://", "databricks")):
-        art = (results_dir() / "mlartifacts").as_uri()
+        art = artifact_root(c.tracking_uri).as_uri()
     from mlflow.exceptions import MlflowException
 
     try:

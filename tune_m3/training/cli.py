@@ -12,6 +12,7 @@ from collections.abc import Mapping
 
 from tune_m3.config import MODALITY_NAMES, add_overrides_argument, make_config, parse_overrides
 from tune_m3.errors import UserError, cli_main
+from tune_m3.failures import is_deterministic, reason
 from tune_m3.metrics import HEADLINE
 from tune_m3.names import DIAG_KINDS, diag_key, parse_diag_key
 from tune_m3.training.epoch import TrainingDiverged
@@ -83,6 +84,10 @@ def main(argv: list[str] | None = None) -> int:
         )
     except TrainingDiverged as err:  # the configuration's doing (lr, grad_clip): not a bug
         raise UserError(f"training diverged: {err}") from None
+    except Exception as err:  # NaN predictions, an error in the user's model: not retried
+        if not is_deterministic(err, cfg.model):  # a bug of ours keeps its traceback
+            raise
+        raise UserError(f"training failed: {reason(err, cfg.model)}") from None
     best = res.history[res.best_epoch - 1] if res.best_epoch else {}
     print(
         f"best epoch {res.best_epoch}: "

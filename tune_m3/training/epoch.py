@@ -10,13 +10,14 @@ from torch import nn
 
 from tune_m3.batches import batch_tensors
 from tune_m3.config import MODALITY_NAMES
+from tune_m3.failures import TrialFailed
 from tune_m3.training.state import TrainState
 
 __all__ = ["TrainingDiverged", "epoch_batches", "train_epoch"]
 
 
-class TrainingDiverged(RuntimeError):
-    """The loss became NaN or infinite; the trial is failed with this message."""
+class TrainingDiverged(TrialFailed):
+    """The loss became NaN or infinite; the trial is failed with this message (not retried)."""
 
 
 def epoch_batches(
