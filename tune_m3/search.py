@@ -205,9 +205,9 @@ def check_dataset(space: SearchSpace, data_dir: str | None, build: bool) -> Any:
 
 def plan(args: argparse.Namespace) -> tuple[SearchSpace, Path | None, str | None]:
     """The space and every check that needs neither Ray nor MLflow (also run by --dry-run)."""
-    from tune_m3.models.layers import onednn_linear_enabled
+    from tune_m3.linear_kernel import kernel_setting  # no torch: no kernel timed here
 
-    onednn_linear_enabled()  # a typo in $TUNE_M3_CPU_LINEAR ends here, not in every trial
+    kernel_setting()  # a typo in $TUNE_M3_CPU_LINEAR ends here, not in every trial
     space = resolve_space(args)
     if args.confirm_only and space.confirm is None:
         raise UserError(

@@ -534,9 +534,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--checkpoint-dir", help="write checkpoints here")
     p.add_argument("--resume", help="continue from this checkpoint directory")
     args = p.parse_args(argv)
-    from tune_m3.models.layers import onednn_linear_enabled
+    from tune_m3.linear_kernel import kernel_setting
 
-    onednn_linear_enabled()  # $TUNE_M3_CPU_LINEAR checked before any work
+    kernel_setting()  # $TUNE_M3_CPU_LINEAR checked before any work
 
     from tune_m3.data import load_dataset
 
