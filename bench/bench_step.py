@@ -195,6 +195,15 @@ def linear_kernels(model_name: str, B: int, L, reps: int = 20) -> None:
     )
 
 
+def kernel_note() -> str:
+    """Choose the CPU Linear kernel now (outside any timed or FLOP-counted step); say which."""
+    from tune_m3.linear_kernel import kernel_setting
+    from tune_m3.models.layers import choose_kernel
+
+    kernel = "oneDNN 1x1 conv" if choose_kernel() else "F.linear (BLAS)"
+    return f"CPU Linear kernel: {kernel} ($TUNE_M3_CPU_LINEAR={kernel_setting()})"
+
+
 def _sync(device: str) -> None:
     if device.startswith("cuda"):
         torch.cuda.synchronize()
@@ -242,6 +251,8 @@ def run_steps(opts: dict, barrier=None) -> dict:
     """Time training steps in this process; returns samples/s per block and the setup."""
     torch.set_num_threads(opts["threads"])
     device = opts["device"]
+    if device == "cpu":
+        kernel_note()
     cfg = TrialConfig(**SCHEMES[opts["scheme"]], model=opts["model"])
     model = build_model(cfg, DIMS).to(device)
     model.train()
@@ -417,6 +428,7 @@ def compare_mmsa(root: str, threads: int, B: int, L, rounds: int, steps: int) ->
     from types import SimpleNamespace
 
     torch.set_num_threads(threads)
+    print(kernel_note(), flush=True)
     Ls = L if isinstance(L, tuple) else (L, L, L)
     args = SimpleNamespace(
         use_bert=False,
@@ -523,6 +535,7 @@ def compare_reference(
     info = reply()
 
     torch.set_num_threads(threads)
+    print(kernel_note(), flush=True)
     torch.manual_seed(0)
     ours = build_model(TrialConfig(**AUTHORS_RUN), DIMS).train()
     full = torch.full((B,), L, dtype=torch.long)
@@ -681,6 +694,8 @@ def main() -> None:
         + ("" if on_gpu else f"; through oneDNN {onednn_rate() / 1e9:.1f} GFLOP/s"),
         flush=True,
     )
+    if not on_gpu:
+        print(kernel_note(), flush=True)
     base_rate: dict[str, float] = {}
     for scheme in schemes:
         for lengths in length_modes:

@@ -49,3 +49,14 @@ def test_linear_kernels_times_the_calls_one_forward_makes(capsys):
     assert "| (2, 5, 100) -> 300 | 8 |" in out
     assert "| (2, 200) -> 1 | 1 |" in out
     assert "all calls, forward + backward: F.linear" in out
+
+
+def test_kernel_note_chooses_the_kernel_before_any_counted_step(monkeypatch):
+    """run_steps chooses first, so no kernel timing runs inside FlopCounterMode or a timed block."""
+    from tune_m3.models import layers
+
+    monkeypatch.setattr(layers, "_ONEDNN", [None])
+    monkeypatch.setenv("TUNE_M3_CPU_LINEAR", "blas")
+    note = _bench_step().kernel_note()
+    assert note == "CPU Linear kernel: F.linear (BLAS) ($TUNE_M3_CPU_LINEAR=blas)"
+    assert layers._ONEDNN == [False]
