@@ -190,3 +190,19 @@ def test_decide_wants_onednn_faster_for_every_model():
     assert kernel_timing.decide(mixed) == "blas"
     close = {"blas": {"a": 1.0}, "onednn": {"a": 0.99}}  # inside the margin: PyTorch's own
     assert kernel_timing.decide(close) == "blas"
+
+
+def test_no_choice_inside_a_flop_counter_or_with_onednn_off(fresh):
+    """There the call takes F.linear and the choice waits for an undisturbed call."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    lin = layers.Linear(6, 2)
+    x = torch.randn(2, 3, 6)
+    with FlopCounterMode(display=False) as fc:
+        lin(x)
+    assert fc.get_total_flops() == 2 * 2 * 3 * 6 * 2  # the call alone, no timing counted
+    with torch.backends.mkldnn.flags(enabled=False):
+        lin(x)
+    assert fresh == [] and layers._ONEDNN == [None]
+    lin(x)
+    assert layers._ONEDNN[0] is torch.backends.mkldnn.is_available()

@@ -67,11 +67,26 @@ _ONEDNN: list[bool | None] = [None]  # chosen on first use, once per process; te
 def choose_kernel() -> bool:
     """This process's choice (True: oneDNN), made now if not yet (:func:`onednn_linear_enabled`).
 
-    Call it before a traced, compiled or FLOP-counted step, so that the timing runs outside it.
+    Not made inside a context that would distort the timing (oneDNN switched off, a compiler
+    tracing, a dispatch mode such as ``FlopCounterMode`` watching): there this call takes
+    ``F.linear`` and the choice waits. Call it before such a step to have the choice made.
     """
     if _ONEDNN[0] is None:
+        if not _undisturbed():
+            return False
         _ONEDNN[0] = onednn_linear_enabled()
     return _ONEDNN[0]
+
+
+def _undisturbed() -> bool:
+    """Whether a kernel timing now measures the kernels as training runs them."""
+    from torch.utils._python_dispatch import is_in_torch_dispatch_mode
+
+    return (
+        torch.backends.mkldnn.enabled
+        and not torch.compiler.is_compiling()
+        and not is_in_torch_dispatch_mode()
+    )
 
 
 @contextlib.contextmanager
