@@ -162,7 +162,7 @@ def build_parser() -> argparse.ArgumentParser:
 def resolve_space(args: argparse.Namespace) -> SearchSpace:
     from tune_m3.config import parse_overrides
 
-    space = load_space(args.space, parse_overrides(args.overrides))
+    space = load_space(args.space, parse_overrides(args.overrides), check_models=False)
     if args.num_samples is not None:
         if args.num_samples < 1:
             raise UserError(f"--num-samples must be >= 1 (got {args.num_samples})")
@@ -229,6 +229,11 @@ def plan(args: argparse.Namespace) -> tuple[SearchSpace, Path | None, str | None
                 f"the name '{args.name}' is in use: {describe_search(paths)}. Pick another "
                 "--name, or add --resume to continue that search"
             )
+    from tune_m3.spaces import check_space_models  # [scale] missing data, then the model
+
+    if not args.dry_run and space.dataset.synthetic is None:  # check (torch): after the rest
+        check_dataset(space, args.data_dir, build=False)
+    check_space_models(space.example_configs())
     return space, storage, storage_uri
 
 
@@ -767,8 +772,6 @@ def main(argv: list[str] | None = None) -> int:
     if args.address:
         check_address(args.address)  # and an unreachable cluster, before a dataset is built
         tighten_token()
-    if space.dataset.synthetic is None:
-        check_dataset(space, args.data_dir, build=False)  # missing data: before anything exists
     c = claim(args, space, storage, storage_uri)
     try:
         if c.resumed and c.state.get("status") == FINISHED and not args.confirm_only:

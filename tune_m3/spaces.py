@@ -395,8 +395,7 @@ def _check_semantics(space: SearchSpace) -> None:
     _check_objectives(space, where)
     _check_metric(space.metric, where)
     _check_types(space, where)
-    configs = space.example_configs()  # every corner must be a valid TrialConfig (pi sum, ...)
-    check_space_models(configs)
+    space.example_configs()  # every corner must be a valid TrialConfig (pi sum, ...)
 
 
 def check_space_models(configs: list[TrialConfig], input_dims=None) -> None:
@@ -542,8 +541,14 @@ def resolve_space_path(space: str) -> Path:
     return named
 
 
-def load_space(space: str, overrides: dict[str, Any] | None = None) -> SearchSpace:
-    """Read, validate and return a space; ``overrides`` (from --set) go into ``fixed``."""
+def load_space(
+    space: str, overrides: dict[str, Any] | None = None, check_models: bool = True
+) -> SearchSpace:
+    """Read, validate and return a space; ``overrides`` (from --set) go into ``fixed``.
+
+    ``check_models=False`` leaves out the model check (:func:`check_space_models`, which
+    imports torch) for a caller that runs it after its own cheaper checks.
+    """
     path = resolve_space_path(space)
     try:
         raw = yaml.safe_load(path.read_text())
@@ -570,6 +575,8 @@ def load_space(space: str, overrides: dict[str, Any] | None = None) -> SearchSpa
             spec.fixed[k] = v
         spec.search = {k: d for k, d in spec.search.items() if k not in overrides}
     _check_semantics(spec)
+    if check_models:
+        check_space_models(spec.example_configs())
     return spec
 
 
