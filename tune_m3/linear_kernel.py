@@ -71,7 +71,7 @@ def machine_key(torch_version: str, threads: int) -> str:
     """The cache key: what a choice depends on (CPU, its vector extensions, torch, threads)."""
     model, flags = cpu_identity()
     digest = hashlib.sha256(flags.encode()).hexdigest()[:12]
-    return f"{model} | flags {digest} | {platform.machine()} | torch {torch_version} | {threads} threads"
+    return f"{model} | flags {digest} | {platform.machine()} | torch {torch_version} | threads {threads}"
 
 
 def cache_path() -> Path:
