@@ -166,7 +166,8 @@ def test_processes_starting_at_once_time_once(tmp_path):
 
 def test_real_timing_is_short_and_decides():
     """The real measurement on this CPU, on one thread as a trial with one CPU runs it: its
-    rounds stop once the budget is spent (5 s allowed here for a loaded machine)."""
+    rounds stop once the budget is spent; its CPU time stays short (wall time on a shared
+    machine can be many times longer: 20 s was seen under a load of 13 on 2 cores)."""
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
@@ -178,7 +179,7 @@ def test_real_timing_is_short_and_decides():
     assert set(entry["ms"]) == {"blas", "onednn"}
     for per_model in entry["ms"].values():
         assert set(per_model) == set(kernel_timing.SHAPES) and min(per_model.values()) > 0
-    assert entry["timing_s"] < 5
+    assert entry["cpu_s"] < 2
     stopped = kernel_timing.time_kernels(rows=(2, 5), reps=50, budget_s=0.0)[1]
     assert stopped == 1  # past the budget after the first timed round
 
