@@ -7,6 +7,7 @@
     python bench/bench_step.py --device cuda --procs 1,2,4,8 --amp none,bf16   # on a GPU machine
     python bench/bench_step.py --model mult --seq-len 50,500,500   # MulT on unaligned features
     python bench/bench_step.py --linear-kernels [--model mult]   # F.linear vs oneDNN per Linear shape
+    python bench/bench_step.py --kernels --rounds 6 [--model mult]  # whole steps on each, alternated
 
 ``--mmsa DIR`` (with ``--model mult``): also time the MulT of the MMSA toolkit
 (``MMSA/models/singleTask/MULT.py``, installed with ``pip install --no-deps --target DIR
@@ -473,6 +474,44 @@ def compare_mmsa(root: str, threads: int, B: int, L, rounds: int, steps: int) ->
     )
 
 
+def compare_kernels(model_name: str, B: int, L, rounds: int, steps: int) -> None:
+    """Training steps of a built-in model on each CPU Linear kernel, alternated in rounds in one
+    process (order swapped every round, round 0 warms up), two copies of one model on the same
+    batches; and the kernel this machine's default (``auto``) picks."""
+    import copy
+
+    from tune_m3.models import layers
+
+    print(kernel_note(), flush=True)
+    chosen = layers.choose_kernel()
+    torch.manual_seed(0)
+    models = {"blas": build_model(TrialConfig(model=model_name), DIMS).train()}
+    models["onednn"] = copy.deepcopy(models["blas"])
+    batches = make_batches("full", B, L, steps)
+
+    def on(kernel: str):
+        block = train_block(models[kernel], models[kernel].parameters(), batches, B)
+
+        def run() -> float:
+            layers._ONEDNN[0] = kernel == "onednn"
+            return block()
+
+        return run
+
+    try:
+        rates = alternate({k: on(k) for k in models}, rounds, swap=True)
+    finally:
+        layers._ONEDNN[0] = chosen
+    med = {k: statistics.median(v) for k, v in rates.items()}
+    print(
+        f"{model_name}, B={B}, L={L}, {torch.get_num_threads()} thread(s), {rounds} alternated "
+        f"rounds: F.linear {med['blas']:.1f} samples/s, oneDNN 1x1 conv {med['onednn']:.1f}: "
+        f"oneDNN / F.linear {ratio_text(rates, 'onednn', 'blas')}; the default takes "
+        f"{'oneDNN' if chosen else 'F.linear'}",
+        flush=True,
+    )
+
+
 # the authors' M3 run (configs/m3-rnn-hard-0.2-before.yml) in tune_m3's options: hard M3, pM 0.2,
 # pi 1/3 each, one draw per batch, before fusion, no rescaling; dropout 0.2 also on the attention
 # matrices and Xavier-initialised attention projections, as their modules do
@@ -624,7 +663,14 @@ def main() -> None:
         help="--reference: the Python of an environment that imports the authors' code "
         "(default: $TUNE_M3_REFERENCE_PYTHON, else this Python); see bench/reference_step.py",
     )
-    p.add_argument("--rounds", type=int, default=3, help="--mmsa/--reference: alternated rounds")
+    p.add_argument(
+        "--kernels",
+        action="store_true",
+        help="whole training steps of --model on F.linear vs the 1x1 conv, alternated (CPU)",
+    )
+    p.add_argument(
+        "--rounds", type=int, default=3, help="--mmsa/--reference/--kernels: alternated rounds"
+    )
     args = p.parse_args()
     schemes = _list(p, "--schemes", args.schemes, list(SCHEMES))
     length_modes = _list(p, "--lengths", args.lengths, ["full", "random", "bucketed"])
@@ -658,13 +704,16 @@ def main() -> None:
             args.steps,
         )
         return
-    if args.linear_kernels:
+    if args.linear_kernels or args.kernels:
         if args.model not in ("m3_baseline", "mult") or args.device != "cpu":
             p.error(
-                "--linear-kernels times a built-in model's Linear layers (--model m3_baseline or mult) on --device cpu"
+                "--linear-kernels and --kernels time a built-in model's Linear layers (--model m3_baseline or mult) on --device cpu"
             )
         torch.set_num_threads(args.threads)
-        linear_kernels(args.model, args.batch, seq_len)
+        if args.kernels:
+            compare_kernels(args.model, args.batch, seq_len, args.rounds, args.steps)
+        else:
+            linear_kernels(args.model, args.batch, seq_len)
         return
     if args.mmsa:
         if args.model != "mult" or args.device != "cpu" or amps != ["none"]:
