@@ -60,3 +60,19 @@ def test_kernel_note_chooses_the_kernel_before_any_counted_step(monkeypatch):
     note = _bench_step().kernel_note()
     assert note == "CPU Linear kernel: F.linear (BLAS) ($TUNE_M3_CPU_LINEAR=blas)"
     assert layers._ONEDNN == [False]
+
+
+def test_kernels_alternates_both_and_restores_the_choice(capsys, monkeypatch):
+    """--kernels: whole steps on each kernel, alternated; the process's own choice is kept."""
+    from tune_m3.models import layers
+
+    monkeypatch.setattr(layers, "_ONEDNN", [None])
+    monkeypatch.setenv("TUNE_M3_CPU_LINEAR", "blas")
+    seen = []
+    real = layers.pointwise_conv_linear
+    monkeypatch.setattr(layers, "pointwise_conv_linear", lambda *a: seen.append(1) or real(*a))
+    _bench_step().compare_kernels("m3_baseline", B=2, L=5, rounds=1, steps=1)
+    out = capsys.readouterr().out
+    assert "F.linear" in out and "oneDNN / F.linear ratio" in out
+    assert out.rstrip().endswith("the default takes F.linear")
+    assert seen and layers._ONEDNN == [False]  # the oneDNN side ran; blas restored after
