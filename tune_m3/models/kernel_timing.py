@@ -9,7 +9,8 @@ What is timed: forward + backward of every distinct Linear shape of one training
 each built-in model (``bench/bench_step.py --linear-kernels`` lists them) at B x L = 32 x 50
 rows (fewer rows shift the ratio against oneDNN on narrow layers), the two kernels alternated,
 the fastest of ``REPS`` rounds after a warm-up round (the least disturbed by other load), fewer
-rounds once ``BUDGET_S`` is spent (it stops after the first timed round that ends past it).
+once ``BUDGET_S`` is spent (checked after each shape). When the budget runs out before one whole
+timed round (on two busy cores, two threads took 43 s for a round), the choice is ``F.linear``.
 Per model, the Linear time of one forward + backward is the sum over its shapes of calls x
 fastest time. oneDNN is chosen only when it is at least ``MARGIN`` faster for every model, so a
 close or mixed call goes to ``F.linear``, PyTorch's own path. About 0.3-0.6 s on one thread
@@ -29,8 +30,8 @@ import torch.nn.functional as F
 from torch import Tensor
 
 ROWS = (32, 50)  # (B, L) of the timed inputs: the default batch at MOSEI's aligned length
-REPS = 5
-BUDGET_S = 0.8  # stop timing after the round that passes this (a busy machine)
+REPS = 3
+BUDGET_S = 0.8  # wall seconds: stop timing once spent (a busy machine)
 MARGIN = 0.03
 # model -> [(d_in, d_out, calls per forward)]: the 3-D Linear calls at MOSEI dims, default widths
 SHAPES: dict[str, list[tuple[int, int, int]]] = {
@@ -69,31 +70,44 @@ def _inputs(rows) -> list[tuple[str, int, tuple[Tensor, Tensor, Tensor]]]:
     return out
 
 
+def _round(kernels: dict, inputs: list, best: list[dict], timed: bool, deadline: float) -> bool:
+    """Time every shape with every kernel once (into ``best`` if ``timed``); False if the
+    deadline passed before the last shape."""
+    for i, ((_, _, args), fastest) in enumerate(zip(inputs, best, strict=True)):
+        for name, kernel in kernels.items():
+            t = _one(kernel, *args)
+            if timed:
+                fastest[name] = min(fastest[name], t)
+        if time.perf_counter() > deadline and i < len(inputs) - 1:
+            return False
+    return True
+
+
 def time_kernels(
     rows=ROWS, reps: int = REPS, budget_s: float = BUDGET_S
-) -> tuple[dict[str, dict[str, float]], int]:
+) -> tuple[dict[str, dict[str, float]] | None, int]:
     """({kernel: {model: seconds of its Linear calls in one forward + backward}}, rounds timed).
 
     A round times every shape with both kernels; round 0 warms up. Stops after ``reps`` timed
-    rounds, or earlier once ``budget_s`` is spent (at least one timed round).
+    rounds, or as soon as ``budget_s`` is spent (checked after each shape); None in place of
+    the times when that came before one whole timed round.
     """
     from tune_m3.models.layers import pointwise_conv_linear
 
     kernels = {"blas": F.linear, "onednn": pointwise_conv_linear}
     inputs = _inputs(rows)
     best = [dict.fromkeys(kernels, math.inf) for _ in inputs]  # fastest time per shape
-    t0 = time.perf_counter()
+    deadline = time.perf_counter() + budget_s
     rounds = 0
     with torch.inference_mode(False), torch.enable_grad(), torch.autocast("cpu", enabled=False):
         for r in range(reps + 1):
-            for (_, _, args), fastest in zip(inputs, best, strict=True):
-                for name, kernel in kernels.items():
-                    t = _one(kernel, *args)
-                    if r:
-                        fastest[name] = min(fastest[name], t)
-            rounds = r
-            if r and time.perf_counter() - t0 > budget_s:
+            if not _round(kernels, inputs, best, r > 0, deadline):
                 break
+            rounds = r
+            if time.perf_counter() > deadline:
+                break
+    if rounds == 0:
+        return None, 0
     totals = {k: dict.fromkeys(SHAPES, 0.0) for k in kernels}
     for (model, calls, _), fastest in zip(inputs, best, strict=True):
         for name, t in fastest.items():
@@ -110,11 +124,11 @@ def decide(totals: dict[str, dict[str, float]], margin: float = MARGIN) -> str:
 def measure_entry() -> dict[str, Any]:
     """Time both kernels now; the cache entry (choice, per-model ms, rounds, when, its cost)."""
     t0, cpu0 = time.perf_counter(), time.process_time()
-    totals, rounds = time_kernels()
+    totals, rounds = time_kernels(budget_s=BUDGET_S)
     return {
-        "choice": decide(totals),
+        "choice": decide(totals) if totals else "blas",  # out of time: PyTorch's own path
         "rounds": rounds,
-        "ms": {k: {m: round(1e3 * s, 3) for m, s in v.items()} for k, v in totals.items()},
+        "ms": {k: {m: round(1e3 * s, 3) for m, s in v.items()} for k, v in (totals or {}).items()},
         "timing_s": round(time.perf_counter() - t0, 3),  # wall: longer on a busy machine
         "cpu_s": round(time.process_time() - cpu0, 3),  # this process's CPU time
         "measured": datetime.now(UTC).isoformat(timespec="seconds"),
