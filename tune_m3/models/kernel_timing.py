@@ -13,9 +13,9 @@ once ``BUDGET_S`` is spent (checked after each shape). When the budget runs out 
 timed round (on two busy cores, two threads took 43 s for a round), the choice is ``F.linear``.
 Per model, the Linear time of one forward + backward is the sum over its shapes of calls x
 fastest time. oneDNN is chosen only when it is at least ``MARGIN`` faster for every model, so a
-close or mixed call goes to ``F.linear``, PyTorch's own path. About 0.3-0.6 s on one thread
-of a loaded 2-core EPYC; on a machine that busy the times are noisy (the cache entry keeps them,
-and deleting it times again). It draws from its own generator (no global RNG state touched).
+close or mixed call goes to ``F.linear``, PyTorch's own path. On one thread of a 2-core EPYC
+at load 11-13, a warm-up and one round cost 0.4-0.6 s of CPU and 1.2-1.6 s of wall time (not
+measured idle); times that noisy are why the cache entry keeps them (deleting it times again). It draws from its own generator (no global RNG state touched).
 """
 
 from __future__ import annotations
