@@ -7,6 +7,7 @@
     python bench/bench_step.py --device cuda --procs 1,2,4,8 --amp none,bf16   # on a GPU machine
     python bench/bench_step.py --model mult --seq-len 50,500,500   # MulT on unaligned features
     python bench/bench_step.py --linear-kernels [--model mult]   # F.linear vs oneDNN per Linear shape
+    python bench/bench_step.py --kernels --rounds 6 [--model mult]  # whole steps on each, alternated
 
 ``--mmsa DIR`` (with ``--model mult``): also time the MulT of the MMSA toolkit
 (``MMSA/models/singleTask/MULT.py``, installed with ``pip install --no-deps --target DIR
@@ -196,6 +197,15 @@ def linear_kernels(model_name: str, B: int, L, reps: int = 20) -> None:
     )
 
 
+def kernel_note() -> str:
+    """Choose the CPU Linear kernel now (outside any timed or FLOP-counted step); say which."""
+    from tune_m3.linear_kernel import kernel_setting
+    from tune_m3.models.layers import choose_kernel
+
+    kernel = "oneDNN 1x1 conv" if choose_kernel() else "F.linear (BLAS)"
+    return f"CPU Linear kernel: {kernel} ($TUNE_M3_CPU_LINEAR={kernel_setting()})"
+
+
 def _sync(device: str) -> None:
     if device.startswith("cuda"):
         torch.cuda.synchronize()
@@ -243,6 +253,8 @@ def run_steps(opts: dict, barrier=None) -> dict:
     """Time training steps in this process; returns samples/s per block and the setup."""
     torch.set_num_threads(opts["threads"])
     device = opts["device"]
+    if device == "cpu":
+        kernel_note()
     cfg = TrialConfig(**SCHEMES[opts["scheme"]], model=opts["model"])
     model = build_model(cfg, DIMS).to(device)
     model.train()
@@ -418,6 +430,7 @@ def compare_mmsa(root: str, threads: int, B: int, L, rounds: int, steps: int) ->
     from types import SimpleNamespace
 
     torch.set_num_threads(threads)
+    print(kernel_note(), flush=True)
     Ls = L if isinstance(L, tuple) else (L, L, L)
     args = SimpleNamespace(
         use_bert=False,
@@ -458,6 +471,44 @@ def compare_mmsa(root: str, threads: int, B: int, L, rounds: int, steps: int) ->
         f"MulT vs MMSA MULT, L={'/'.join(map(str, Ls))}, B={B}, {threads} thread(s), {rounds} "
         f"alternated rounds: ours {med['ours']:.1f} samples/s ({n['ours']:,} params), MMSA "
         f"{med['mmsa']:.1f} samples/s ({n['mmsa']:,} params): {ratio_text(rates, 'ours', 'mmsa')}",
+        flush=True,
+    )
+
+
+def compare_kernels(model_name: str, B: int, L, rounds: int, steps: int) -> None:
+    """Training steps of a built-in model on each CPU Linear kernel, alternated in rounds in one
+    process (order swapped every round, round 0 warms up), two copies of one model on the same
+    batches; and the kernel this machine's default (``auto``) picks."""
+    import copy
+
+    from tune_m3.models import layers
+
+    print(kernel_note(), flush=True)
+    chosen = layers.choose_kernel()
+    torch.manual_seed(0)
+    models = {"blas": build_model(TrialConfig(model=model_name), DIMS).train()}
+    models["onednn"] = copy.deepcopy(models["blas"])
+    batches = make_batches("full", B, L, steps)
+
+    def on(kernel: str):
+        block = train_block(models[kernel], models[kernel].parameters(), batches, B)
+
+        def run() -> float:
+            layers._ONEDNN[0] = kernel == "onednn"
+            return block()
+
+        return run
+
+    try:
+        rates = alternate({k: on(k) for k in models}, rounds, swap=True)
+    finally:
+        layers._ONEDNN[0] = chosen
+    med = {k: statistics.median(v) for k, v in rates.items()}
+    print(
+        f"{model_name}, B={B}, L={L}, {torch.get_num_threads()} thread(s), {rounds} alternated "
+        f"rounds: F.linear {med['blas']:.1f} samples/s, oneDNN 1x1 conv {med['onednn']:.1f}: "
+        f"oneDNN / F.linear {ratio_text(rates, 'onednn', 'blas')}; the default takes "
+        f"{'oneDNN' if chosen else 'F.linear'}",
         flush=True,
     )
 
@@ -524,6 +575,7 @@ def compare_reference(
     info = reply()
 
     torch.set_num_threads(threads)
+    print(kernel_note(), flush=True)
     torch.manual_seed(0)
     ours = build_model(TrialConfig(**AUTHORS_RUN), DIMS).train()
     full = torch.full((B,), L, dtype=torch.long)
@@ -612,7 +664,14 @@ def main() -> None:
         help="--reference: the Python of an environment that imports the authors' code "
         "(default: $TUNE_M3_REFERENCE_PYTHON, else this Python); see bench/reference_step.py",
     )
-    p.add_argument("--rounds", type=int, default=3, help="--mmsa/--reference: alternated rounds")
+    p.add_argument(
+        "--kernels",
+        action="store_true",
+        help="whole training steps of --model on F.linear vs the 1x1 conv, alternated (CPU)",
+    )
+    p.add_argument(
+        "--rounds", type=int, default=3, help="--mmsa/--reference/--kernels: alternated rounds"
+    )
     args = p.parse_args()
     schemes = _list(p, "--schemes", args.schemes, list(SCHEMES))
     length_modes = _list(p, "--lengths", args.lengths, ["full", "random", "bucketed"])
@@ -646,13 +705,16 @@ def main() -> None:
             args.steps,
         )
         return
-    if args.linear_kernels:
+    if args.linear_kernels or args.kernels:
         if args.model not in ("m3_baseline", "mult") or args.device != "cpu":
             p.error(
-                "--linear-kernels times a built-in model's Linear layers (--model m3_baseline or mult) on --device cpu"
+                "--linear-kernels and --kernels time a built-in model's Linear layers (--model m3_baseline or mult) on --device cpu"
             )
         torch.set_num_threads(args.threads)
-        linear_kernels(args.model, args.batch, seq_len)
+        if args.kernels:
+            compare_kernels(args.model, args.batch, seq_len, args.rounds, args.steps)
+        else:
+            linear_kernels(args.model, args.batch, seq_len)
         return
     if args.mmsa:
         if args.model != "mult" or args.device != "cpu" or amps != ["none"]:
@@ -682,6 +744,8 @@ def main() -> None:
         + ("" if on_gpu else f"; through oneDNN {onednn_rate() / 1e9:.1f} GFLOP/s"),
         flush=True,
     )
+    if not on_gpu:
+        print(kernel_note(), flush=True)
     base_rate: dict[str, float] = {}
     for scheme in schemes:
         for lengths in length_modes:

@@ -715,7 +715,7 @@ def test_hostile_space_file_is_refused_in_seconds_with_bounded_memory(
 
 def test_a_search_folder_linked_outside_the_storage_is_refused(world: dict, tmp_path: Path):
     """``<storage>/NAME`` a symbolic link to a folder elsewhere: ``--resume`` refuses it (exit 2)
-    before it locks or writes anything there (``search_paths.check_contained``)."""
+    before it locks or writes anything there (``search/paths.py`` ``check_contained``)."""
     results, outside = tmp_path / "results", tmp_path / "outside"
     (results / "ray").mkdir(parents=True)
     outside.mkdir()

@@ -49,3 +49,30 @@ def test_linear_kernels_times_the_calls_one_forward_makes(capsys):
     assert "| (2, 5, 100) -> 300 | 8 |" in out
     assert "| (2, 200) -> 1 | 1 |" in out
     assert "all calls, forward + backward: F.linear" in out
+
+
+def test_kernel_note_chooses_the_kernel_before_any_counted_step(monkeypatch):
+    """run_steps chooses first, so no kernel timing runs inside FlopCounterMode or a timed block."""
+    from tune_m3.models import layers
+
+    monkeypatch.setattr(layers, "_ONEDNN", [None])
+    monkeypatch.setenv("TUNE_M3_CPU_LINEAR", "blas")
+    note = _bench_step().kernel_note()
+    assert note == "CPU Linear kernel: F.linear (BLAS) ($TUNE_M3_CPU_LINEAR=blas)"
+    assert layers._ONEDNN == [False]
+
+
+def test_kernels_alternates_both_and_restores_the_choice(capsys, monkeypatch):
+    """--kernels: whole steps on each kernel, alternated; the process's own choice is kept."""
+    from tune_m3.models import layers
+
+    monkeypatch.setattr(layers, "_ONEDNN", [None])
+    monkeypatch.setenv("TUNE_M3_CPU_LINEAR", "blas")
+    seen = []
+    real = layers.pointwise_conv_linear
+    monkeypatch.setattr(layers, "pointwise_conv_linear", lambda *a: seen.append(1) or real(*a))
+    _bench_step().compare_kernels("m3_baseline", B=2, L=5, rounds=1, steps=1)
+    out = capsys.readouterr().out
+    assert "F.linear" in out and "oneDNN / F.linear ratio" in out
+    assert out.rstrip().endswith("the default takes F.linear")
+    assert seen and layers._ONEDNN == [False]  # the oneDNN side ran; blas restored after

@@ -12,8 +12,12 @@ and shapes, so checkpoints and ``state_dict`` keys do not change); only the kern
   convolution 212-222; on ``mult``'s narrower layers the gain is 1.0-2.1x
   (``bench/bench_step.py --linear-kernels [--model mult]``). Sums are ordered differently, so outputs
   agree to float32 rounding (a few 1e-5 relative), not bit for bit.
-  ``TUNE_M3_CPU_LINEAR=blas`` turns it off (``onednn``, the default, uses it where oneDNN is
-  available); GPU and other inputs always take ``F.linear``.
+  Which of the two is faster depends on the CPU (oneDNN lost 8-11 % of a whole step on an
+  AVX2-only EPYC), so by default (``TUNE_M3_CPU_LINEAR=auto``) each machine times both once
+  and caches the choice (:mod:`tune_m3.linear_kernel`, :mod:`tune_m3.models.kernel_timing`);
+  ``TUNE_M3_CPU_LINEAR=onednn`` or ``blas`` forces one. The choice is made at the first CPU
+  float32 3-D call of a process, with the thread count it runs on; GPU and other inputs
+  always take ``F.linear`` and never time anything.
 - :class:`Dropout` draws its mask as ``rand < 1 - p`` instead of ``bernoulli_``: the same law
   (each element kept with probability 1 - p and scaled by 1 / (1 - p), from torch's global
   RNG), 2x cheaper on CPU at mult's width of 30, less at wider tensors (1.0-1.5x at the
@@ -28,33 +32,77 @@ Off the CPU (and for inputs other than float32) every one of them is PyTorch's o
 
 from __future__ import annotations
 
+import contextlib
 import math
-import os
+from collections.abc import Iterator
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from tune_m3.errors import UserError
-
-_KERNEL_ENV = "TUNE_M3_CPU_LINEAR"
+from tune_m3.linear_kernel import cached_choice, kernel_setting, machine_key
 
 
 def onednn_linear_enabled() -> bool:
-    """Whether :class:`Linear` takes the oneDNN path on CPU (``$TUNE_M3_CPU_LINEAR``, default on).
+    """Whether :class:`Linear` takes the oneDNN path on CPU in this process.
 
-    The CLIs call it before any work, so that a typo in the variable ends there (exit 2).
+    ``$TUNE_M3_CPU_LINEAR`` forces it (``onednn``, ``blas``); ``auto`` (the default) reads this
+    machine's cached choice, timing both kernels first if there is none (a fraction of a second,
+    once per machine, torch version and thread count). False where torch has no oneDNN.
     """
-    choice = os.environ.get(_KERNEL_ENV, "onednn").strip().lower()
-    if choice not in ("onednn", "blas"):
-        raise UserError(
-            f"${_KERNEL_ENV}={choice!r}: must be 'onednn' (the default) or 'blas'; "
-            "unset it or fix the value"
-        )
-    return choice == "onednn" and torch.backends.mkldnn.is_available()
+    setting = kernel_setting()
+    if not torch.backends.mkldnn.is_available():
+        return False
+    if setting != "auto":
+        return setting == "onednn"
+    from tune_m3.models.kernel_timing import measure_entry
+
+    key = machine_key(torch.__version__, torch.get_num_threads())
+    return cached_choice(key, measure_entry) == "onednn"
 
 
-_ONEDNN: list[bool | None] = [None]  # read on first use, once per process; tests may set it
+_ONEDNN: list[bool | None] = [None]  # chosen on first use, once per process; tests may set it
+
+
+def choose_kernel() -> bool:
+    """This process's choice (True: oneDNN), made now if not yet (:func:`onednn_linear_enabled`).
+
+    Not made inside a context that would distort the timing (oneDNN switched off, a compiler
+    tracing, a dispatch mode such as ``FlopCounterMode`` watching): there this call takes
+    ``F.linear`` and the choice waits. Call it before such a step to have the choice made.
+    """
+    if _ONEDNN[0] is None:
+        if not _undisturbed():
+            return False
+        _ONEDNN[0] = onednn_linear_enabled()
+    return _ONEDNN[0]
+
+
+def _undisturbed() -> bool:
+    """Whether a kernel timing now measures the kernels as training runs them."""
+    from torch.utils._python_dispatch import is_in_torch_dispatch_mode
+
+    return (
+        torch.backends.mkldnn.enabled
+        and not torch.compiler.is_compiling()
+        and not is_in_torch_dispatch_mode()
+    )
+
+
+@contextlib.contextmanager
+def without_kernel_choice() -> Iterator[None]:
+    """Run the block on ``F.linear`` if no kernel is chosen yet, and choose none.
+
+    For the model check (shapes, not speed): a dry run never times kernels.
+    """
+    if _ONEDNN[0] is not None:
+        yield
+        return
+    _ONEDNN[0] = False
+    try:
+        yield
+    finally:
+        _ONEDNN[0] = None
 
 
 def pointwise_conv_linear(x: Tensor, weight: Tensor, bias: Tensor | None) -> Tensor:
@@ -69,14 +117,12 @@ def pointwise_conv_linear(x: Tensor, weight: Tensor, bias: Tensor | None) -> Ten
 
 def linear(x: Tensor, weight: Tensor, bias: Tensor | None = None) -> Tensor:
     """``F.linear``; on CPU float32 3-D contiguous inputs, by :func:`pointwise_conv_linear`."""
-    if _ONEDNN[0] is None:
-        _ONEDNN[0] = onednn_linear_enabled()
     if (
-        _ONEDNN[0]
-        and x.dim() == 3
+        x.dim() == 3
         and x.device.type == "cpu"
         and x.dtype == torch.float32
         and x.is_contiguous()
+        and choose_kernel()  # chosen here, at the first call that could take it
     ):
         return pointwise_conv_linear(x, weight, bias)
     return F.linear(x, weight, bias)

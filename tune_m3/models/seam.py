@@ -39,6 +39,7 @@ from torch import Tensor, nn
 
 from tune_m3.augment import AugmentLayer, AugmentPipeline, ModalityMasking, ModalityPerturbation
 from tune_m3.errors import UserError
+from tune_m3.models.layers import without_kernel_choice
 from tune_m3.names import MODALITIES
 from tune_m3.streams import Streams
 
@@ -440,6 +441,21 @@ def fake_batch(
     return mods, lengths
 
 
+@contextlib.contextmanager
+def one_thread() -> Iterator[None]:
+    """torch on one thread for the block, then as before.
+
+    For a tiny batch a thread pool's start (and, on a loaded machine, its waits) cost more than
+    the work: the baseline's check took 0.04 s on one thread, 0.4-1.1 s on two busy cores.
+    """
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(threads)
+
+
 def check_model_spec(
     cfg, input_dims: Mapping[str, int] | Sequence[int] | None = None, steps=None
 ) -> None:
@@ -451,7 +467,7 @@ def check_model_spec(
     defaults to MOSEI's; ``steps`` ({l: N_l}) to 6 steps per modality.
     """
     dims = dims_dict(input_dims or MOSEI_DIMS)
-    with torch.random.fork_rng(devices=[]):
+    with torch.random.fork_rng(devices=[]), one_thread(), without_kernel_choice():
         model = build_model(cfg, dims).train()
         # every hook path runs, even with no augmentation configured
         model.augment = augment_layers(

@@ -23,7 +23,13 @@ from tune_m3.search.paths import (
     where_it_goes,
 )
 from tune_m3.search.ray_setup import check_address, check_local_gpus, ray_environment, tighten_token
-from tune_m3.search.space import SearchSpace, describe, grid_table, load_space
+from tune_m3.search.space import (
+    SearchSpace,
+    check_space_models,
+    describe,
+    grid_table,
+    load_space,
+)
 from tune_m3.search.state import Search
 from tune_m3.tracking.store import results_dir
 
@@ -31,11 +37,13 @@ from tune_m3.tracking.store import results_dir
 def plan(options: SearchOptions) -> Search:
     """The space (file + ``--set`` + the command line) and the checks; nothing written."""
     # first: a bad space file is refused before torch loads
-    space = load_space(options.space, options.overrides, options.space_overrides())
+    space = load_space(
+        options.space, options.overrides, options.space_overrides(), check_models=False
+    )
     check_search_name(options.name, space.name)  # one path component, before anything is written
-    from tune_m3.models.layers import onednn_linear_enabled
+    from tune_m3.linear_kernel import kernel_setting  # no torch: no kernel timed here
 
-    onednn_linear_enabled()  # a typo in $TUNE_M3_CPU_LINEAR ends here, not in every trial
+    kernel_setting()  # a typo in $TUNE_M3_CPU_LINEAR ends here, not in every trial
     if options.confirm_only and space.confirm is None:
         raise UserError(
             f"--confirm-only: space '{space.name}' has no confirm block; add e.g. "
@@ -57,6 +65,9 @@ def plan(options: SearchOptions) -> Search:
                 f"the name '{options.name}' is in use: {describe_search(paths)}. Pick another "
                 "--name, or add --resume to continue that search"
             )
+    if not options.dry_run and space.dataset.synthetic is None:  # missing data: before torch
+        check_dataset(space, options.data_dir, build=False)
+    check_space_models(space.example_configs())  # torch: after every cheaper check
     return search
 
 
@@ -74,8 +85,6 @@ def preflight(search: Search) -> None:
     if options.address:
         check_address(options.address)  # and an unreachable cluster, before a dataset is built
         tighten_token()
-    if search.space.dataset.synthetic is None:  # missing data: before anything exists
-        check_dataset(search.space, options.data_dir, build=False)
 
 
 def check_dataset(space: SearchSpace, data_dir: str | None, build: bool) -> Any:

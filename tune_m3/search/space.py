@@ -255,7 +255,9 @@ class SearchSpace(_Strict):
 
     @model_validator(mode="after")
     def _semantics(self) -> SearchSpace:
-        """A space checks itself when it is built (keys, probabilities, algorithm, models)."""
+        """A space checks itself when it is built (keys, probabilities, algorithm, metric,
+        types, every corner a valid TrialConfig); building its models (torch) is
+        :func:`check_space_models`, run by :func:`load_space` or after cheaper checks."""
         _check_semantics(self)
         return self
 
@@ -360,8 +362,7 @@ def _check_semantics(space: SearchSpace) -> None:
     _check_objectives(space, where)
     _check_metric(space.metric, where)
     _check_types(space, where)
-    configs = space.example_configs()  # every corner must be a valid TrialConfig (pi sum, ...)
-    check_space_models(configs)
+    space.example_configs()  # every corner must be a valid TrialConfig (pi sum, ...)
 
 
 def _check_keys(space: SearchSpace, where: str) -> None:
@@ -579,6 +580,7 @@ def load_space(
     space: str,
     overrides: dict[str, Any] | None = None,
     options: dict[tuple[str, ...], tuple[Any, str]] | None = None,
+    check_models: bool = True,
 ) -> SearchSpace:
     """Read, validate and return a space.
 
@@ -586,7 +588,9 @@ def load_space(
     path -> (value, flag), from the search's command line, e.g. ``("num_samples",) -> (5,
     "--num-samples")``) replace the file's values. The space is built once, from the file and
     both, so the field bounds and the semantic checks see what will run; an option out of its
-    field's bounds is named by its flag.
+    field's bounds is named by its flag. ``check_models=False`` leaves out the model check
+    (:func:`check_space_models`, which imports torch) for a caller that runs it after its own
+    cheaper checks.
     """
     path = resolve_space_path(space)
     raw = _read_yaml(path)
@@ -600,12 +604,15 @@ def load_space(
     for keys, (value, _flag) in (options or {}).items():
         _set_path(raw, keys, value)
     try:
-        return SearchSpace(**raw, name=path.stem, path=str(path))
+        spec = SearchSpace(**raw, name=path.stem, path=str(path))
     except ValidationError as err:
         raise UserError(
             _option_error(err, options or {})
             or format_validation_error(err, str(path), list(SearchSpace.model_fields))
         ) from None
+    if check_models:
+        check_space_models(spec.example_configs())
+    return spec
 
 
 def _read_yaml(path: Path) -> dict[str, Any]:

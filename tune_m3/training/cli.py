@@ -61,9 +61,9 @@ def _print_final(final: Mapping[str, float]) -> None:
 @cli_main
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
-    from tune_m3.models.layers import onednn_linear_enabled
+    from tune_m3.linear_kernel import kernel_setting
 
-    onednn_linear_enabled()  # $TUNE_M3_CPU_LINEAR checked before any work
+    kernel_setting()  # $TUNE_M3_CPU_LINEAR checked before any work
 
     from tune_m3.data import load_dataset
 
