@@ -10,7 +10,8 @@ each side in a fresh process timed from launch to exit (Ray's start included), a
   tiny, on the SYNTHETIC MOSI-shaped set at ``--scale``; FIFO; MLflow in SQLite; every trial's
   checkpoint, MLflow child run, final test pass and diagnostics included: what a search pays);
 - plain Ray Tune: ``tune.Tuner`` over a function trainable that busy-waits the tune_m3 side's
-  median ``epoch_seconds`` and reports once (Ray's defaults otherwise, same storage kind).
+  median ``epoch_seconds`` and reports once, twice: with Ray's defaults (a new worker process
+  per trial) and with ``reuse_actors=True`` (the engine's floor; tune_m3 reuses actors too).
 
 The ratio tune_m3 / plain is the overhead factor the issue's target (<= 1.3x) is about. It
 also prints the tune_m3 side's per-trial split from its trials table and MLflow runs: the child
@@ -35,6 +36,7 @@ import os, sys, time
 from ray import tune
 import ray
 n, conc, busy, storage = int(sys.argv[1]), int(sys.argv[2]), float(sys.argv[3]), sys.argv[4]
+reuse = sys.argv[5] == "reuse"
 ray.init(address="local", num_cpus=os.cpu_count(), include_dashboard=False, log_to_driver=False)
 def trial(config):
     t = time.perf_counter()
@@ -44,7 +46,9 @@ def trial(config):
 tuner = tune.Tuner(
     tune.with_resources(trial, {"cpu": 1}),
     param_space={"x": tune.grid_search([i / n for i in range(n)])},
-    tune_config=tune.TuneConfig(metric="val_mae", mode="min", max_concurrent_trials=conc),
+    tune_config=tune.TuneConfig(
+        metric="val_mae", mode="min", max_concurrent_trials=conc, reuse_actors=reuse
+    ),
     run_config=tune.RunConfig(storage_path=storage, name="plain", verbose=0),
 )
 res = tuner.fit()
@@ -157,11 +161,11 @@ def main() -> None:
     space = work / "bench_space.yaml"
     space.write_text(space_yaml(dataset, args.trials, args.concurrent))
     rows = []
-    busy = None
+    busy = None  # the tune_m3 side runs first in round 0: the plain sides need its epoch time
     for r in range(args.repeats):
-        sides = ["tune_m3", "plain"] if r % 2 == 0 else ["plain", "tune_m3"]
-        if busy is None:  # the plain side needs the epoch time: measure tune_m3 first once
-            sides = ["tune_m3", "plain"]
+        sides = ["tune_m3", "plain", "plain_reuse"]
+        if r % 2 and busy is not None:  # swap the order every round
+            sides.reverse()
         row: dict = {"round": r}
         for side in sides:
             if side == "tune_m3":
@@ -169,20 +173,28 @@ def main() -> None:
                 row.update(trial_split(results))
                 busy = busy or row["epoch_seconds_median"]
             else:
-                row["plain_s"] = run_plain(args.trials, args.concurrent, busy, work, str(r))
+                reuse = side == "plain_reuse"
+                row[f"{side}_s"] = run_plain(
+                    args.trials, args.concurrent, busy, work, str(r), reuse
+                )
         row["ratio"] = row["tune_m3_s"] / row["plain_s"]
+        row["ratio_reuse"] = row["tune_m3_s"] / row["plain_reuse_s"]
         rows.append(row)
         print(
-            f"round {r}: tune_m3 {row['tune_m3_s']:.1f} s, plain Ray Tune {row['plain_s']:.1f} s "
-            f"(busy-wait {busy:.3f} s), ratio {row['ratio']:.2f}; tune_m3 per trial: epoch "
-            f"{row['epoch_seconds_median']:.3f} s, child run {row['child_run_seconds_median']:.2f} s",
+            f"round {r}: tune_m3 {row['tune_m3_s']:.1f} s; plain Ray Tune {row['plain_s']:.1f} s "
+            f"(Ray's default, a process per trial), {row['plain_reuse_s']:.1f} s (reuse_actors); "
+            f"busy-wait {busy:.3f} s; ratios {row['ratio']:.2f} / {row['ratio_reuse']:.2f}; "
+            f"tune_m3 per trial: epoch {row['epoch_seconds_median']:.3f} s, child run "
+            f"{row['child_run_seconds_median']:.2f} s",
             flush=True,
         )
-    ratios = [x["ratio"] for x in rows]
-    print(
-        f"{args.trials} one-epoch trials, {args.concurrent} at a time: tune_m3 / plain Ray Tune "
-        f"= {statistics.median(ratios):.2f} (median of {len(ratios)}; SYNTHETIC data)"
-    )
+    for key, what in (("ratio", "Ray's default"), ("ratio_reuse", "reuse_actors=True")):
+        ratios = [x[key] for x in rows]
+        print(
+            f"{args.trials} one-epoch trials, {args.concurrent} at a time: tune_m3 / plain Ray "
+            f"Tune ({what}) = {statistics.median(ratios):.2f} (median of {len(ratios)}; "
+            "SYNTHETIC data)"
+        )
     if args.out:
         Path(args.out).write_text(json.dumps(rows, indent=1))
 

@@ -28,6 +28,10 @@ from tune_m3.search.report import (
 )
 from tune_m3.search.state import Search
 
+#: a finished trial's worker process runs the next trial (Ray resets it) instead of a new process
+#: paying Python's and torch's start-up again (bench/bench_trial_overhead.py)
+REUSE_ACTORS = True
+
 # ------------------------------------------------------------------------------ data and trials
 
 
@@ -123,6 +127,7 @@ def search_stage(search: Search) -> Any:
                 scheduler=make_scheduler(space, space.example_configs()[0].max_epochs),
                 num_samples=1 if space.algorithm.type == "grid" else space.num_samples,
                 max_concurrent_trials=space.max_concurrent,
+                reuse_actors=REUSE_ACTORS,
             ),
             run_config=run_config,
         )
@@ -168,6 +173,7 @@ def confirm_stage(search: Search, search_df: Any) -> Any:
                 scheduler=FIFOScheduler(),
                 num_samples=1,
                 max_concurrent_trials=space.max_concurrent,
+                reuse_actors=REUSE_ACTORS,
             ),
             run_config=run_config,
         )
