@@ -33,11 +33,6 @@ import pandas as pd
 from matplotlib.figure import Figure
 
 from analysis.grouping import (
-    DECIMALS,
-    DEFAULT_MODEL,
-    DIAG_LABELS,
-    KINDS,
-    METRIC_LABELS,
     NotApplicable,
     aggregate,
     completed,
@@ -50,6 +45,8 @@ from analysis.grouping import (
     regime_sort_key,
     sort_key,
 )
+from analysis.labels import DECIMALS, DIAG_LABELS, KINDS, METRIC_LABELS
+from analysis.load import DEFAULT_MODEL
 from analysis.multibench import curves, effective_robustness, relative_robustness
 from analysis.plots import save_figure, skippable, synthetic_suffix
 from tune_m3.names import diag_key

@@ -16,8 +16,16 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from analysis.labels import (  # KINDS, METRIC_LABELS: also public here, as before
+    KINDS,
+    METRIC_LABELS,
+    REGIME_SCHEME,
+    SCHEME_ORDER,
+    scheme_label,
+    scheme_rank,
+)
 from analysis.load import DEFAULT_MODEL, RUN_COLUMNS
-from tune_m3.names import DIAG_KINDS, STAGE_CONFIRM, STAGE_SEARCH, parse_diag_key
+from tune_m3.names import STAGE_CONFIRM, STAGE_SEARCH, parse_diag_key
 
 __all__ = [
     "DEFAULT_MODEL",
@@ -43,29 +51,6 @@ __all__ = [
     "training_label",
 ]
 
-METRIC_LABELS = {
-    "acc2": "Acc2",
-    "f1": "F1",
-    "acc7": "Acc7",
-    "acc5": "Acc5",
-    "corr": "Corr",
-    "mae": "MAE",
-    "acc2_has0": "Acc2 (has-0)",
-    "f1_has0": "F1 (has-0)",
-}
-DECIMALS = {"acc2": 2, "f1": 2, "acc7": 2, "acc5": 2, "acc2_has0": 2, "f1_has0": 2}  # else 3
-SCHEME_LABELS = {
-    "none": "Baseline",
-    "baseline": "Baseline",
-    "random_mask": "Random Mask",
-    "soft_m3": "Soft M3",
-    "m3": "M3",
-}
-SCHEME_ORDER = ["none", "random_mask", "soft_m3", "m3"]
-# a masking scheme as a training regime (Robustness Table 1 rows)
-REGIME_SCHEME = {"m3": "M3", "soft_m3": "soft M3", "random_mask": "random mask"}
-DIAG_LABELS = {"clean": "clean", "missing": "missing", "noisy": "noise"}  # the paper's words
-KINDS: tuple[str, ...] = DIAG_KINDS
 # params that never define a configuration (bookkeeping, or the repeat axis itself)
 NOT_CONFIG = {"seed", "threads", "device", "checkpoint_every", "diag_seed"}
 DERIVED = ("pi_audio", "pi_vision")  # follow from pi_text (tune_m3.search.space)
@@ -219,7 +204,7 @@ def group_label(row: pd.Series | dict, keys: Sequence[str]) -> str:
     for k in keys:
         v = row[k]
         if k in ("variant", "scheme", "regime", "model"):
-            parts.append(SCHEME_LABELS.get(str(v), str(v)) if k == "scheme" else str(v))
+            parts.append(scheme_label(v) if k == "scheme" else str(v))
         else:
             parts.append(f"{k}={fmt_value(v, k, sig=3)}")
     return ", ".join(parts) or "all runs"
@@ -270,7 +255,7 @@ def regime_sort_key(row: pd.Series | dict) -> tuple:
     """baseline, masking schemes (paper order, by pM, πT), perturbation by amount, both."""
     get = row.get  # a dict and a Series both have it
     scheme = str(get("scheme", "none") or "none")
-    s = SCHEME_ORDER.index(scheme) if scheme in SCHEME_ORDER else 99
+    s = scheme_rank(scheme)
     pert = _num(get("p_missing", 0.0)) + _num(get("p_noise", 0.0))
     masked = scheme not in ("none", "baseline")
     group = (1 if masked else 0) if pert == 0 else (3 if masked else 2)
@@ -294,7 +279,7 @@ def sort_key(row: pd.Series | dict, keys: Sequence[str]) -> tuple:
         v = row[k]
         if k == "scheme" or (k == "variant" and str(v) in SCHEME_ORDER + ["baseline"]):
             s = "none" if str(v) == "baseline" else str(v)
-            out.append((0, SCHEME_ORDER.index(s) if s in SCHEME_ORDER else 99, ""))
+            out.append((0, scheme_rank(s), ""))
         elif k == "variant":
             t = train_sort(str(v))
             out.append((1, t[0] * 1000 + t[1], str(v)))

@@ -289,19 +289,9 @@ def load_runs(
         UserError: unknown experiment, unreachable tracking URI or missing store, or no finished
             trial runs left after filtering.
     """
-    from mlflow.entities import ViewType
-
     c, uri = _client(tracking_uri)
     exp = _get_experiment(c, experiment, uri)
-    active = _search_all(c, exp.experiment_id, ViewType.ACTIVE_ONLY)
-    deleted = _search_all(c, exp.experiment_id, ViewType.DELETED_ONLY)
-
-    parents = {r.info.run_id: r for r in active if TAG_PARENT not in r.data.tags}
-    children = [r for r in active if TAG_PARENT in r.data.tags]
-    left_out: dict[str, int] = {}
-    n_deleted = sum(TAG_PARENT in r.data.tags for r in deleted)
-    if n_deleted:
-        left_out["deleted"] = n_deleted
+    parents, children, left_out = _parents_and_children(c, exp.experiment_id)
     if search is not None:
         children = _of_search(children, parents, search, experiment, left_out)
     kept = _finished(children, include_unfinished, left_out, experiment, uri)
@@ -320,6 +310,22 @@ def load_runs(
         warnings=_warnings(df, parents, param_cols),
     )
     return df, info
+
+
+def _parents_and_children(c, experiment_id: str) -> tuple[dict, list, dict[str, int]]:
+    """The experiment's active runs split into parents (by run id) and children (trial runs),
+    and ``left_out`` counting the deleted children (``{"deleted": n}``, empty when none)."""
+    from mlflow.entities import ViewType
+
+    active = _search_all(c, experiment_id, ViewType.ACTIVE_ONLY)
+    deleted = _search_all(c, experiment_id, ViewType.DELETED_ONLY)
+    parents = {r.info.run_id: r for r in active if TAG_PARENT not in r.data.tags}
+    children = [r for r in active if TAG_PARENT in r.data.tags]
+    left_out: dict[str, int] = {}
+    n_deleted = sum(TAG_PARENT in r.data.tags for r in deleted)
+    if n_deleted:
+        left_out["deleted"] = n_deleted
+    return parents, children, left_out
 
 
 def _of_search(

@@ -37,6 +37,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -44,13 +45,6 @@ import pandas as pd
 
 from analysis.footnotes import ACC_CONVENTION, F1_SWAPPED, SYNTHETIC_TITLE, UNITS
 from analysis.grouping import (
-    DECIMALS,
-    DEFAULT_MODEL,
-    DIAG_LABELS,
-    KINDS,
-    METRIC_LABELS,
-    SCHEME_LABELS,
-    SCHEME_ORDER,
     NotApplicable,
     aggregate,
     completed,
@@ -69,6 +63,8 @@ from analysis.grouping import (
     stage,
     training_label,
 )
+from analysis.labels import DECIMALS, DIAG_LABELS, KINDS, METRIC_LABELS, scheme_label, scheme_rank
+from analysis.load import DEFAULT_MODEL
 from tune_m3.metrics import HEADLINE
 from tune_m3.names import SCHEDULER_STOPPED, STAGE_CONFIRM, STAGE_SEARCH, TAG_STAGE, diag_key
 
@@ -196,14 +192,13 @@ def m3_table1(df: pd.DataFrame, metrics: Sequence[str] = HEADLINE) -> pd.DataFra
     # a search over scheme itself (primary "scheme") has the column already: one, put first
     table = table.drop(columns="scheme", errors="ignore")
     table.insert(0, "scheme", scheme_of)
-    table.insert(0, "label", [SCHEME_LABELS.get(str(s), str(s)) for s in table["scheme"]])
+    table.insert(0, "label", [scheme_label(s) for s in table["scheme"]])
     if primary == "variant":  # a variant named other than its scheme shows both
         table["label"] = [
             lab if str(v) in (str(s), "baseline") else f"{lab} ({v})"
             for lab, v, s in zip(table["label"], table["variant"], table["scheme"], strict=True)
         ]
-    order = {s: i for i, s in enumerate(SCHEME_ORDER)}
-    table["_o"] = [order.get(str(s), 99) for s in table["scheme"]]
+    table["_o"] = [scheme_rank(s) for s in table["scheme"]]
     table = table.sort_values(["_o", *keys[1:]], kind="stable").drop(columns="_o")
     table = table.reset_index(drop=True)
     ref = reference("m3_table1").set_index("scheme")
@@ -445,28 +440,48 @@ def _one_model(df: pd.DataFrame, model: str | None) -> tuple[pd.DataFrame, str]:
     return done, model
 
 
+@dataclass(frozen=True)
+class _Layout:
+    """One of the robustness paper's table layouts."""
+
+    name: str  # the table's name (its files' stem)
+    title: str  # with ``{modality}`` to fill in
+    table1: bool  # Table 1 (one fraction, rows by diagnostic) or Tables 3-7 (regime blocks)
+
+
+_TABLE1 = _Layout(
+    "robustness_table1",
+    "Robustness Table 1: training regime vs {modality} missing/noise at 30 % of the test set",
+    table1=True,
+)
+_TABLES3TO7 = _Layout(
+    "robustness_tables3to7",
+    "Robustness Tables 3-7 layout: training regime × {modality} diagnostic × test fraction",
+    table1=False,
+)
+
+
 def _robust_table(
     df: pd.DataFrame,
+    layout: _Layout,
     modality: str,
-    fractions: list[str] | None,
     reference_model: str,
-    name: str,
-    title: str,
-    table1: bool,
     model: str | None,
+    fractions: Sequence[str] | None = None,
 ) -> pd.DataFrame:
+    """``layout`` of ``model``'s runs; ``fractions`` (Tables 3-7 only): which test fractions."""
     done, model = _one_model(df, model)
     avail = diag_fractions(done, modality, "corr")
     if not avail:
         raise NotApplicable(f"no diagnostics of the {modality} modality in these runs")
-    if table1:
+    if layout.table1:
         fractions = ["30"] if "30" in avail else [avail[-1]]
     else:
         fractions = [f for f in (fractions or avail) if f in avail]
     done, keys = _robust_groups(done)
     long = _robust_long(done, modality, fractions)
     table = aggregate(long, [*keys, "diagnostic", "fraction_pct"], ["corr", "f1"])
-    table = _robust_order(table, done, keys, table1)
+    table = _robust_order(table, done, keys, layout.table1)
     # the paper's row name ('none', '15+15'; '' for a masking regime): CSV readers match on it
     table["training"] = table["regime"].map(done.groupby("regime", sort=False)["training"].first())
     table["diagnostic_label"] = [
@@ -486,9 +501,10 @@ def _robust_table(
         + ("; Δ = ours − published" if comparable else "")
     )
     heads = {"regime": "training regime", "dataset_tag": "dataset"}
+    title = layout.title.format(modality=modality)
     return _finish(
         table,
-        name=name,
+        name=layout.name,
         title=_title(f"{title}, model {model}", synthetic, dlabel, paper_ds),
         keys=[*((k, heads.get(k, k)) for k in keys), ("diagnostic_label", "diagnostic")],
         metrics=[("corr", "Corr (drop)", 3), ("f1", "F1 (drop)", 2)],
@@ -515,16 +531,7 @@ def robustness_table1(
     ``reference_model``'s rows of ``reference/robustness_tables3to7.csv`` for the same dataset
     (MOSEI or MOSI by the dataset's name), for the baseline and perturbation regimes.
     """
-    return _robust_table(
-        df,
-        modality,
-        None,
-        reference_model,
-        "robustness_table1",
-        f"Robustness Table 1: training regime vs {modality} missing/noise at 30 % of the test set",
-        table1=True,
-        model=model,
-    )
+    return _robust_table(df, _TABLE1, modality, reference_model, model)
 
 
 def robustness_table(
@@ -541,16 +548,7 @@ def robustness_table(
     Corr and F1 drops, mean ± std over seeds. Published: ``reference_model``'s table (MulT: the
     paper's Table 7).
     """
-    return _robust_table(
-        df,
-        modality,
-        list(fractions) if fractions else None,
-        reference_model,
-        "robustness_tables3to7",
-        f"Robustness Tables 3-7 layout: training regime × {modality} diagnostic × test fraction",
-        table1=False,
-        model=model,
-    )
+    return _robust_table(df, _TABLES3TO7, modality, reference_model, model, fractions)
 
 
 # ----------------------------------------------------------------------------- searches

@@ -37,8 +37,6 @@ from matplotlib.figure import Figure
 from matplotlib.ticker import FormatStrFormatter, FuncFormatter, MaxNLocator, NullFormatter
 
 from analysis.grouping import (
-    KINDS,
-    METRIC_LABELS,
     NotApplicable,
     completed,
     config_columns,
@@ -51,6 +49,7 @@ from analysis.grouping import (
     run_scores,
     sort_key,
 )
+from analysis.labels import KINDS, METRIC_LABELS
 from tune_m3.metrics import LOWER_IS_BETTER
 from tune_m3.names import (
     COMPLETED,
@@ -277,13 +276,7 @@ def robustness_curves(
     keys, labels = _groups(done)
     done = done.assign(_group=labels.astype(str))
     groups = list(labels.cat.categories) if hasattr(labels, "cat") else ["all runs"]
-    note = ""
-    first = f"test_{metrics[0]}"
-    if len(groups) > MAX_LINES:
-        means = done.groupby("_group")[first].mean()
-        best = means.sort_values(ascending=metrics[0] in LOWER_IS_BETTER).index[:MAX_LINES]
-        groups = [g for g in groups if g in set(best)]
-        note = f" (best {MAX_LINES} of {len(means)} configurations by clean {metrics[0]})"
+    groups, note = _best_groups(done, groups, metrics[0])
     xs = np.array([0.0, *[float(p) for p in pcts]])
     fig = Figure(figsize=(10, 3.4 * len(metrics)))
     axes = np.atleast_2d(fig.subplots(len(metrics), len(KINDS), sharex=True, squeeze=False))
@@ -318,6 +311,17 @@ def robustness_curves(
         "representation zeroed (missing) or noised (noisy); 0 % = clean. Lines: mean over seeds; "
         "bands: ± sample std."
     )
+
+
+def _best_groups(done: pd.DataFrame, groups: list[str], metric: str) -> tuple[list[str], str]:
+    """At most :data:`MAX_LINES` of ``groups`` (values of ``done["_group"]``), the best by the
+    mean clean ``test_<metric>``, in their order; and a title note when some were left out."""
+    if len(groups) <= MAX_LINES:
+        return groups, ""
+    means = done.groupby("_group")[f"test_{metric}"].mean()
+    best = means.sort_values(ascending=metric in LOWER_IS_BETTER).index[:MAX_LINES]
+    note = f" (best {MAX_LINES} of {len(means)} configurations by clean {metric})"
+    return [g for g in groups if g in set(best)], note
 
 
 # --------------------------------------------------------------------------- learning curves
@@ -423,19 +427,7 @@ def param_importance(
             f"only {len(params)} parameter(s) differ between trials "
             f"({', '.join(params) or 'none'}); importance would be trivial"
         )
-    dists = {p: _distribution(t[p]) for p in params}
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
-    study = optuna.create_study(direction="minimize" if mode == "min" else "maximize")
-    for _, row in t.iterrows():
-        ps, ds = {}, {}
-        for p, (dist, conv) in dists.items():
-            if pd.isna(row[p]):
-                continue
-            ps[p] = conv(row[p])
-            ds[p] = dist
-        study.add_trial(
-            optuna.trial.create_trial(params=ps, distributions=ds, value=float(row[metric]))
-        )
+    study = _rebuilt_study(t, params, metric, mode)
     try:
         imp = optuna.importance.get_param_importances(
             study, evaluator=optuna.importance.FanovaImportanceEvaluator(seed=0)
@@ -460,6 +452,27 @@ def param_importance(
     )
 
 
+def _rebuilt_study(t: pd.DataFrame, params: list[str], metric: str, mode: str):
+    """An in-memory Optuna study with one COMPLETE trial per row of ``t``: its ``params``
+    (unset ones left out of that trial) and ``metric`` as the value."""
+    import optuna
+
+    dists = {p: _distribution(t[p]) for p in params}
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    study = optuna.create_study(direction="minimize" if mode == "min" else "maximize")
+    for _, row in t.iterrows():
+        ps, ds = {}, {}
+        for p, (dist, conv) in dists.items():
+            if pd.isna(row[p]):
+                continue
+            ps[p] = conv(row[p])
+            ds[p] = dist
+        study.add_trial(
+            optuna.trial.create_trial(params=ps, distributions=ds, value=float(row[metric]))
+        )
+    return study
+
+
 def _has_variant_params(t: pd.DataFrame) -> bool:
     """True when the params a variant sets also differ (then the variant name is redundant)."""
     others = [c for c in config_columns(t) if c != "variant"]
@@ -472,6 +485,28 @@ def _has_variant_params(t: pd.DataFrame) -> bool:
 def pareto_front(x: np.ndarray, y: np.ndarray) -> np.ndarray:
     """Boolean mask of the points no other point beats in both x and y (both minimised)."""
     return non_dominated(np.column_stack([np.asarray(x, float), np.asarray(y, float)]), ["min"] * 2)
+
+
+def _front_line(ax, xs: np.ndarray, ys: np.ndarray, front: np.ndarray, label: str, **style) -> None:
+    """The Pareto front (``front``: a boolean mask over the points) as a dashed black line
+    through circled points, in x order; ``style``: the markers' fill and size, the draw style."""
+    order = np.argsort(xs[front])
+    ax.plot(
+        xs[front][order],
+        ys[front][order],
+        color="k",
+        lw=1,
+        ls="--",
+        marker="o",
+        label=label,
+        **style,
+    )
+
+
+def _grid_and_legend(ax) -> None:
+    """A light grid and the legend outside the axes, on the right."""
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1))
 
 
 @skippable("pareto_scatter", "Clean error versus robustness")
@@ -511,23 +546,11 @@ def pareto_scatter(
             ax.scatter(xs[m], ys[m], s=22, color=f"C{gi}", alpha=0.8, label=g)
     else:
         ax.scatter(xs, ys, s=22, color="C0", alpha=0.7, label=f"{len(xs)} trials")
-    order = np.argsort(xs[front])
-    ax.plot(
-        xs[front][order],
-        ys[front][order],
-        color="k",
-        lw=1,
-        ls="--",
-        marker="o",
-        mfc="none",
-        ms=10,
-        drawstyle="steps-post",
-        label=f"Pareto front ({int(front.sum())})",
-    )
+    label = f"Pareto front ({int(front.sum())})"
+    _front_line(ax, xs, ys, front, label, mfc="none", ms=10, drawstyle="steps-post")
     ax.set_xlabel(f"{_label(x)} (clean; lower is better)")
     ax.set_ylabel(f"{_label(y)}\n(lower = more robust)")
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1))
+    _grid_and_legend(ax)
     ax.set_title(
         f"Clean error versus {modality} {kind} robustness{synthetic_suffix(df)}", fontsize=10
     )
@@ -566,25 +589,13 @@ def pareto_objectives(df: pd.DataFrame, path: str | Path, objectives: Sequence[t
     fig = Figure(figsize=(7, 5))
     ax = fig.subplots()
     ax.scatter(xs[~front], ys[~front], s=22, color="C0", alpha=0.7, label="trials")
-    order = np.argsort(xs[front])
     how = "tagged by the search" if tagged else "computed from these trials"
-    ax.plot(
-        xs[front][order],
-        ys[front][order],
-        color="k",
-        lw=1,
-        ls="--",
-        marker="o",
-        mfc="C1",
-        ms=8,
-        label=f"Pareto front ({int(front.sum())}, {how})",
-    )
+    _front_line(ax, xs, ys, front, f"Pareto front ({int(front.sum())}, {how})", mfc="C1", ms=8)
     ax.set_xlabel(f"{_label(x)} ({'lower' if xm == 'min' else 'higher'} is better)")
     ax.set_ylabel(f"{_label(y)}\n({'lower' if ym == 'min' else 'higher'} is better)")
     for axis in (ax.xaxis, ax.yaxis):
         axis.set_major_formatter(SIG3)
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1))
+    _grid_and_legend(ax)
     more = f" (of {len(objectives)} objectives)" if len(objectives) > 2 else ""
     ax.set_title(
         f"The search's objectives{more}, {len(t)} trials{synthetic_suffix(df)}", fontsize=10

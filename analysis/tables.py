@@ -1,10 +1,11 @@
 """The tables' public face: builders, grouping helpers and renderers under one name.
 
-The code lives in three modules; this one re-exports their public names so that
+The code lives in four modules; this one re-exports their public names so that
 ``from analysis import tables as T; T.m3_table1(df); T.to_markdown(t)`` keeps working:
 
 - :mod:`analysis.grouping`: which runs and how they group (configurations, training regimes,
   models, stages, row order, number formatting, :class:`NotApplicable`);
+- :mod:`analysis.labels`: the words, orders and decimals printed (metrics, schemes, diagnostics);
 - :mod:`analysis.paper_tables`: the papers' tables and the search's own (best trials,
   confirmed ranking), with the published numbers of ``analysis/reference/``;
 - :mod:`analysis.render`: Markdown, LaTeX, HTML and CSV.
@@ -14,15 +15,8 @@ from __future__ import annotations
 
 from analysis.footnotes import ACC_CONVENTION, F1_SWAPPED, SYNTHETIC_TITLE
 from analysis.grouping import (
-    DECIMALS,
-    DEFAULT_MODEL,
-    DIAG_LABELS,
-    KINDS,
-    METRIC_LABELS,
     NOT_CONFIG,
     PROBABILITIES,
-    SCHEME_LABELS,
-    SCHEME_ORDER,
     NotApplicable,
     aggregate,
     completed,
@@ -36,6 +30,15 @@ from analysis.grouping import (
     stage,
     training_label,
 )
+from analysis.labels import (
+    DECIMALS,
+    DIAG_LABELS,
+    KINDS,
+    METRIC_LABELS,
+    SCHEME_LABELS,
+    SCHEME_ORDER,
+)
+from analysis.load import DEFAULT_MODEL
 from analysis.paper_tables import (
     REFERENCE_DIR,
     best_trials,
