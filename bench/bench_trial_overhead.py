@@ -88,8 +88,10 @@ def run_tune_m3(space: Path, env: dict, work: Path, tag: str) -> tuple[float, Pa
     return wall, results
 
 
-def run_plain(n: int, concurrent: int, busy: float, work: Path, tag: str) -> float:
+def run_plain(n: int, concurrent: int, busy: float, work: Path, tag: str, reuse: bool) -> float:
+    """Plain Ray Tune's wall time for the same trials (``reuse``: ``reuse_actors=True``)."""
     t0 = time.perf_counter()
+    mode = "reuse" if reuse else "fresh"
     out = subprocess.run(
         [
             sys.executable,
@@ -98,7 +100,8 @@ def run_plain(n: int, concurrent: int, busy: float, work: Path, tag: str) -> flo
             str(n),
             str(concurrent),
             str(busy),
-            str(work / f"plain_{tag}"),
+            str(work / f"plain_{mode}_{tag}"),
+            mode,
         ],
         capture_output=True,
         text=True,
