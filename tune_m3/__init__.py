@@ -7,7 +7,9 @@ ASHA and tracked in MLflow.
 
 The public surface is small; everything else may move:
 
-- ``tune_m3.augment``: ``ModalityMasking``, ``ModalityPerturbation``
+- ``tune_m3.search``: ``run_search(SearchOptions(space=...))``, ``main`` (the CLI)
+- ``tune_m3.training``: ``train`` (one trial, no Ray)
+- ``tune_m3.augment``: ``AugmentLayer`` (the base class), ``ModalityMasking``, ``ModalityPerturbation``
 - ``tune_m3.models``: ``M3Baseline``, ``MulT``, ``build_model``, ``AugmentedModel``
 - ``tune_m3.metrics``: ``compute_metrics``
 - ``tune_m3.data``: ``load_dataset``, ``build_synthetic``, ``import_file``
