@@ -21,8 +21,10 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from tune_m3.names import TAG_SYNTHETIC
+
 CONTEXT_TAG = "mlflow.data.context"  # MLflow's own: shown beside the dataset in the runs table
-SYNTHETIC_TAG = "tune_m3.synthetic"
+SYNTHETIC_TAG = TAG_SYNTHETIC  # the same key as the runs' tag
 SOURCE_TYPE = "tune_m3"
 
 
