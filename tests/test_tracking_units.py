@@ -273,3 +273,101 @@ def test_ray_token_readable_by_others_is_tightened_and_said(tmp_path, monkeypatc
     assert "readable by other users (mode 644); tightened it to 600" in capsys.readouterr().out
     tighten_token()  # already private: nothing to say
     assert capsys.readouterr().out == ""
+
+
+def _meta(synthetic: bool):
+    from tune_m3.data.store import DatasetMeta
+
+    return DatasetMeta(
+        name="tiny",
+        synthetic=synthetic,
+        modalities=("text", "audio", "vision"),
+        dims={"text": 4, "audio": 3, "vision": 2},
+        seq_len=5,
+        sizes={"train": 96, "valid": 32, "test": 48},
+        source={"kind": "synthetic", "fingerprint": "0123456789abcdef0123"},
+    )
+
+
+def test_dataset_input_waits_for_its_run_and_replays_after_resync(store, tmp_path):
+    """A trial's dataset input is a write like the others: queued behind the run's create while
+    MLflow is down, saved with the placeholder, replayed by resync onto the created run."""
+    from tune_m3.tracking import dataset_record
+
+    uri, c, exp, parent = store
+    flaky = Flaky(c)
+    log = MlflowTrialLogger(
+        uri, exp, parent, {}, tmp_path / "u.json", client=flaky, dataset=dataset_record(_meta(True))
+    )
+    log.writes.retry_every = 0.0
+    flaky.down = True
+    log.trial_start("tA", "t01 pM=.2", {"p_mask": 0.2})
+    path = tmp_path / "unlogged.json"
+    left = log.writes.finish(path, retries=1, wait=0.0)
+    assert [w.kind for w in left] == ["create_run", "log_batch", "log_inputs"]
+    assert json.loads(path.read_text())[2]["args"]["run_id"] == PENDING + "tA"
+    assert resync(path, uri) == 3
+    (run,) = [r for r in c.search_runs([exp]) if r.info.run_name == "t01 pM=.2"]
+    (inp,) = run.inputs.dataset_inputs
+    assert (inp.dataset.name, inp.dataset.digest, inp.dataset.source_type) == (
+        "tiny",
+        "0123456789abcdef",
+        "tune_m3",
+    )
+    tags = {t.key: t.value for t in inp.tags}
+    assert tags == {
+        "mlflow.data.context": "train/val/test SYNTHETIC",
+        "tune_m3.synthetic": "SYNTHETIC",
+    }
+    assert json.loads(inp.dataset.source)["kind"] == "synthetic"
+
+
+def test_real_data_is_not_marked_synthetic():
+    from tune_m3.tracking import dataset_record
+
+    rec = dataset_record(_meta(False))
+    assert rec["tags"] == {"mlflow.data.context": "train/val/test", "tune_m3.synthetic": "real"}
+
+
+def test_run_names_lead_with_the_result_and_recover_their_base():
+    from tune_m3.search.callback import run_name, with_result
+    from tune_m3.tracking.trials import base_name
+
+    name = run_name(2, {"p_mask": 0.4721, "pi_text": 0.05, "lr": 3e-4}, ["p_mask", "pi_text", "lr"])
+    assert name == "t03 pM=.472 πT=.05 lr=.0003"
+    done = with_result(name, "val_mae", 0.28412)
+    assert done == "0.2841 | t03 pM=.472 πT=.05 lr=.0003"
+    assert done[:20] == "0.2841 | t03 pM=.472"  # what the runs table shows of a name
+    assert with_result(name, "val_mae", float("nan")) == name
+    assert base_name(done) == name and base_name(name) == name
+    assert base_name("t01 pM=0.2 → val_mae 0.333") == "t01 pM=0.2"  # names of older searches
+
+
+def test_search_view_is_a_saved_view_the_ui_reads(store):
+    from tune_m3.tracking import compare_url, save_view, search_view, view_url
+
+    _, c, exp, parent = store
+    state = search_view(parent, ["val_mae"], True, ["p_mask", "lr"], "search")
+    save_view(c, exp, parent, "s: trials by val_mae", state)
+    value = json.loads(c.get_experiment(exp).tags[f"mlflow.sharedViewState.{parent}"])
+    assert value["name"] == "s: trials by val_mae" and isinstance(value["createdAt"], int)
+    saved = json.loads(value["state"])
+    assert saved["orderByKey"] == "metrics.`val_mae`" and saved["orderByAsc"] is True
+    assert saved["selectedColumns"][:4] == [
+        "attributes.`Dataset`",
+        "metrics.`val_mae`",
+        "params.`p_mask`",
+        "params.`lr`",
+    ]
+    # the filter is valid MLflow search syntax and selects the search's trials only
+    child = c.create_run(exp, tags={TAG_PARENT: parent, "tune_m3.stage": "search"}).info.run_id
+    c.create_run(exp, tags={TAG_PARENT: parent, "tune_m3.stage": "confirm"})
+    assert [r.info.run_id for r in c.search_runs([exp], saved["searchFilter"])] == [child]
+    assert view_url("sqlite:///x.db", exp, parent, 5001) == (
+        f"http://127.0.0.1:5001/#/experiments/{exp}/runs?viewStateShareKey={parent}"
+    )
+    url = compare_url("http://h:5000/", "7", ["a", "b"])
+    assert (
+        url
+        == "http://h:5000/#/compare-runs?runs=%5B%22a%22%2C%20%22b%22%5D&experiments=%5B%227%22%5D"
+    )

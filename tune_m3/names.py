@@ -228,7 +228,7 @@ SEARCH_FAILED: Final[str] = "failed"
 
 # ------------------------------------------------------------------------------ run names
 
-#: short labels of searched settings in run names (``t03 pM=0.27 πT=0.45``), the papers' symbols
+#: short labels of searched settings in run names (``t03 pM=.27 πT=.45``), the papers' symbols
 SYMBOLS: Final[dict[str, str]] = {
     "p_mask": "pM",
     "pi_text": "πT",

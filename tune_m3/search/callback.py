@@ -1,9 +1,10 @@
 """The Ray Tune callback of a search: MLflow child runs, readable names, statuses, progress.
 
 Runs in the driver. Each trial event goes to :class:`~tune_m3.tracking.MlflowTrialLogger`;
-each trial gets a run name that shows what was searched (``t03 pM=0.27 πT=0.45``) and, once it
-ends, its result (``... → val_mae 0.2841``), so the MLflow runs page shows the searched settings
-and the metric without choosing columns. A trial's end is classified once, here
+each trial gets a run name that shows what was searched (``t03 pM=.27 πT=.45``) and, once it
+ends, its result first (``0.2841 | t03 pM=.27 πT=.45``): the runs table cuts names at about 20
+characters, so the value, the trial and the first searched settings stay visible without
+choosing columns (the search's saved view, ``tracking/views.py``, shows them as columns too). A trial's end is classified once, here
 (:func:`trial_status`), with the statuses of ``tune_m3/names.py``.
 """
 
@@ -30,6 +31,7 @@ from tune_m3.names import (
     fmt,
 )
 from tune_m3.search.space import SearchSpace
+from tune_m3.tracking.trials import RESULT_SEP
 
 try:  # imported after Ray's environment is set (ray_setup.ray_environment)
     from ray.tune import Callback
@@ -37,15 +39,24 @@ except ImportError:  # pragma: no cover
     Callback = object
 
 
+def short(value: Any) -> str:
+    """A searched value in few characters: 3 significant digits, no leading zero (``.472``)."""
+    text = fmt(value, 3)
+    if isinstance(value, float) and text.startswith(("0.", "-0.")):
+        text = text.replace("0.", ".", 1)
+    return text
+
+
 def run_name(index: int, config: Mapping[str, Any], searched: list[str]) -> str:
-    """``t03 pM=0.27 πT=0.45`` from the trial's searched values (1-based index)."""
-    shown = " ".join(f"{SYMBOLS.get(k, k)}={fmt(config[k], 3)}" for k in searched if k in config)
+    """``t03 pM=.27 πT=.45`` from the trial's searched values (1-based index)."""
+    shown = " ".join(f"{SYMBOLS.get(k, k)}={short(config[k])}" for k in searched if k in config)
     return f"t{index + 1:02d} {shown}".strip()
 
 
 def with_result(name: str, metric: str, value: Any) -> str:
+    """``0.2841 | t03 pM=.27``: the trial's best ``metric`` first (the table cuts long names)."""
     if isinstance(value, int | float) and math.isfinite(value):
-        return f"{name} → {metric} {value:.4g}"
+        return f"{value:.4g}{RESULT_SEP}{name}"
     return name
 
 

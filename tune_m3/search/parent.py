@@ -44,6 +44,7 @@ def open_parent(search: Search, meta: Any) -> Session:
         print(f"resuming search '{paths.name}' in {paths.exp_dir} (MLflow parent run {parent_id})")
     else:
         parent_id = _create_parent(search, mlc, exp_id, tags, meta)
+    _save_view(search, mlc, exp_id, parent_id)
     if paths.storage is not None:
         write_state(
             paths,
@@ -58,7 +59,22 @@ def open_parent(search: Search, meta: Any) -> Session:
     search.session = Session(
         search.tracking_uri, mlc, experiment, exp_id, parent_id, tags, bool(meta.synthetic)
     )
+    search.session.dataset = tracking.dataset_record(meta)
     return search.session
+
+
+def _save_view(search: Search, mlc: Any, exp_id: str, parent_id: str) -> None:
+    """The runs-page view of the search's trials (``tracking/views.py``), id = the parent's."""
+    from tune_m3 import tracking
+
+    space = search.space
+    metrics = [o.metric for o in space.objectives] if space.objectives else [space.metric]
+    mode = space.objectives[0].mode if space.objectives else space.mode
+    state = tracking.search_view(
+        parent_id, metrics, mode == "min", space.searched_keys(), names.STAGE_SEARCH
+    )
+    name = f"{search.paths.name}: trials by {metrics[0]}"
+    tracking.save_view(mlc, exp_id, parent_id, name, state)
 
 
 def _create_parent(search: Search, mlc: Any, exp_id: str, tags: dict[str, str], meta: Any) -> str:
@@ -84,6 +100,8 @@ def _create_parent(search: Search, mlc: Any, exp_id: str, tags: dict[str, str], 
     params = _parent_params(search, meta)
     mlc.log_batch(parent.info.run_id, params=[Param(k, str(v)[:6000]) for k, v in params.items()])
     mlc.log_artifact(parent.info.run_id, space.path)
+    inputs = tracking.datasets.dataset_inputs([tracking.dataset_record(meta)])
+    mlc.log_inputs(parent.info.run_id, datasets=inputs)
     return parent.info.run_id
 
 

@@ -132,7 +132,7 @@ def print_summary(search: Search, df: Any, best: Any, unlogged: Any, rank: Any =
         f"trials ({Counts.of(search_df).text()}){extra}{tag}"
     )
     _print_winner(search, best, rank)
-    _print_where(search, unlogged)
+    _print_where(search, unlogged, search_df)
 
 
 def _print_winner(search: Search, best: Any, rank: Any) -> None:
@@ -159,7 +159,22 @@ def _print_winner(search: Search, best: Any, rank: Any) -> None:
         )
 
 
-def _print_where(search: Search, unlogged: Any) -> None:
+def _print_links(search: Search, search_df: Any) -> None:
+    """The runs page with the search's saved view (its trials by the metric, searched params as
+    columns) and the compare page of its completed trials (parallel coordinates)."""
+    from tune_m3 import tracking
+
+    s, port = search.session, search.options.ui_port
+    view = tracking.view_url(s.uri, s.exp_id, s.parent_id, port)
+    print(f"  runs of this search, by {search.space.metric}: {view}")
+    done = search_df[search_df["status"].isin([names.COMPLETED, names.EARLY_STOPPED])]
+    ids = [r for r in done["run_id"].dropna() if not str(r).startswith(tracking.PENDING)]
+    if len(ids) >= 2:
+        url = tracking.compare_url(s.uri, s.exp_id, ids, port)
+        print(f"  compare its {len(ids)} completed trials (parallel coordinates): {url}")
+
+
+def _print_where(search: Search, unlogged: Any, search_df: Any) -> None:
     """Where the results are and the commands that open them."""
     from tune_m3 import tracking
 
@@ -168,7 +183,7 @@ def _print_where(search: Search, unlogged: Any) -> None:
     print(f"Ray results and checkpoints: {paths.ray_path}")
     print(f"MLflow: experiment '{s.experiment}', parent run {s.parent_id} in {s.uri}")
     print(f"open the UI: {tracking.ui_command(s.uri, port)}")
-    print(f"  runs of this search: {tracking.runs_page_url(s.uri, s.exp_id, port)}")
+    _print_links(search, search_df)
     if search.space.algorithm.type == "optuna":
         from tune_m3.search import optuna_store
 

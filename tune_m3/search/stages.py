@@ -53,7 +53,9 @@ def prepare_trials(search: Search, ds: Any) -> None:
     data = {sp_name: sp.arrays() for sp_name, sp in ds.splits.items()}
     s.trainable = make_trainable(search.space, data)
     del data  # the object store holds the one shared copy now
-    s.logger = MlflowTrialLogger(s.uri, s.exp_id, s.parent_id, s.search_tags, search.paths.unlogged)
+    s.logger = MlflowTrialLogger(
+        s.uri, s.exp_id, s.parent_id, s.search_tags, search.paths.unlogged, dataset=s.dataset
+    )
 
 
 # ------------------------------------------------------------------------------ Ray Tune

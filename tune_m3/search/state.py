@@ -31,6 +31,7 @@ class Session:
     parent_id: str
     search_tags: dict[str, str]
     synthetic: bool
+    dataset: dict | None = None  # the dataset input of every run (tracking/datasets.py)
     logger: Any = None  # tune_m3.tracking.MlflowTrialLogger, once the trials are prepared
     trainable: Any = None  # the Ray Tune trainable, data attached
     callbacks: list = field(default_factory=list)

@@ -8,6 +8,9 @@ The parts, each testable alone:
   down, dumped to ``unlogged.json`` at the end if it stays down);
 - :mod:`~tune_m3.tracking.trials`: trial -> child run (nesting, exactly-once epochs, recovery
   on ``--resume``, statuses);
+- :mod:`~tune_m3.tracking.datasets`: the search's dataset as an MLflow dataset input;
+- :mod:`~tune_m3.tracking.views`: links into the UI (a saved runs-page view of the search, the
+  compare page of its trials);
 - :mod:`~tune_m3.tracking.resync`: ``python -m tune_m3.tracking resync FILE``.
 
 Any tracking URI works instead of the default SQLite store (``--tracking-uri http://host:5000``
@@ -16,6 +19,7 @@ for a team server). Tag keys and statuses are in ``tune_m3/names.py``.
 
 from __future__ import annotations
 
+from tune_m3.tracking.datasets import dataset_record
 from tune_m3.tracking.resync import resync
 from tune_m3.tracking.store import (
     ENV_RESULTS,
@@ -32,6 +36,7 @@ from tune_m3.tracking.store import (
     ui_command,
 )
 from tune_m3.tracking.trials import MlflowTrialLogger
+from tune_m3.tracking.views import compare_url, save_view, search_view, view_url
 from tune_m3.tracking.writes import PENDING, WriteBehind
 
 __all__ = [
@@ -43,6 +48,8 @@ __all__ = [
     "check_server",
     "check_uri",
     "client",
+    "compare_url",
+    "dataset_record",
     "default_tracking_uri",
     "file_lock",
     "get_or_create_experiment",
@@ -50,5 +57,8 @@ __all__ = [
     "resync",
     "results_dir",
     "runs_page_url",
+    "save_view",
+    "search_view",
     "ui_command",
+    "view_url",
 ]

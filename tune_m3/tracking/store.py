@@ -76,8 +76,9 @@ def ui_command(uri: str, port: int = UI_PORT) -> str:
 
 def runs_page_url(uri: str, experiment_id: str, port: int = UI_PORT) -> str:
     """The runs page of an experiment (MLflow 3 opens on its GenAI overview, not on the runs)."""
-    base = uri.rstrip("/") if is_http(uri) else f"http://127.0.0.1:{port}"
-    return f"{base}/#/experiments/{experiment_id}/runs"
+    from tune_m3.tracking.views import ui_base
+
+    return f"{ui_base(uri, port)}/#/experiments/{experiment_id}/runs"
 
 
 def quiet_mlflow() -> None:

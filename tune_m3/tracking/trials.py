@@ -63,6 +63,15 @@ def final_metric_keys(result: Mapping[str, Any]) -> list[str]:
     return [k for k in result if k.startswith(FINAL_PREFIXES) or k == "stopped_early"]
 
 
+RESULT_SEP = " | "  # "0.2841 | t03 pM=.27 πT=.45": the result, then the trial's own name
+
+
+def base_name(run_name: str) -> str:
+    """A trial run's name without the result its end put in (``with_result`` in
+    ``search/callback.py``; names of searches before 2026-12 had it after `` → ``)."""
+    return run_name.split(RESULT_SEP, 1)[-1].split(" → ")[0]
+
+
 def finite(metrics: Mapping[str, Any]) -> dict[str, float]:
     """The numeric, finite entries (MLflow refuses NaN/inf in some stores; bools are not metrics)."""
     out = {}
@@ -90,6 +99,7 @@ class MlflowTrialLogger:
         unlogged_path: Path,
         retry_every: float = 10.0,
         client: Any = None,
+        dataset: Mapping[str, Any] | None = None,
     ):
         from tune_m3.tracking.store import client as make_client
 
@@ -98,6 +108,7 @@ class MlflowTrialLogger:
         self.parent = parent_run_id
         self.search_tags = dict(search_tags)
         self.unlogged_path = unlogged_path
+        self.dataset = dict(dataset) if dataset else None  # tracking/datasets.py dataset_record
         self.writes = WriteBehind(
             client if client is not None else make_client(uri), retry_every, on_bind=self._rebind
         )
@@ -151,7 +162,7 @@ class MlflowTrialLogger:
             if not tid or r.info.lifecycle_stage == "deleted":
                 continue
             self.runs[tid] = r.info.run_id
-            self.names[tid] = (r.info.run_name or "").split(" → ")[0]
+            self.names[tid] = base_name(r.info.run_name or "")
             status = r.data.tags.get(TAG_STATUS)
             if status is not None and status not in (KILLED, LOST):
                 self.closed.add(tid)
@@ -186,6 +197,8 @@ class MlflowTrialLogger:
         self.names[trial_id] = run_name
         self.last_step.setdefault(trial_id, 0)
         self.writes.log_batch(run_id, params=[param(k, v) for k, v in sorted(params.items())])
+        if self.dataset:  # the runs page's Dataset column and dataset filter
+            self.writes.log_inputs(run_id, [self.dataset])
 
     def trial_result(self, trial_id: str, result: Mapping[str, Any]) -> None:
         run_id = self.runs.get(trial_id)

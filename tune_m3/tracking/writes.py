@@ -42,6 +42,7 @@ _APPLY: dict[str, Callable[[Any, dict], Any]] = {
     "log_artifact": lambda c, a: c.log_artifact(a["run_id"], a["path"]),
     "log_text": lambda c, a: c.log_text(a["run_id"], a["text"], a["artifact_file"]),
     "delete_run": lambda c, a: c.delete_run(a["run_id"]),
+    "log_inputs": lambda c, a: c.log_inputs(a["run_id"], datasets=_inputs(a.get("datasets"))),
 }
 KINDS = tuple(_APPLY)
 
@@ -50,6 +51,12 @@ def _metrics(items: list[dict] | None) -> list:
     from mlflow.entities import Metric
 
     return [Metric(m["key"], m["value"], m["timestamp"], m["step"]) for m in items or []]
+
+
+def _inputs(items: list[dict] | None) -> list:
+    from tune_m3.tracking.datasets import dataset_inputs
+
+    return dataset_inputs(items or [])
 
 
 def _params(items: list[dict] | None) -> list:
@@ -132,6 +139,10 @@ class WriteBehind:
 
     def delete_run(self, run_id: str) -> None:
         self.submit(Write("delete_run", {"run_id": run_id}))
+
+    def log_inputs(self, run_id: str, datasets: list[dict]) -> None:
+        """Dataset inputs of a run (plain records, see ``tracking/datasets.py``)."""
+        self.submit(Write("log_inputs", {"run_id": run_id, "datasets": list(datasets)}))
 
     # ------------------------------------------------------------------ the queue
 
