@@ -11,7 +11,8 @@ line and compare: any difference in the resolved space other than ``description`
 range, the grid, ``num_samples``, ``max_epochs``, the model, the dataset, the objectives, the
 resources or ``max_concurrent``, which Ray's restored experiment would ignore anyway) is refused
 with one ``error:`` line naming each changed key, old -> new; so is a dataset whose fingerprint
-changed under the same name. A space file that changed only in comments or layout resumes, with
+changed under the same name. ``--confirm-only`` may add or change the ``confirm`` block (that is
+its use: re-train a finished search's top-k over seeds); everything else must match. A space file that changed only in comments or layout resumes, with
 a note. Searches started before definitions were recorded resume unchecked, with a note.
 """
 
@@ -29,6 +30,8 @@ from tune_m3.search.state import Search
 
 #: resolved-space keys that do not define the search (free text, the file's own name and path)
 NOT_DEFINING = ("description", "name", "path")
+#: keys ``--confirm-only`` may change: it runs the confirm stage the space describes now
+CONFIRM_KEYS = ("confirm.", "confirm:")
 
 
 def definition(search: Search) -> dict[str, Any]:
@@ -65,6 +68,8 @@ def check_same(search: Search, fingerprint: str | None) -> None:
         return
     new = definition(search)
     changes = diff(old.get("resolved", {}), new["resolved"])
+    if search.options.confirm_only:  # what --confirm-only is for: a confirm block added or changed
+        changes = [c for c in changes if not c.startswith(CONFIRM_KEYS)]
     recorded_fp = search.state.get("dataset_fingerprint")
     if fingerprint and recorded_fp and fingerprint != recorded_fp:
         changes.append(f"dataset fingerprint: {recorded_fp} -> {fingerprint} (same name, new data)")
