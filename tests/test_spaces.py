@@ -14,7 +14,7 @@ from tune_m3.errors import UserError
 from tune_m3.search.space import available_spaces, load_space
 
 SHIPPED = {
-    "demo": 10,
+    "demo": 8,
     "m3_mosei": 40,
     "m3_mosi": 40,
     "perturb_mosei": 30,

@@ -1,6 +1,6 @@
 """``make demo``: a real search on the bundled synthetic benchmark, end to end.
 
-Runs ``python -m tune_m3.search --space demo`` (Optuna TPE + ASHA, 10 trials, a small SYNTHETIC
+Runs ``python -m tune_m3.search --space demo`` (Optuna TPE + ASHA, 8 trials, a confirm stage, a small SYNTHETIC
 MOSEI-shaped dataset built on first use), which prints the best configuration, where MLflow has
 the runs and the command that opens the UI; then writes the demo's report (tables and plots,
 ``python -m analysis.report --experiment demo``) and logs it to the search's parent run.
