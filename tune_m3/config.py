@@ -32,8 +32,10 @@ name               paper symbol                meaning
                                                ``module:Class`` (docs/models.md)
 ``model.<kw>``     —                           a constructor kwarg of the model, e.g.
                                                ``model.hidden``; held in ``model_kwargs``
-``augment_at``     —                           where masking/perturbation act: ``input`` or
-                                               a submodule (default: the model's own)
+``augment_at``     —                           where masking/perturbation act: ``input``,
+                                               a submodule (default: the model's own), or
+                                               one subnet per modality ({text: a, audio: b,
+                                               vision: c}, held as ``text=a,audio=b,vision=c``)
 =================  ==========================  =============================================
 
 The baseline's kwargs from before the model seam (``hidden``, ``proj``, ``dropout``,
@@ -54,7 +56,14 @@ from __future__ import annotations
 import difflib
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from tune_m3.errors import UserError
 from tune_m3.names import MODALITIES as MODALITY_NAMES
@@ -151,6 +160,14 @@ class TrialConfig(BaseModel):
                 kwargs.setdefault(key, values.pop(key))
         values["model_kwargs"] = kwargs
         return values
+
+    @field_validator("augment_at", mode="before")
+    @classmethod
+    def _augment_at(cls, value: Any) -> Any:
+        """A per-modality mapping ({text: a, audio: b, vision: c}) -> "text=a,audio=b,vision=c"."""
+        from tune_m3.models.hooks import canonical_augment_at
+
+        return canonical_augment_at(value)
 
     @model_validator(mode="after")
     def _check(self) -> TrialConfig:

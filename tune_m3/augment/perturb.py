@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from typing import Literal
+from typing import Any, Literal
 
 import torch
 from torch import Tensor
@@ -221,19 +221,31 @@ class ModalityPerturbation(AugmentLayer):
 
     def augment(self, mods: Sequence[Tensor], lengths: Lengths = None) -> list[Tensor]:
         """Perturb the target modality of a list of M tensors (B, N, d_l)."""
-        B = mods[0].shape[0]
-        k_missing, k_noise = self.counts(B)
-        silent_noise = k_noise == 0 or (self.sigma == 0.0 and self.noise_kind == "additive")
-        if k_missing == 0 and silent_noise:
-            return list(mods)
-
-        x = mods[self.target]  # (B, N, d)
-        N = x.shape[1]
         if isinstance(lengths, list | tuple):  # one (B,) tensor (or None) per modality
             lengths = lengths[self.target]
-        missing, noisy = self.sample_indices(B, x.device)  # (k_missing,), (k_noise,)
-        self.last_indices = (missing, noisy)
+        x = mods[self.target]  # (B, N, d)
+        drawn = self.draw(x.shape[0], [m.shape[1] for m in mods], x.device)
+        result = list(mods)
+        result[self.target] = self.apply_one(drawn, self.target, x, lengths)
+        return result
 
+    def draw(self, batch: int, steps: Sequence[int], device: torch.device | str) -> Any:
+        """(missing_idx, noisy_idx) of one batch (also ``last_indices``), or None when the
+        batch is left as it is (no sample to perturb, or silent noise)."""
+        k_missing, k_noise = self.counts(int(batch))
+        silent_noise = k_noise == 0 or (self.sigma == 0.0 and self.noise_kind == "additive")
+        if k_missing == 0 and silent_noise:
+            return None
+        self.last_indices = self.sample_indices(int(batch), device)  # (k_missing,), (k_noise,)
+        return self.last_indices
+
+    def apply_one(self, drawn: Any, k: int, x: Tensor, lengths: Tensor | None = None) -> Tensor:
+        """Modality ``k`` (B, N, d) under ``drawn`` (:meth:`draw`): changed only if the target."""
+        if drawn is None or k != self.target:
+            return x
+        missing, noisy = drawn
+        B, N = x.shape[0], x.shape[1]
+        k_noise = int(noisy.numel())
         keep = torch.ones(B, dtype=x.dtype, device=x.device)
         keep[missing] = 0.0
         out = x * keep.view(B, 1, 1)  # missing: m · 0 at every step
@@ -255,10 +267,7 @@ class ModalityPerturbation(AugmentLayer):
                 lengths = torch.as_tensor(lengths, device=x.device)
                 noise = noise * valid_mask(lengths[noisy], N).unsqueeze(-1).to(x.dtype)
             out = out.index_add(0, noisy, noise)  # noisy: m + ε, ε ~ N(0, std²)
-
-        result = list(mods)
-        result[self.target] = out
-        return result
+        return out
 
     def extra_repr(self) -> str:
         return (

@@ -15,6 +15,11 @@ replaces that argument by its augmented version, in training only; the test-time
 damage the same place (:meth:`AugmentedModel.intervene`). Since the hook sees exactly the tensors
 the model passes on, the law P(modality l zeroed) = pM·πl holds at the hook whatever the model.
 
+Or ``augment_at`` maps each modality to the subnet whose OUTPUT is its representation
+(``text=text_subnet,audio=...,vision=...``; :mod:`tune_m3.models.hooks`): a forward hook on
+each, one draw per forward shared by the three (the joint law of M3 holds whatever order the
+subnets run in), each subnet run exactly once per forward.
+
 Lengths at a submodule's hook: a tensor with as many steps as that modality's input gets the
 input's lengths (noise stays off the padding); a pooled or resampled tensor gets none.
 
@@ -30,7 +35,7 @@ import importlib
 import inspect
 import sys
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -39,6 +44,14 @@ from torch import Tensor, nn
 
 from tune_m3.augment import AugmentLayer, AugmentPipeline, ModalityMasking, ModalityPerturbation
 from tune_m3.errors import UserError
+from tune_m3.models.hooks import (
+    ModalityHook,
+    check_calls,
+    hook_shape_error,
+    is_per_modality,
+    modality_hooks,
+    replace,
+)
 from tune_m3.names import MODALITIES
 from tune_m3.streams import Streams
 
@@ -184,6 +197,8 @@ class Capture:
     lengths: list[Tensor | None] | None = None
     output: Any = None
     terminal: bool = False  # the hooked module's output was the model's output
+    mods: dict[int, Tensor] = field(default_factory=dict)  # per-modality hooks: k -> (B, N, d)
+    mod_lengths: dict[int, Tensor | None] = field(default_factory=dict)
 
 
 # ------------------------------------------------------------------------------------ the wrapper
@@ -222,6 +237,18 @@ class AugmentedModel(nn.Module):
         self.augment = augment
         self.augment_at = augment_at
         self.name = name
+        self._lengths: list[tuple[Tensor | None, int]] | None = None
+        self._damage: Damage | None = None
+        self._capture: Capture | None = None
+        self._calls = 0  # hook calls in the current forward: must be exactly 1
+        self._drawn: list[Any] | None = None  # per-modality hooks: this forward's shared draw
+        self._mod_calls = [0] * len(MODALITIES)  # per-modality hooks: calls in this forward
+        self.per_modality = is_per_modality(augment_at)
+        if self.per_modality:
+            self._target: list[nn.Module] = []
+            for k, (hook, module) in enumerate(modality_hooks(net, augment_at, name)):
+                module.register_forward_hook(self._modality_hook(k, hook))
+            return
         if augment_at == "input":
             target = net
         else:
@@ -236,10 +263,6 @@ class AugmentedModel(nn.Module):
         self._target = [target]  # a list: not registered twice as a child
         target.register_forward_pre_hook(self._pre_hook, with_kwargs=True)
         target.register_forward_hook(self._post_hook)
-        self._lengths: list[tuple[Tensor | None, int]] | None = None
-        self._damage: Damage | None = None
-        self._capture: Capture | None = None
-        self._calls = 0  # hook calls in the current forward: must be exactly 1
 
     # -------------------------------------------------------------------------------- hooks
 
@@ -273,6 +296,34 @@ class AugmentedModel(nn.Module):
         if self._capture is not None:
             self._capture.output = output
 
+    def _modality_hook(self, k: int, hook: ModalityHook) -> Callable:
+        """The forward hook at modality k's subnet: this forward's shared draw, applied to k."""
+
+        def apply(module, args, output):
+            self._mod_calls[k] += 1
+            active = self.training and self._drawn is not None
+            if not (active or self._damage is not None or self._capture is not None):
+                return None
+            path, x = hook.pick(output)
+            B = self._batch
+            if x.dim() not in (2, 3) or x.shape[0] != B:
+                raise hook_shape_error(hook, x, B)
+            seq = x.unsqueeze(1) if x.dim() == 2 else x  # (B, N_k, d_k)
+            lens = self._hook_lengths_one(k, seq.shape[1])
+            if active:
+                seq = self.augment.apply_one(self._drawn, k, seq, lens)
+            if self._damage is not None:  # a damage acts on its own modality's slot only
+                seq = self._damage([seq] * len(MODALITIES), [lens] * len(MODALITIES))[k]
+            if self._capture is not None:
+                self._capture.mods[k], self._capture.mod_lengths[k] = seq, lens
+            return replace(output, path, seq.squeeze(1) if x.dim() == 2 else seq)
+
+        return apply
+
+    def _hook_lengths_one(self, k: int, steps: int) -> Tensor | None:
+        lens, n = (self._lengths or [(None, 0)] * len(MODALITIES))[k]
+        return lens if lens is not None and steps == n else None
+
     # ------------------------------------------------------------------------------ forward
 
     def forward(self, mods, lengths=None) -> Tensor:
@@ -289,12 +340,17 @@ class AugmentedModel(nn.Module):
             (lengths.get(m) if lengths else None, mods[m].shape[1] if m in mods else 0)
             for m in MODALITIES
         ]
-        self._calls = 0
+        self._calls, self._mod_calls, self._batch = 0, [0] * len(MODALITIES), B
+        if self.per_modality and self.training and len(self.augment) > 0:
+            steps = [mods[m].shape[1] for m in MODALITIES]
+            self._drawn = self.augment.draw(B, steps, mods[MODALITIES[0]].device)
         try:
             out = self.net(mods, lengths)
         finally:
-            self._lengths = None
-        if self._calls != 1:
+            self._lengths, self._drawn = None, None
+        if self.per_modality:
+            check_calls(self.name, self.augment_at, self._mod_calls)
+        elif self._calls != 1:
             raise ValueError(
                 f"model '{self.name}': augment_at '{self.augment_at}' ran {self._calls} times in "
                 "one forward; it must run exactly once, on all modalities together (hook the "
@@ -337,6 +393,9 @@ class AugmentedModel(nn.Module):
         """
         with self.capture() as cap:
             self(mods, lengths)
+        if self.per_modality:
+            n = len(MODALITIES)
+            return [cap.mods[k] for k in range(n)], [cap.mod_lengths.get(k) for k in range(n)]
         return _pack(cap.args[0], self.augment_at).seq, list(cap.lengths or [])
 
     def rerun_from_hook(self, cap: Capture, index: Tensor, damage: Damage) -> Tensor:

@@ -16,6 +16,7 @@ validated; unknown keys get a did-you-mean)::
       class: m3_baseline             #   m3_baseline (default) | mult | module:Class
       kwargs: {hidden: 64}           #   constructor kwargs (only for this class)
       augment_at: fusion             #   input | a submodule's dotted name (default: the model's)
+                                     #   | {text: a, audio: b, vision: c} (per-modality subnets)
     fixed:                           # TrialConfig fields held fixed (see tune_m3/config.py)
       max_epochs: 30
     search:                          # TrialConfig fields, model.<kw> or audio_share searched
@@ -112,7 +113,7 @@ class ModelSpec(_Strict):
 
     class_: str = Field("m3_baseline", alias="class", min_length=1)
     kwargs: dict[str, Any] = Field(default_factory=dict)
-    augment_at: str | None = Field(None, min_length=1)
+    augment_at: str | dict[str, str] | None = None  # a per-modality mapping: docs/models.md
 
     model_config = ConfigDict(extra="forbid", populate_by_name=True)
 
