@@ -258,3 +258,17 @@ def test_checkpoint_file_keeps_its_layout(tmp_path):
     again = Checkpoint.from_dict(raw).to_dict()
     assert list(again) == list(raw)
     assert again["epoch"] == 1 and again["history"] == raw["history"]
+
+
+@pytest.mark.parametrize("bucket", [False, True])
+def test_a_last_batch_of_one_is_merged_into_the_one_before(bucket):
+    """33 samples in batches of 32: one batch of 33, never a batch of 1 in train mode."""
+    import torch
+
+    from tune_m3.training import epoch_batches
+
+    lengths = np.arange(66) % 7 + 1
+    for n, sizes in ((33, [33]), (65, [32, 33]), (66, [32, 32, 2]), (1, [1])):
+        batches = epoch_batches(n, 32, torch.Generator().manual_seed(0), lengths[:n], bucket)
+        assert sorted(len(b) for b in batches) == sorted(sizes)
+        assert sorted(np.concatenate(batches).tolist()) == list(range(n))

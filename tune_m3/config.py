@@ -32,6 +32,11 @@ name               paper symbol                meaning
                                                ``module:Class`` (docs/models.md)
 ``model.<kw>``     —                           a constructor kwarg of the model, e.g.
                                                ``model.hidden``; held in ``model_kwargs``
+``output_key``     —                           the prediction in a dict / tuple output
+                                               (e.g. MMSA's ``M``)
+``aux_losses``     —                           {key: weight}: the model's own losses (in its
+                                               dict output) added to the L1 loss in training;
+                                               logged as ``key=weight,...``
 ``augment_at``     —                           where masking/perturbation act: ``input``,
                                                a submodule (default: the model's own), or
                                                one subnet per modality ({text: a, audio: b,
@@ -111,6 +116,9 @@ class TrialConfig(BaseModel):
     model: str = Field("m3_baseline", min_length=1)
     model_kwargs: dict[str, Any] = Field(default_factory=dict)
     augment_at: str | None = Field(None, min_length=1)
+    # a dict / tuple output: the prediction's key, and the model's own losses added in training
+    output_key: str | None = Field(None, min_length=1)
+    aux_losses: dict[str, float] = Field(default_factory=dict)
 
     # optimisation
     lr: float = Field(5e-4, gt=0.0)
@@ -217,6 +225,8 @@ class TrialConfig(BaseModel):
             if k == "model_kwargs":
                 out.update({f"{MODEL_PREFIX}{kw}": x for kw, x in sorted(v.items())})
                 continue
+            if k == "aux_losses":  # one string, like augment_at: "key=weight,..."
+                v = ",".join(f"{key}={w:g}" for key, w in sorted(v.items())) or None
             out[k] = ",".join(map(str, v)) if isinstance(v, tuple) else v
         return out
 

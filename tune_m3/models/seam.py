@@ -52,6 +52,7 @@ from tune_m3.models.hooks import (
     modality_hooks,
     replace,
 )
+from tune_m3.models.outputs import split_output
 from tune_m3.names import MODALITIES
 from tune_m3.streams import Streams
 
@@ -62,6 +63,7 @@ BUILTINS: dict[str, str] = {
 }
 DEFAULT_MODEL = "m3_baseline"
 MOSEI_DIMS = {"text": 300, "audio": 74, "vision": 35}
+CHECK_STEPS = 50  # steps per modality of the check batch when the data's are unknown (MOSEI's)
 
 Damage = Callable[[list[Tensor], list[Tensor | None]], list[Tensor]]
 
@@ -129,6 +131,12 @@ def construct(spec: str, kwargs: Mapping[str, Any], input_dims: Mapping[str, int
         raise UserError(
             f"model '{spec}': {cls.__name__}(input_dims, **{dict(kwargs)}) failed: {err}; "
             "change model.kwargs (or --set model.<name>=...) to what the constructor takes"
+        ) from None
+    except Exception as err:  # KeyError, AttributeError, ...: whatever the user's code raises
+        raise UserError(
+            f"model '{spec}': {cls.__name__}(input_dims={dict(input_dims)}, **{dict(kwargs)}) "
+            f"raised {type(err).__name__}: {err}; fix the constructor or its kwargs (it gets "
+            f"input_dims keyed {', '.join(MODALITIES)} and the model.<kw> settings)"
         ) from None
 
 
@@ -227,14 +235,28 @@ class AugmentedModel(nn.Module):
         augment: the layers applied at the hook in training (identity when empty).
         augment_at: ``"input"`` or the dotted name of a submodule of ``net``.
         name: the model's spec (``m3_baseline``, ``my_models:LateFusion``), for messages.
+        output_key, aux_losses: the prediction and the auxiliary losses in a dict / tuple
+            output (:mod:`tune_m3.models.outputs`); ``aux_loss`` holds the weighted sum of the
+            last training forward (None without aux_losses, and in eval mode).
 
     ``forward(mods, lengths)`` returns (B,). In eval mode the augmentation is the identity.
     """
 
-    def __init__(self, net: nn.Module, augment: AugmentPipeline, augment_at: str, name: str):
+    def __init__(
+        self,
+        net: nn.Module,
+        augment: AugmentPipeline,
+        augment_at: str,
+        name: str,
+        output_key: str | None = None,
+        aux_losses: Mapping[str, float] | None = None,
+    ):
         super().__init__()
         self.net = net
         self.augment = augment
+        self.output_key = output_key
+        self.aux_losses = dict(aux_losses or {})
+        self.aux_loss: Tensor | None = None  # Σ w_k · aux_k of the last training forward
         self.augment_at = augment_at
         self.name = name
         self._lengths: list[tuple[Tensor | None, int]] | None = None
@@ -356,15 +378,22 @@ class AugmentedModel(nn.Module):
                 "one forward; it must run exactly once, on all modalities together (hook the "
                 "module that receives them, or use 'input')"
             )
-        if self._capture is not None:
-            self._capture.terminal = self._capture.output is out
-        if not isinstance(out, Tensor) or tuple(out.shape) not in ((B,), (B, 1)):
-            got = tuple(out.shape) if isinstance(out, Tensor) else type(out).__name__
+        if self._capture is not None:  # the shortcut needs the hooked output to be the pred
+            self._capture.terminal = self._capture.output is out and isinstance(out, Tensor)
+        return self._prediction(out, B)
+
+    def _prediction(self, out: Any, B: int) -> Tensor:
+        """The (B,) predictions in ``out``; keeps the weighted auxiliary losses (training)."""
+        pred, self.aux_loss = split_output(
+            out, self.output_key, self.aux_losses, self.name, self.training
+        )
+        if not isinstance(pred, Tensor) or tuple(pred.shape) not in ((B,), (B, 1)):
+            got = tuple(pred.shape) if isinstance(pred, Tensor) else type(pred).__name__
             raise ValueError(
                 f"model '{self.name}' returned {got} for a batch of {B}; return one prediction "
                 f"per sample, shape ({B},) or ({B}, 1)"
             )
-        return out.reshape(B)
+        return pred.reshape(B)
 
     # ----------------------------------------------------------------- diagnostics, checkpoints
 
@@ -476,23 +505,29 @@ def build_model(cfg, input_dims: Mapping[str, int] | Sequence[int]) -> Augmented
     Parameters are initialised from ``torch.manual_seed`` of the trial's ``init`` stream (its
     ``seed``; :class:`~tune_m3.streams.Streams`).
     """
-    _, default_at = resolve_class(cfg.model)
+    cls, default_at = resolve_class(cfg.model)
     torch.manual_seed(Streams.of(cfg.seed).init)
     net = construct(cfg.model, cfg.model_kwargs, dims_dict(input_dims))
-    return AugmentedModel(net, augment_layers(cfg), cfg.augment_at or default_at, cfg.model)
+    at = cfg.augment_at or default_at
+    key = cfg.output_key or getattr(cls, "output_key", None)  # a class may declare its own
+    return AugmentedModel(net, augment_layers(cfg), at, cfg.model, key, cfg.aux_losses)
 
 
 def fake_batch(
-    input_dims: Mapping[str, int], steps: Mapping[str, int] | None = None, B: int = 4
+    input_dims: Mapping[str, int],
+    steps: Mapping[str, int] | None = None,
+    B: int = 4,
+    shortest: Mapping[str, int] | None = None,
 ) -> tuple[dict[str, Tensor], dict[str, Tensor]]:
-    """A tiny front-padded batch: ({l: (B, N_l, d_l)}, {l: (B,)}); sample 1 is one step short."""
+    """A tiny front-padded batch: ({l: (B, N_l, d_l)}, {l: (B,)}); sample 1 has ``shortest[l]``
+    valid steps (default: one step short)."""
     g = torch.Generator().manual_seed(0)
-    steps = steps or {m: 6 for m in MODALITIES}
+    steps = steps or {m: CHECK_STEPS for m in MODALITIES}
     mods, lengths = {}, {}
     for m in MODALITIES:
         n = steps[m]
         lens = torch.full((B,), n, dtype=torch.long)
-        lens[1] = max(1, n - 1)
+        lens[1] = min(n, max(1, shortest[m] if shortest else n - 1))
         x = torch.randn(B, n, input_dims[m], generator=g)
         x[1, : n - int(lens[1])] = 0.0
         mods[m], lengths[m] = x, lens
@@ -500,14 +535,19 @@ def fake_batch(
 
 
 def check_model_spec(
-    cfg, input_dims: Mapping[str, int] | Sequence[int] | None = None, steps=None
+    cfg,
+    input_dims: Mapping[str, int] | Sequence[int] | None = None,
+    steps: Mapping[str, int] | None = None,
+    shortest: Mapping[str, int] | None = None,
 ) -> None:
     """Build ``cfg``'s model on CPU and run one training-mode forward on a tiny fake batch.
 
     Raises UserError (naming the class and the fix) for every mistake in a model spec: not
-    importable, not an nn.Module, kwargs refused, ``augment_at`` naming no submodule, a hook
-    argument or an output of the wrong shape. Touches no global RNG state. ``input_dims``
-    defaults to MOSEI's; ``steps`` ({l: N_l}) to 6 steps per modality.
+    importable, not an nn.Module, any exception of its constructor or forward, ``augment_at``
+    naming no submodule, a hook argument or an output of the wrong shape. Touches no global RNG
+    state. ``input_dims`` defaults to MOSEI's; ``steps`` ({l: N_l}, the data's step counts
+    when known: training and ``--dry-run`` pass them) to CHECK_STEPS per modality;
+    ``shortest`` ({l: steps}) is the valid length of one sample (the data's shortest clip).
     """
     dims = dims_dict(input_dims or MOSEI_DIMS)
     with torch.random.fork_rng(devices=[]):
@@ -521,14 +561,17 @@ def check_model_spec(
         for layer in model.augment.layers:  # training measures the RMS on real data
             if isinstance(layer, ModalityPerturbation) and layer.sigma_scale == "rms":
                 layer.set_rms(1.0)
-        mods, lengths = fake_batch(dims, steps)
+        mods, lengths = fake_batch(dims, steps, shortest=shortest)
         try:
             with torch.no_grad():
                 model(mods, lengths)
         except UserError:
             raise
         except Exception as err:
+            shape = ", ".join(f"{m} {tuple(x.shape)}" for m, x in mods.items())
             raise UserError(
-                f"model '{cfg.model}': a forward pass on a fake batch (dicts of (B, N_l, d_l) "
-                f"tensors and (B,) lengths) failed: {type(err).__name__}: {err}"
+                f"model '{cfg.model}': {type(model.net).__name__}.forward on a check batch "
+                f"({shape}; dicts of (B, N_l, d_l) tensors and (B,) lengths) raised "
+                f"{type(err).__name__}: {err}; fix the model, its kwargs or augment_at so it "
+                "takes batches of the data's shape"
             ) from None

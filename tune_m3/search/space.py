@@ -433,11 +433,12 @@ def _check_optuna(space: SearchSpace, where: str) -> None:
         raise UserError(f"{where}: search: an optuna space needs at least one searched parameter")
 
 
-def check_space_models(configs: list[TrialConfig], input_dims=None) -> None:
+def check_space_models(configs: list[TrialConfig], input_dims=None, steps=None) -> None:
     """Build every distinct model of ``configs`` on a tiny fake batch (UserError if one fails).
 
-    ``input_dims`` ({"text": d_T, ...}) defaults to MOSEI's; the search's dry run may pass the
-    dataset's. One build per distinct (model, kwargs, augment_at): about 0.1 s for the built-ins.
+    ``input_dims`` ({"text": d_T, ...}) defaults to MOSEI's and ``steps`` ({"text": N_T, ...})
+    to 50 per modality; the search's dry run passes the dataset's when it exists. One build per
+    distinct (model, kwargs, augment_at): about 0.1 s for the built-ins.
     """
     from tune_m3.models.seam import check_model_spec
 
@@ -446,7 +447,7 @@ def check_space_models(configs: list[TrialConfig], input_dims=None) -> None:
         key = (cfg.model, repr(sorted(cfg.model_kwargs.items())), cfg.augment_at)
         if key not in seen:
             seen.add(key)
-            check_model_spec(cfg, input_dims)
+            check_model_spec(cfg, input_dims, steps)
 
 
 def _check_objectives(space: SearchSpace, where: str) -> None:
