@@ -134,7 +134,20 @@ def test_rms_noise_scale_is_measured_once_reported_and_kept_on_resume(tmp_path):
     resumed = train(cfg(max_epochs=3, **kw), data, resume_from=ck)
     assert _strip(resumed.history) == _strip(full.history)
     # not reported when the noise is in absolute units
-    assert "train_noise_rms_text" not in train(cfg(max_epochs=1, p_noise=0.3), data).history[0]
+    absolute = cfg(max_epochs=1, p_noise=0.3, sigma_scale="absolute")
+    assert "train_noise_rms_text" not in train(absolute, data).history[0]
+
+
+def test_default_sigma_scale_is_absolute_at_the_input_and_rms_at_a_representation_hook():
+    """sigma_scale / diag_sigma_scale 'auto': the papers' absolute sigma on the raw features,
+    sigma in units of the clean RMS at the baseline's fusion hook (docs/fidelity.md)."""
+    data = tiny_arrays()
+    at_fusion = train(cfg(max_epochs=1, p_noise=0.3, diagnostics=True), data)
+    assert at_fusion.history[0]["train_noise_rms_text"] > 0
+    assert at_fusion.final["diag_noise_rms_text"] > 0
+    at_input = train(cfg(max_epochs=1, p_noise=0.3, augment_at="input", diagnostics=True), data)
+    assert "train_noise_rms_text" not in at_input.history[0]
+    assert "diag_noise_rms_text" not in at_input.final
 
 
 def test_diagnostics_with_reference_noise_report_their_rms():

@@ -21,7 +21,9 @@ name               paper symbol                meaning
 ``noise_kind``     —                           ``additive`` (paper's text: m + N(0, σ²)) or
                                                ``multiplicative`` (paper's code: z·m, one
                                                z ~ N(0, σ²) per sample)
-``sigma_scale``    —                           ``absolute`` (σ as is) or ``rms`` (σ in units
+``sigma_scale``    —                           ``auto`` (default: ``absolute`` at the input
+                                               hook, ``rms`` at a representation hook),
+                                               ``absolute`` (σ as is) or ``rms`` (σ in units
                                                of the clean modality's RMS, additive only)
 ``perturb_count``  —                           ``round`` (half up) or ``floor`` (paper's code)
 ``soft_m3_mode``   —                           ``paper`` (pM gate, p_feature share) or
@@ -106,7 +108,7 @@ class TrialConfig(BaseModel):
     p_noise: float = Field(0.0, ge=0.0, le=1.0)
     sigma: float = Field(1.0, ge=0.0)
     noise_kind: Literal["additive", "multiplicative"] = "additive"
-    sigma_scale: Literal["absolute", "rms"] = "absolute"
+    sigma_scale: Literal["auto", "absolute", "rms"] = "auto"
     perturb_count: Literal["round", "floor"] = "round"
     perturb_target: Literal["text", "audio", "vision"] = "text"
 
@@ -145,7 +147,7 @@ class TrialConfig(BaseModel):
     diag_modalities: tuple[Literal["text", "audio", "vision"], ...] = MODALITY_NAMES
     diag_sigma: float = Field(1.0, ge=0.0)
     diag_noise_kind: Literal["additive", "multiplicative"] = "additive"
-    diag_sigma_scale: Literal["absolute", "rms"] = "absolute"
+    diag_sigma_scale: Literal["auto", "absolute", "rms"] = "auto"
     diag_seed: int = 1234
     # validation diagnostics every epoch (a multi-objective search's diag_val_* objectives)
     val_diagnostics: tuple[str, ...] = Field(

@@ -56,7 +56,8 @@ def _floor(x: float) -> int:
 
 
 def check_noise(noise_kind: str, sigma_scale: str, where: str = "") -> None:
-    """Refuse an unknown noise kind / scale, and ``multiplicative`` with ``rms``."""
+    """Refuse an unknown noise kind / scale, and ``multiplicative`` with ``rms``
+    (``auto`` is resolved first: :func:`resolve_sigma_scale`)."""
     pre = f"{where}noise_kind" if where else "noise_kind"
     if noise_kind not in NOISE_KINDS:
         raise ValueError(f"{pre} must be one of {NOISE_KINDS}; got {noise_kind!r}")
@@ -68,6 +69,22 @@ def check_noise(noise_kind: str, sigma_scale: str, where: str = "") -> None:
             f"{scale}='rms' applies to additive noise only; multiplicative noise (one z ~ "
             f"N(0, sigma^2) per sample) is already scale-free: use {scale}='absolute'"
         )
+
+
+def resolve_sigma_scale(sigma_scale: str, noise_kind: str, at_input: bool) -> str:
+    """``"absolute"`` or ``"rms"`` for a configured scale that may be ``"auto"`` (the default).
+
+    ``auto``: absolute σ where noise hits the raw input features (``augment_at: input``: the
+    robustness paper's x + N(0, 1) on features, unchanged), σ in units of the clean RMS at any
+    representation hook (a submodule, per-modality subnets), where an absolute σ = 1 means
+    whatever the representation's scale makes it (docs/fidelity.md). Multiplicative noise is
+    scale-free: always absolute.
+    """
+    if sigma_scale != "auto":
+        return sigma_scale
+    if noise_kind == "multiplicative" or at_input:
+        return "absolute"
+    return "rms"
 
 
 def rms_over_valid(x: Tensor, lengths: Tensor | None = None) -> float:

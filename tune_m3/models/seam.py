@@ -43,6 +43,7 @@ import torch
 from torch import Tensor, nn
 
 from tune_m3.augment import AugmentLayer, AugmentPipeline, ModalityMasking, ModalityPerturbation
+from tune_m3.augment.perturb import resolve_sigma_scale
 from tune_m3.errors import UserError
 from tune_m3.models.hooks import (
     ModalityHook,
@@ -457,10 +458,11 @@ class AugmentedModel(nn.Module):
 # ------------------------------------------------------------------------------------- building
 
 
-def augment_layers(cfg) -> AugmentPipeline:
+def augment_layers(cfg, augment_at: str = "input") -> AugmentPipeline:
     """Masking then perturbation, as configured in a TrialConfig (empty: the identity).
 
-    Each layer draws from its own stream of :class:`~tune_m3.streams.Streams`.
+    Each layer draws from its own stream of :class:`~tune_m3.streams.Streams`. A
+    ``sigma_scale: auto`` is resolved for the hook ``augment_at`` (:func:`resolve_sigma_scale`).
     """
     streams = Streams.of(cfg.seed)
     layers: list[AugmentLayer] = []
@@ -486,7 +488,9 @@ def augment_layers(cfg) -> AugmentPipeline:
                 target=MODALITIES.index(cfg.perturb_target),
                 seed=streams.perturbation,
                 noise_kind=cfg.noise_kind,
-                sigma_scale=cfg.sigma_scale,
+                sigma_scale=resolve_sigma_scale(
+                    cfg.sigma_scale, cfg.noise_kind, augment_at == "input"
+                ),
                 count=cfg.perturb_count,
             )
         )
@@ -510,7 +514,7 @@ def build_model(cfg, input_dims: Mapping[str, int] | Sequence[int]) -> Augmented
     net = construct(cfg.model, cfg.model_kwargs, dims_dict(input_dims))
     at = cfg.augment_at or default_at
     key = cfg.output_key or getattr(cls, "output_key", None)  # a class may declare its own
-    return AugmentedModel(net, augment_layers(cfg), at, cfg.model, key, cfg.aux_losses)
+    return AugmentedModel(net, augment_layers(cfg, at), at, cfg.model, key, cfg.aux_losses)
 
 
 def fake_batch(
@@ -556,7 +560,8 @@ def check_model_spec(
         model.augment = augment_layers(
             cfg.model_copy(
                 update={"scheme": "m3", "p_mask": 0.5, "p_missing": 0.25, "p_noise": 0.25}
-            )
+            ),
+            model.augment_at,
         )
         for layer in model.augment.layers:  # training measures the RMS on real data
             if isinstance(layer, ModalityPerturbation) and layer.sigma_scale == "rms":
