@@ -93,8 +93,8 @@ def zeroed_units(model, mods, lengths) -> dict[str, torch.Tensor]:
     return out
 
 
-def positive_batch(B: int, steps: dict[str, int]):
-    mods, lengths = fake_batch(DIMS, steps, B=B)
+def positive_batch(B: int, steps: dict[str, int], dims: dict[str, int] = DIMS):
+    mods, lengths = fake_batch(dims, steps, B=B)
     for m in MODALITIES:
         mods[m] = mods[m].abs() + 1
         lengths[m][:] = steps[m]

@@ -34,7 +34,13 @@ from torch import Tensor, nn
 from tune_m3.errors import UserError
 from tune_m3.names import MODALITIES
 
-__all__ = ["ModalityHook", "canonical_augment_at", "is_per_modality", "modality_hooks"]
+__all__ = [
+    "ModalityHook",
+    "canonical_augment_at",
+    "is_per_modality",
+    "mapping_of",
+    "modality_hooks",
+]
 
 _SPEC = re.compile(r"^(?P<name>[A-Za-z_][\w.]*)(?P<path>(\[[^\[\]]+\])*)$")
 
@@ -44,7 +50,8 @@ def is_per_modality(augment_at: str | None) -> bool:
     return augment_at is not None and "=" in augment_at
 
 
-def _mapping_of(value: str | Mapping[str, Any]) -> dict[str, str]:
+def mapping_of(value: str | Mapping[str, Any]) -> dict[str, str]:
+    """{modality: "submodule[index]"} of a per-modality ``augment_at`` (dict or canonical form)."""
     if isinstance(value, Mapping):
         return {str(k): str(v) for k, v in value.items()}
     pairs = [p.partition("=") for p in value.split(",")]
@@ -58,7 +65,7 @@ def canonical_augment_at(value: Any) -> Any:
     """
     if not isinstance(value, Mapping) and not (isinstance(value, str) and "=" in value):
         return value
-    mapping = _mapping_of(value)
+    mapping = mapping_of(value)
     missing = [m for m in MODALITIES if not mapping.get(m)]
     unknown = sorted(set(mapping) - set(MODALITIES))
     if missing or unknown:
@@ -167,7 +174,7 @@ def modality_hooks(
     for two modalities.
     """
     out = []
-    for m, spec in _mapping_of(augment_at).items():
+    for m, spec in mapping_of(augment_at).items():
         match = _SPEC.match(spec)
         assert match is not None  # canonical_augment_at checked it
         name = match["name"]
@@ -201,7 +208,7 @@ def check_calls(model: str, augment_at: str, calls: list[int]) -> None:
     """ValueError unless every modality's hooked subnet ran exactly once in this forward."""
     bad = [(m, n) for m, n in zip(MODALITIES, calls, strict=True) if n != 1]
     if bad:
-        names = _mapping_of(augment_at)
+        names = mapping_of(augment_at)
         said = "; ".join(f"{m}: '{names[m]}' ran {n} times" for m, n in bad)
         raise ValueError(
             f"model '{model}': augment_at {said} in one forward; each modality's subnet must run "

@@ -84,6 +84,11 @@ def resolve_class(spec: str) -> tuple[type[nn.Module], str]:
 
     The default ``augment_at`` is the class attribute ``augment_at`` if it has one, else "input".
     """
+    if spec.startswith("mmsa:"):  # the MMSA zoo (optional extra): tune_m3/models/mmsa.py
+        from tune_m3.models.mmsa import mmsa_class
+
+        cls = mmsa_class(spec)
+        return cls, cls.augment_at
     if spec in BUILTINS:
         target = BUILTINS[spec]
     elif ":" in spec:
@@ -91,7 +96,7 @@ def resolve_class(spec: str) -> tuple[type[nn.Module], str]:
     else:
         raise UserError(
             f"model '{spec}': not a built-in model{_did_you_mean(spec)} and not 'module:Class'; "
-            f"use one of {', '.join(BUILTINS)} or e.g. my_models:LateFusion"
+            f"use one of {', '.join(BUILTINS)}, mmsa:<Model> or e.g. my_models:LateFusion"
         )
     module_name, _, cls_name = target.partition(":")
     if not module_name or not cls_name:
