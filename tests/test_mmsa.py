@@ -136,3 +136,28 @@ def test_zoo_without_the_extra_says_how_to_install_it(tmp_path: Path):
     assert out.returncode == 2, out.stderr[-2000:]
     assert out.stderr.startswith("error: ") and "Traceback" not in out.stderr
     assert "pip install -e '.[mmsa]'" in out.stderr
+
+
+@needs_mmsa
+@pytest.mark.slow
+def test_search_over_the_zoo_in_a_grid_with_the_built_ins(tmp_path: Path):
+    """model: {grid: [m3_baseline, mult, mmsa:TFN]} with M3 at each model's default hook; the
+    child runs name the model (and the zoo model's hooks)."""
+    from searchutil import TINY_FIXED, mlflow_runs, run_search, write_space
+
+    env = make_search_env(tmp_path / "w")
+    fixed = {k: v for k, v in TINY_FIXED.items() if k not in ("hidden", "proj")}
+    space = write_space(
+        tmp_path / "zoo.yaml",
+        fixed={**fixed, "scheme": "m3", "p_mask": 0.3, "max_epochs": 1},
+        search={"model": {"grid": ["m3_baseline", "mult", "mmsa:TFN"]}},
+        algorithm={"type": "grid"},
+        scheduler={"type": "fifo"},
+    )
+    run_search(env, "--space", str(space), "--experiment", "zoo")
+    _, _, children = mlflow_runs(env, "zoo")
+    by_model = {r.data.params["model"]: r for r in children}
+    assert sorted(by_model) == ["m3_baseline", "mmsa:TFN", "mult"]
+    tfn = by_model["mmsa:TFN"]
+    assert "diag_test_text_missing_30_corr_drop" in tfn.data.metrics
+    assert np.isfinite(tfn.data.metrics["test_mae"])
