@@ -28,7 +28,7 @@ pytestmark = pytest.mark.usefixtures("one_thread")
 
 MOSI = {"text": 300, "audio": 5, "vision": 20}
 MOSEI = {"text": 300, "audio": 74, "vision": 35}
-ZOO = ["mmsa:TFN", "mmsa:LMF"]
+ZOO = ["mmsa:TFN", "mmsa:LMF", "mmsa:LF_DNN"]
 SUBNETS = {"text": "text_subnet", "audio": "audio_subnet", "vision": "video_subnet"}
 
 
@@ -99,6 +99,8 @@ def test_zoo_model_trains_an_epoch_with_diagnostics(model, aligned):
 def test_zoo_names_refused_with_one_line():
     with pytest.raises(UserError, match="'mmsa:MISA': not offered: its text encoder is BERT"):
         check_model_spec(zoo_cfg("mmsa:MISA"))
+    with pytest.raises(UserError, match="'mmsa:MTFN': not offered: MMSA configures it for CH-SIMS"):
+        check_model_spec(zoo_cfg("mmsa:MTFN"))
     with pytest.raises(UserError, match="did you mean 'mmsa:TFN'"):
         check_model_spec(zoo_cfg("mmsa:TNF"))
     with pytest.raises(UserError, match="no config key.*'hiden_dims'"):

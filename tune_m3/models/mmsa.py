@@ -9,7 +9,7 @@ vision)`` what MMSA's data loader would: for models with ``need_normalized`` (TF
 and vision averaged over their valid steps, (B, 1, d_l); text as is, (B, N_T, d_T). The
 prediction is MMSA's ``M`` (``output_key``).
 
-Hooks (``augment_at``): TFN and LMF have unimodal subnets (``text_subnet``, ``audio_subnet``,
+Hooks (``augment_at``): TFN, LMF and LF_DNN have unimodal subnets (``text_subnet``, ``audio_subnet``,
 ``video_subnet``, each giving a pooled (B, h_l) vector), so M3 / perturbation act there by
 default: ``text=model.text_subnet,audio=model.audio_subnet,vision=model.video_subnet``.
 
@@ -109,19 +109,17 @@ class LMF(MMSAPooled):
     mmsa_model, mmsa_key = "LMF", "lmf"
 
 
-ADAPTERS: dict[str, type[nn.Module]] = {"TFN": TFN, "LMF": LMF}
-NOT_YET = (
-    "LF_DNN",
-    "EF_LSTM",
-    "MFN",
-    "Graph_MFN",
-    "MulT",
-    "MFM",
-    "MCTN",
-    "MLF_DNN",
-    "MTFN",
-    "MLMF",
-)
+class LF_DNN(MMSAPooled):  # noqa: N801 (MMSA's name)
+    """MMSA's LF_DNN: the same subnets, late fusion by concatenation and an MLP."""
+
+    mmsa_model, mmsa_key = "LF_DNN", "lf_dnn"
+
+
+ADAPTERS: dict[str, type[nn.Module]] = {"TFN": TFN, "LMF": LMF, "LF_DNN": LF_DNN}
+NOT_YET = ("EF_LSTM", "MFN", "Graph_MFN", "MulT", "MFM", "MCTN")
+# multi-task models whose MMSA config has CH-SIMS only (they train on unimodal labels)
+SINGLE_TASK = {"MLF_DNN": "LF_DNN", "MTFN": "TFN", "MLMF": "LMF"}
+SIMS_ONLY = tuple(SINGLE_TASK)
 
 
 def mmsa_class(spec: str) -> type[nn.Module]:
@@ -132,6 +130,12 @@ def mmsa_class(spec: str) -> type[nn.Module]:
             f"model '{spec}': not offered: {NEEDS_BERT[name]}, whose pretrained weights would be "
             "downloaded at run time; tune_m3 runs from pre-extracted features without network "
             f"access. Use one of {', '.join(PREFIX + n for n in ADAPTERS)}"
+        )
+    if name in SIMS_ONLY:
+        raise UserError(
+            f"model '{spec}': not offered: MMSA configures it for CH-SIMS only (it trains on "
+            "unimodal labels, which CMU-MOSI/MOSEI do not have); use its single-task form, "
+            f"e.g. {PREFIX}{SINGLE_TASK[name]}"
         )
     if name not in ADAPTERS:
         near = difflib.get_close_matches(name, [*ADAPTERS, *NOT_YET], n=1, cutoff=0.6)
