@@ -27,6 +27,7 @@ import torch
 from torch import Tensor, nn
 
 from tune_m3.errors import UserError
+from tune_m3.names import MODALITIES
 from tune_m3.padding import valid_mask
 
 __all__ = ["ADAPTERS", "mmsa_class"]
@@ -83,7 +84,7 @@ class MMSAPooled(nn.Module):
                 f"{', '.join(sorted(args))}"
             )
         args.update(overrides)
-        args.feature_dims = [input_dims[m] for m in ("text", "audio", "vision")]
+        args.feature_dims = [input_dims[m] for m in MODALITIES]  # MMSA: (text, audio, vision)
         args.train_mode = "regression"
         self.model = getattr(single, self.mmsa_model)(args)
 
