@@ -59,6 +59,9 @@ def main() -> None:
     for name, cls in ADAPTERS.items():
         spec = f"mmsa:{name}"
         params = {ds: parameter_count(spec, d) for ds, d in DIMS.items()}
+        if cls.augment_at == "input":  # no unimodal subnets: the input hook's law
+            print(f"{spec} | input | MOSI {params['mosi']:,} | MOSEI {params['mosei']:,} | -")
+            continue
         rates, two = law(spec, args.samples)
         print(
             f"{spec} | {cls.augment_at} | MOSI {params['mosi']:,} | MOSEI {params['mosei']:,} | "

@@ -28,7 +28,8 @@ pytestmark = pytest.mark.usefixtures("one_thread")
 
 MOSI = {"text": 300, "audio": 5, "vision": 20}
 MOSEI = {"text": 300, "audio": 74, "vision": 35}
-ZOO = ["mmsa:TFN", "mmsa:LMF", "mmsa:LF_DNN"]
+SUBNET_ZOO = ["mmsa:TFN", "mmsa:LMF", "mmsa:LF_DNN"]  # per-modality hooks at their subnets
+ZOO = [*SUBNET_ZOO, "mmsa:MulT"]
 SUBNETS = {"text": "text_subnet", "audio": "audio_subnet", "vision": "video_subnet"}
 
 
@@ -49,7 +50,7 @@ def zoo_cfg(model: str, **kw):
 
 
 @needs_mmsa
-@pytest.mark.parametrize("model", ZOO)
+@pytest.mark.parametrize("model", SUBNET_ZOO)
 @pytest.mark.parametrize("dims", [MOSI, MOSEI], ids=["mosi", "mosei"])
 def test_zoo_model_builds_and_the_m3_law_holds_at_its_subnets(model, dims):
     """Build at MOSI / MOSEI dims; P(l zeroed) = pM * pi_l at the subnets, never two at once."""
@@ -92,7 +93,18 @@ def test_zoo_model_trains_an_epoch_with_diagnostics(model, aligned):
     res = train(conf, data)
     assert np.isfinite(res.final["test_mae"])
     assert np.isfinite(res.final["diag_test_text_noisy_30_corr_drop"])
-    assert res.final["diag_noise_rms_text"] > 0  # sigma 'auto': rms at the subnets
+    if model in SUBNET_ZOO:  # sigma 'auto': rms at the subnets, absolute at MulT's input
+        assert res.final["diag_noise_rms_text"] > 0
+    else:
+        assert "diag_noise_rms_text" not in res.final
+
+
+@needs_mmsa
+@pytest.mark.parametrize("dims", [MOSI, MOSEI], ids=["mosi", "mosei"])
+def test_mult_builds_with_its_hook_at_the_input(dims):
+    conf = zoo_cfg("mmsa:MulT", scheme="m3", p_mask=0.3)
+    check_model_spec(conf, dims, {"text": 50, "audio": 500, "vision": 375})  # MMSA's unaligned
+    assert build_model(conf, dims).augment_at == "input"
 
 
 @needs_mmsa

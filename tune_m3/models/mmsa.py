@@ -12,6 +12,7 @@ prediction is MMSA's ``M`` (``output_key``).
 Hooks (``augment_at``): TFN, LMF and LF_DNN have unimodal subnets (``text_subnet``, ``audio_subnet``,
 ``video_subnet``, each giving a pooled (B, h_l) vector), so M3 / perturbation act there by
 default: ``text=model.text_subnet,audio=model.audio_subnet,vision=model.video_subnet``.
+MulT has none (its projections are channel-first Conv1d outputs): ``input``.
 
 Nothing touches the network: MMSA's import pulls ``transformers`` but loads no weights; the
 models that need BERT weights (downloaded at run time) are refused with one line.
@@ -25,6 +26,7 @@ from typing import Any
 
 import torch
 from torch import Tensor, nn
+from torch.nn import functional as F
 
 from tune_m3.errors import UserError
 from tune_m3.names import MODALITIES
@@ -86,6 +88,7 @@ class MMSAPooled(nn.Module):
         args.update(overrides)
         args.feature_dims = [input_dims[m] for m in MODALITIES]  # MMSA: (text, audio, vision)
         args.train_mode = "regression"
+        self.config = dict(args)  # what MMSA's model was built from (for inspection)
         self.model = getattr(single, self.mmsa_model)(args)
 
     def forward(self, mods: dict[str, Tensor], lengths: dict[str, Tensor]) -> dict[str, Tensor]:
@@ -116,8 +119,24 @@ class LF_DNN(MMSAPooled):  # noqa: N801 (MMSA's name)
     mmsa_model, mmsa_key = "LF_DNN", "lf_dnn"
 
 
-ADAPTERS: dict[str, type[nn.Module]] = {"TFN": TFN, "LMF": LMF, "LF_DNN": LF_DNN}
-NOT_YET = ("EF_LSTM", "MFN", "Graph_MFN", "MulT", "MFM", "MCTN")
+class MulT(MMSAPooled):
+    """MMSA's MULT (Tsai et al., ACL 2019) from feature sequences (``use_bert`` false): it has
+    no unimodal subnet whose output is a batch-first representation (its projections are
+    channel-first Conv1d outputs), so M3 acts at its input."""
+
+    mmsa_model, mmsa_key = "MULT", "mult"
+    augment_at = "input"
+
+    def forward(self, mods: dict[str, Tensor], lengths: dict[str, Tensor]) -> dict[str, Tensor]:
+        # its Conv1d projections (kernel k, no padding) need k steps: a batch of short clips
+        # (batches are cut to their longest clip) gets zero steps in front, as front padding
+        k = max(self.config[f"conv1d_kernel_size_{c}"] for c in "lav")
+        xs = [F.pad(mods[m], (0, 0, max(0, k - mods[m].shape[1]), 0)) for m in MODALITIES]
+        return self.model(*xs)  # (B, max(N_l, k), d_l) each, front-padded
+
+
+ADAPTERS: dict[str, type[nn.Module]] = {"TFN": TFN, "LMF": LMF, "LF_DNN": LF_DNN, "MulT": MulT}
+NOT_YET = ("EF_LSTM", "MFN", "Graph_MFN", "MFM", "MCTN")
 # multi-task models whose MMSA config has CH-SIMS only (they train on unimodal labels)
 SINGLE_TASK = {"MLF_DNN": "LF_DNN", "MTFN": "TFN", "MLMF": "LMF"}
 SIMS_ONLY = tuple(SINGLE_TASK)
