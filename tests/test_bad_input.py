@@ -185,6 +185,13 @@ def world(tmp_path_factory) -> dict:
         files / "model_kw.yaml", model={"class": "m3_baseline", "kwargs": {"hiden": 8}}
     )
     w["space_model_key"] = _space(files / "model_key.yaml", model={"klass": "mult"})
+    w.update(_model_spaces(files, no_kw))
+    return w
+
+
+def _model_spaces(files: Path, fixed: dict) -> dict[str, str]:
+    """Spaces with a wrong per-modality hook, output_key or model (issue 20), by world key."""
+    w: dict[str, str] = {}
     hooks = {"text": "text_subnet", "audio": "audio_subnet", "vision": "video_subnet"}
     for key, cls, at, extra in (
         ("hook_typo", "Subnets", {**hooks, "audio": "audio_subnt"}, {}),
@@ -196,7 +203,7 @@ def world(tmp_path_factory) -> dict:
         ("data_steps", "Kernel20", None, {}),
     ):
         model = {"class": f"bad_models:{cls}", **({"augment_at": at} if at else {})}
-        w[f"space_{key}"] = _space(files / f"{key}.yaml", model=model, fixed={**no_kw, **extra})
+        w[f"space_{key}"] = _space(files / f"{key}.yaml", model=model, fixed={**fixed, **extra})
     return w
 
 
