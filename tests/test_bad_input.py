@@ -197,6 +197,25 @@ def world(tmp_path_factory) -> dict:
         files / "model_kw.yaml", model={"class": "m3_baseline", "kwargs": {"hiden": 8}}
     )
     w["space_model_key"] = _space(files / "model_key.yaml", model={"klass": "mult"})
+    w.update(_model_spaces(files, no_kw))
+    return w
+
+
+def _model_spaces(files: Path, fixed: dict) -> dict[str, str]:
+    """Spaces with a wrong per-modality hook, output_key or model (issue 20), by world key."""
+    w: dict[str, str] = {}
+    hooks = {"text": "text_subnet", "audio": "audio_subnet", "vision": "video_subnet"}
+    for key, cls, at, extra in (
+        ("hook_typo", "Subnets", {**hooks, "audio": "audio_subnt"}, {}),
+        ("hook_missing", "Subnets", {"text": "text_subnet", "audio": "audio_subnet"}, {}),
+        ("hook_no_tensor", "GRUText", hooks, {}),
+        ("hook_twice", "SubnetsTwice", hooks, {}),
+        ("output_key", "Subnets", hooks, {"output_key": "pred"}),
+        ("init_keyerror", "KeyInit", None, {}),
+        ("data_steps", "Kernel20", None, {}),
+    ):
+        model = {"class": f"bad_models:{cls}", **({"augment_at": at} if at else {})}
+        w[f"space_{key}"] = _space(files / f"{key}.yaml", model=model, fixed={**fixed, **extra})
     return w
 
 
@@ -232,6 +251,45 @@ class TensorHook(Plain):
 class Wide(Plain):
     def forward(self, mods, lengths):
         return torch.stack([super().forward(mods, lengths)] * 2, -1)
+
+
+class Subnets(nn.Module):
+    def __init__(self, input_dims):
+        super().__init__()
+        self.text_subnet = nn.LSTM(input_dims["text"], 4, batch_first=True)
+        self.audio_subnet = nn.Linear(input_dims["audio"], 4)
+        self.video_subnet = nn.Linear(input_dims["vision"], 4)
+
+    def forward(self, mods, lengths):
+        t, _ = self.text_subnet(mods["text"])
+        a, v = self.audio_subnet(mods["audio"]), self.video_subnet(mods["vision"])
+        return (t.mean(1) + a.mean(1) + v.mean(1)).sum(-1)
+
+
+class SubnetsTwice(Subnets):
+    def forward(self, mods, lengths):
+        self.audio_subnet(mods["audio"])
+        return super().forward(mods, lengths)
+
+
+class GRUText(Subnets):
+    def __init__(self, input_dims):
+        super().__init__(input_dims)
+        self.text_subnet = nn.GRU(input_dims["text"], 4, batch_first=True)
+
+
+class Kernel20(nn.Module):
+    def __init__(self, input_dims):
+        super().__init__()
+        self.conv = nn.ModuleDict({m: nn.Conv1d(d, 4, 20) for m, d in input_dims.items()})
+
+    def forward(self, mods, lengths):
+        return sum(self.conv[m](x.transpose(1, 2)).mean((1, 2)) for m, x in mods.items())
+
+
+class KeyInit(Plain):
+    def __init__(self, input_dims):
+        super().__init__({"text": input_dims["txt"]})
 """
 
 
@@ -580,6 +638,42 @@ CASES = [
     ),
     Case("space-model-kwarg", [S, "--space", "{space_model_kw}", "--dry-run"], ["'hiden'"]),
     Case("space-model-key", [S, "--space", "{space_model_key}", "--dry-run"], ["klass"]),
+    # per-modality hooks, outputs, constructors (issue 20; docs/models.md)
+    Case(
+        "space-hook-no-submodule",
+        [S, "--space", "{space_hook_typo}", "--dry-run"],
+        ["augment_at audio: 'audio_subnt'", "did you mean 'audio_subnet'"],
+    ),
+    Case(
+        "space-hook-modality-missing",
+        [S, "--space", "{space_hook_missing}", "--dry-run"],
+        ["augment_at", "missing ['vision']"],
+    ),
+    Case(
+        "space-hook-no-tensor",
+        [S, "--space", "{space_hook_no_tensor}", "--dry-run"],
+        ["bad_models:GRUText", "'text_subnet' output tuple(", "ambiguous", "text_subnet[0]"],
+    ),
+    Case(
+        "space-hook-twice",
+        [S, "--space", "{space_hook_twice}", "--dry-run"],
+        ["bad_models:SubnetsTwice", "audio: 'audio_subnet' ran 2 times in one forward"],
+    ),
+    Case(
+        "space-output-key",
+        [S, "--space", "{space_output_key}", "--dry-run"],
+        ["bad_models:Subnets", "output_key 'pred'", "returned a Tensor"],
+    ),
+    Case(  # passes at 50 steps, not at the dataset's 10: --dry-run says so, not the trials
+        "space-model-data-steps",
+        [S, "--space", "{space_data_steps}", "--dry-run"],
+        ["bad_models:Kernel20", "text (4, 10, 8)", "Kernel size can't be greater"],
+    ),
+    Case(
+        "space-init-keyerror",
+        [S, "--space", "{space_init_keyerror}", "--dry-run"],
+        ["bad_models:KeyInit", "KeyInit(input_dims=", "raised KeyError: 'txt'"],
+    ),
     # ---------------------------------------------------------------- analysis, resync
     Case("report-no-store", ["analysis.report", "--experiment", "e"], ["mlflow.db"]),
     Case(

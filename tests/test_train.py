@@ -134,7 +134,20 @@ def test_rms_noise_scale_is_measured_once_reported_and_kept_on_resume(tmp_path):
     resumed = train(cfg(max_epochs=3, **kw), data, resume_from=ck)
     assert _strip(resumed.history) == _strip(full.history)
     # not reported when the noise is in absolute units
-    assert "train_noise_rms_text" not in train(cfg(max_epochs=1, p_noise=0.3), data).history[0]
+    absolute = cfg(max_epochs=1, p_noise=0.3, sigma_scale="absolute")
+    assert "train_noise_rms_text" not in train(absolute, data).history[0]
+
+
+def test_default_sigma_scale_is_absolute_at_the_input_and_rms_at_a_representation_hook():
+    """sigma_scale / diag_sigma_scale 'auto': the papers' absolute sigma on the raw features,
+    sigma in units of the clean RMS at the baseline's fusion hook (docs/fidelity.md)."""
+    data = tiny_arrays()
+    at_fusion = train(cfg(max_epochs=1, p_noise=0.3, diagnostics=True), data)
+    assert at_fusion.history[0]["train_noise_rms_text"] > 0
+    assert at_fusion.final["diag_noise_rms_text"] > 0
+    at_input = train(cfg(max_epochs=1, p_noise=0.3, augment_at="input", diagnostics=True), data)
+    assert "train_noise_rms_text" not in at_input.history[0]
+    assert "diag_noise_rms_text" not in at_input.final
 
 
 def test_diagnostics_with_reference_noise_report_their_rms():
@@ -258,3 +271,17 @@ def test_checkpoint_file_keeps_its_layout(tmp_path):
     again = Checkpoint.from_dict(raw).to_dict()
     assert list(again) == list(raw)
     assert again["epoch"] == 1 and again["history"] == raw["history"]
+
+
+@pytest.mark.parametrize("bucket", [False, True])
+def test_a_last_batch_of_one_is_merged_into_the_one_before(bucket):
+    """33 samples in batches of 32: one batch of 33, never a batch of 1 in train mode."""
+    import torch
+
+    from tune_m3.training import epoch_batches
+
+    lengths = np.arange(66) % 7 + 1
+    for n, sizes in ((33, [33]), (65, [32, 33]), (66, [32, 32, 2]), (1, [1])):
+        batches = epoch_batches(n, 32, torch.Generator().manual_seed(0), lengths[:n], bucket)
+        assert sorted(len(b) for b in batches) == sorted(sizes)
+        assert sorted(np.concatenate(batches).tolist()) == list(range(n))

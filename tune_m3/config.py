@@ -21,7 +21,9 @@ name               paper symbol                meaning
 ``noise_kind``     —                           ``additive`` (paper's text: m + N(0, σ²)) or
                                                ``multiplicative`` (paper's code: z·m, one
                                                z ~ N(0, σ²) per sample)
-``sigma_scale``    —                           ``absolute`` (σ as is) or ``rms`` (σ in units
+``sigma_scale``    —                           ``auto`` (default: ``absolute`` at the input
+                                               hook, ``rms`` at a representation hook),
+                                               ``absolute`` (σ as is) or ``rms`` (σ in units
                                                of the clean modality's RMS, additive only)
 ``perturb_count``  —                           ``round`` (half up) or ``floor`` (paper's code)
 ``soft_m3_mode``   —                           ``paper`` (pM gate, p_feature share) or
@@ -32,8 +34,15 @@ name               paper symbol                meaning
                                                ``module:Class`` (docs/models.md)
 ``model.<kw>``     —                           a constructor kwarg of the model, e.g.
                                                ``model.hidden``; held in ``model_kwargs``
-``augment_at``     —                           where masking/perturbation act: ``input`` or
-                                               a submodule (default: the model's own)
+``output_key``     —                           the prediction in a dict / tuple output
+                                               (e.g. MMSA's ``M``)
+``aux_losses``     —                           {key: weight}: the model's own losses (in its
+                                               dict output) added to the L1 loss in training;
+                                               logged as ``key=weight,...``
+``augment_at``     —                           where masking/perturbation act: ``input``,
+                                               a submodule (default: the model's own), or
+                                               one subnet per modality ({text: a, audio: b,
+                                               vision: c}, held as ``text=a,audio=b,vision=c``)
 =================  ==========================  =============================================
 
 The baseline's kwargs from before the model seam (``hidden``, ``proj``, ``dropout``,
@@ -54,7 +63,14 @@ from __future__ import annotations
 import difflib
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from tune_m3.errors import UserError
 from tune_m3.names import MODALITIES as MODALITY_NAMES
@@ -92,7 +108,7 @@ class TrialConfig(BaseModel):
     p_noise: float = Field(0.0, ge=0.0, le=1.0)
     sigma: float = Field(1.0, ge=0.0)
     noise_kind: Literal["additive", "multiplicative"] = "additive"
-    sigma_scale: Literal["absolute", "rms"] = "absolute"
+    sigma_scale: Literal["auto", "absolute", "rms"] = "auto"
     perturb_count: Literal["round", "floor"] = "round"
     perturb_target: Literal["text", "audio", "vision"] = "text"
 
@@ -102,6 +118,9 @@ class TrialConfig(BaseModel):
     model: str = Field("m3_baseline", min_length=1)
     model_kwargs: dict[str, Any] = Field(default_factory=dict)
     augment_at: str | None = Field(None, min_length=1)
+    # a dict / tuple output: the prediction's key, and the model's own losses added in training
+    output_key: str | None = Field(None, min_length=1)
+    aux_losses: dict[str, float] = Field(default_factory=dict)
 
     # optimisation
     lr: float = Field(5e-4, gt=0.0)
@@ -128,7 +147,7 @@ class TrialConfig(BaseModel):
     diag_modalities: tuple[Literal["text", "audio", "vision"], ...] = MODALITY_NAMES
     diag_sigma: float = Field(1.0, ge=0.0)
     diag_noise_kind: Literal["additive", "multiplicative"] = "additive"
-    diag_sigma_scale: Literal["absolute", "rms"] = "absolute"
+    diag_sigma_scale: Literal["auto", "absolute", "rms"] = "auto"
     diag_seed: int = 1234
     # validation diagnostics every epoch (a multi-objective search's diag_val_* objectives)
     val_diagnostics: tuple[str, ...] = Field(
@@ -151,6 +170,14 @@ class TrialConfig(BaseModel):
                 kwargs.setdefault(key, values.pop(key))
         values["model_kwargs"] = kwargs
         return values
+
+    @field_validator("augment_at", mode="before")
+    @classmethod
+    def _augment_at(cls, value: Any) -> Any:
+        """A per-modality mapping ({text: a, audio: b, vision: c}) -> "text=a,audio=b,vision=c"."""
+        from tune_m3.models.hooks import canonical_augment_at
+
+        return canonical_augment_at(value)
 
     @model_validator(mode="after")
     def _check(self) -> TrialConfig:
@@ -200,6 +227,8 @@ class TrialConfig(BaseModel):
             if k == "model_kwargs":
                 out.update({f"{MODEL_PREFIX}{kw}": x for kw, x in sorted(v.items())})
                 continue
+            if k == "aux_losses":  # one string, like augment_at: "key=weight,..."
+                v = ",".join(f"{key}={w:g}" for key, w in sorted(v.items())) or None
             out[k] = ",".join(map(str, v)) if isinstance(v, tuple) else v
         return out
 

@@ -59,6 +59,16 @@ class AugmentPipeline(nn.Module):
             out = layer(out, lengths)
         return out
 
+    def draw(self, batch: int, steps: Sequence[int], device: Any) -> list[Any]:
+        """Every layer's :meth:`~AugmentLayer.draw` for one forward (per-modality hooks)."""
+        return [layer.draw(batch, steps, device) for layer in self.layers]
+
+    def apply_one(self, drawn: Sequence[Any], k: int, x: Tensor, lengths: Tensor | None) -> Tensor:
+        """Modality ``k``'s tensor through every layer in order, under ``drawn`` (:meth:`draw`)."""
+        for layer, d in zip(self.layers, drawn, strict=True):
+            x = layer.apply_one(d, k, x, lengths)
+        return x
+
     def generator_state(self) -> list[Any]:
         """One entry per layer: its ``generator_state()`` (torch.save-able)."""
         return [layer.generator_state() for layer in self.layers]

@@ -156,6 +156,27 @@ class AugmentLayer(nn.Module, ABC):
         """Refuse inputs the layer cannot take (both modes); default: :func:`check_mods`."""
         check_mods(mods)
 
+    # ------------------------------------------------------------------------------------------
+    # one draw, applied modality by modality (per-modality hooks: docs/models.md)
+
+    def draw(self, batch: int, steps: Sequence[int], device: torch.device | str) -> Any:
+        """The randomness shared by the modalities in one forward pass (train mode).
+
+        With per-modality hooks the model's subnets are hooked one by one, in whatever order the
+        model calls them; the seam calls ``draw`` once per forward (``steps``: the inputs' step
+        counts per modality) and then :meth:`apply_one` at each modality's hook, so the joint law
+        (e.g. "never two modalities zeroed in one unit") holds. A layer that does not implement
+        the pair cannot act at per-modality hooks (only at ``input`` or a single hook).
+        """
+        raise NotImplementedError(
+            f"{type(self).__name__} cannot act at per-modality hooks: implement draw() and "
+            "apply_one(), or hook one module that receives all modalities"
+        )
+
+    def apply_one(self, drawn: Any, k: int, x: Tensor, lengths: Tensor | None) -> Tensor:
+        """Modality ``k``'s augmented copy of ``x`` (B, N_k, d_k) under ``drawn`` (:meth:`draw`)."""
+        raise NotImplementedError(f"{type(self).__name__} does not implement apply_one()")
+
     def forward(self, mods: Sequence[Tensor], lengths: Lengths = None) -> list[Tensor]:
         self.check(mods)
         if not self.training:

@@ -18,7 +18,7 @@ It is parameter-free and is the identity in eval mode.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Literal
+from typing import Any, Literal
 
 import torch
 from torch import Tensor
@@ -183,52 +183,59 @@ class ModalityMasking(AugmentLayer):
 
     def augment(self, mods: Sequence[Tensor], lengths: Lengths = None) -> list[Tensor]:
         """Mask a list of M tensors (B, N, d_l); ``lengths`` is accepted for a common signature."""
-        B, N = check_mods(mods)
-        probs = self._probs_for(len(mods))
-        if self.scheme == "none" or self.p_mask == 0.0:
-            return list(mods)
+        B, _ = check_mods(mods)
+        drawn = self.draw(B, [m.shape[1] for m in mods], mods[0].device)
+        return [self.apply_one(drawn, k, m, None) for k, m in enumerate(mods)]
 
-        device = mods[0].device
+    def draw(self, batch: int, steps: Sequence[int], device: torch.device | str) -> Any:
+        """The units' draws of one batch: (masked, which) for m3 / soft_m3 (paper), the batch's
+        modality for soft_m3 (authors), None otherwise (random_mask draws per element).
+
+        The timestep grid is (B, max ``steps``); a modality with N_k steps uses its last N_k
+        columns, a pooled one (N_k = 1) the last column: each sample's last valid step.
+        """
+        probs = self._probs_for(len(steps))
+        if self.scheme in ("none", "random_mask") or self.p_mask == 0.0:
+            return None
+        device = torch.device(device)
         gen = self.generator(device)
-
-        if self.scheme == "random_mask":
-            out = []
-            for k, m in enumerate(mods):
-                keep = torch.rand(m.shape, generator=gen, device=device) >= self.p_mask
-                out.append(m * self._keep_factor(keep, k, m.dtype))  # (B, N, d_l)
-            return out
+        p = torch.tensor(probs, dtype=torch.float, device=device)
         if self.scheme == "soft_m3" and self.soft_mode == "authors":
-            return self._soft_authors(mods, probs, gen)
-
+            return int(torch.multinomial(p, 1, generator=gen).item())  # the batch's modality
         # eq. 4: µM ~ Be(pM) per unit, µΠ ~ Cat(π) per unit; a modality is zeroed where both say so
+        B, N = int(batch), max(int(n) for n in steps)
         unit = {"timestep": (B, N), "sample": (B, 1), "batch": (1, 1)}[self.granularity]
         choice = (B, N) if self.granularity == "batch" else unit
         masked = torch.rand(unit, generator=gen, device=device) < self.p_mask  # (B|1, N|1)
-        p = torch.tensor(probs, dtype=torch.float, device=device)
-        n_draw = choice[0] * choice[1]
-        which = torch.multinomial(p, n_draw, replacement=True, generator=gen).view(choice)
+        which = torch.multinomial(p, choice[0] * choice[1], replacement=True, generator=gen)
+        return masked, which.view(choice)  # (B|1, N|1), (B, N|1)
 
-        out = []
-        for k, m in enumerate(mods):
-            zeroed = (masked & (which == k)).unsqueeze(-1)  # (B, N|1, 1)
-            if zeroed.shape[1] > m.shape[1]:  # unaligned: this modality's last N_l units
-                zeroed = zeroed[:, zeroed.shape[1] - m.shape[1] :]
-            if self.scheme == "soft_m3":
-                # a fresh Bernoulli(p_feature) subset of the features at every masked unit
-                feats = torch.rand((*choice, m.shape[-1]), generator=gen, device=device)
-                zeroed = zeroed & (feats < self.p_feature)  # (B, N|1, d_l)
-            out.append(m * self._keep_factor(~zeroed, k, m.dtype))  # eq. 5: µ_l · m_l
-        return out
-
-    def _soft_authors(self, mods: Sequence[Tensor], probs, gen: torch.Generator) -> list[Tensor]:
-        """The authors' soft M3: one modality per batch, Bernoulli(p_mask) per element of it."""
-        device = mods[0].device
-        p = torch.tensor(probs, dtype=torch.float, device=device)
-        k = int(torch.multinomial(p, 1, generator=gen).item())  # the batch's modality
-        out = list(mods)
-        keep = torch.rand(mods[k].shape, generator=gen, device=device) >= self.p_mask  # (B, N, d_k)
-        out[k] = mods[k] * self._keep_factor(keep, k, mods[k].dtype)
-        return out
+    def apply_one(self, drawn: Any, k: int, x: Tensor, lengths: Tensor | None = None) -> Tensor:
+        """Modality ``k`` of the batch (B, N_k, d_k) masked under ``drawn`` (:meth:`draw`)."""
+        if self.scheme == "none" or self.p_mask == 0.0:
+            return x
+        gen = self.generator(x.device)
+        if self.scheme == "random_mask" or isinstance(drawn, int):  # per element (of drawn's k)
+            if isinstance(drawn, int) and drawn != k:
+                return x
+            keep = torch.rand(x.shape, generator=gen, device=x.device) >= self.p_mask
+            return x * self._keep_factor(keep, k, x.dtype)  # (B, N_k, d_k)
+        masked, which = drawn
+        zeroed = (masked & (which == k)).unsqueeze(-1)  # (B, N|1, 1)
+        if self.scheme == "soft_m3":
+            # a fresh Bernoulli(p_feature) subset of the features at every masked unit
+            feats = torch.rand((*which.shape, x.shape[-1]), generator=gen, device=x.device)
+            zeroed = zeroed & (feats < self.p_feature)  # (B, N|1, d_k)
+        n = x.shape[1]
+        if zeroed.shape[1] > n:  # unaligned (or pooled): this modality's last N_k units
+            zeroed = zeroed[:, zeroed.shape[1] - n :]
+        elif 1 < zeroed.shape[1] < n:
+            raise ValueError(
+                f"timestep masking: modality {k} has {n} steps at the hook, more than the "
+                f"{zeroed.shape[1]} mask units of the batch (its inputs' steps); use "
+                "granularity: sample, or a hook whose output keeps the input's steps"
+            )
+        return x * self._keep_factor(~zeroed, k, x.dtype)  # eq. 5: µ_l · m_l
 
     def _keep_factor(self, keep: Tensor, k: int, dtype: torch.dtype) -> Tensor:
         factor = keep.to(dtype)

@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from typing import Literal
+from typing import Any, Literal
 
 import torch
 from torch import Tensor
@@ -56,7 +56,8 @@ def _floor(x: float) -> int:
 
 
 def check_noise(noise_kind: str, sigma_scale: str, where: str = "") -> None:
-    """Refuse an unknown noise kind / scale, and ``multiplicative`` with ``rms``."""
+    """Refuse an unknown noise kind / scale, and ``multiplicative`` with ``rms``
+    (``auto`` is resolved first: :func:`resolve_sigma_scale`)."""
     pre = f"{where}noise_kind" if where else "noise_kind"
     if noise_kind not in NOISE_KINDS:
         raise ValueError(f"{pre} must be one of {NOISE_KINDS}; got {noise_kind!r}")
@@ -68,6 +69,22 @@ def check_noise(noise_kind: str, sigma_scale: str, where: str = "") -> None:
             f"{scale}='rms' applies to additive noise only; multiplicative noise (one z ~ "
             f"N(0, sigma^2) per sample) is already scale-free: use {scale}='absolute'"
         )
+
+
+def resolve_sigma_scale(sigma_scale: str, noise_kind: str, at_input: bool) -> str:
+    """``"absolute"`` or ``"rms"`` for a configured scale that may be ``"auto"`` (the default).
+
+    ``auto``: absolute σ where noise hits the raw input features (``augment_at: input``: the
+    robustness paper's x + N(0, 1) on features, unchanged), σ in units of the clean RMS at any
+    representation hook (a submodule, per-modality subnets), where an absolute σ = 1 means
+    whatever the representation's scale makes it (docs/fidelity.md). Multiplicative noise is
+    scale-free: always absolute.
+    """
+    if sigma_scale != "auto":
+        return sigma_scale
+    if noise_kind == "multiplicative" or at_input:
+        return "absolute"
+    return "rms"
 
 
 def rms_over_valid(x: Tensor, lengths: Tensor | None = None) -> float:
@@ -221,19 +238,31 @@ class ModalityPerturbation(AugmentLayer):
 
     def augment(self, mods: Sequence[Tensor], lengths: Lengths = None) -> list[Tensor]:
         """Perturb the target modality of a list of M tensors (B, N, d_l)."""
-        B = mods[0].shape[0]
-        k_missing, k_noise = self.counts(B)
-        silent_noise = k_noise == 0 or (self.sigma == 0.0 and self.noise_kind == "additive")
-        if k_missing == 0 and silent_noise:
-            return list(mods)
-
-        x = mods[self.target]  # (B, N, d)
-        N = x.shape[1]
         if isinstance(lengths, list | tuple):  # one (B,) tensor (or None) per modality
             lengths = lengths[self.target]
-        missing, noisy = self.sample_indices(B, x.device)  # (k_missing,), (k_noise,)
-        self.last_indices = (missing, noisy)
+        x = mods[self.target]  # (B, N, d)
+        drawn = self.draw(x.shape[0], [m.shape[1] for m in mods], x.device)
+        result = list(mods)
+        result[self.target] = self.apply_one(drawn, self.target, x, lengths)
+        return result
 
+    def draw(self, batch: int, steps: Sequence[int], device: torch.device | str) -> Any:
+        """(missing_idx, noisy_idx) of one batch (also ``last_indices``), or None when the
+        batch is left as it is (no sample to perturb, or silent noise)."""
+        k_missing, k_noise = self.counts(int(batch))
+        silent_noise = k_noise == 0 or (self.sigma == 0.0 and self.noise_kind == "additive")
+        if k_missing == 0 and silent_noise:
+            return None
+        self.last_indices = self.sample_indices(int(batch), device)  # (k_missing,), (k_noise,)
+        return self.last_indices
+
+    def apply_one(self, drawn: Any, k: int, x: Tensor, lengths: Tensor | None = None) -> Tensor:
+        """Modality ``k`` (B, N, d) under ``drawn`` (:meth:`draw`): changed only if the target."""
+        if drawn is None or k != self.target:
+            return x
+        missing, noisy = drawn
+        B, N = x.shape[0], x.shape[1]
+        k_noise = int(noisy.numel())
         keep = torch.ones(B, dtype=x.dtype, device=x.device)
         keep[missing] = 0.0
         out = x * keep.view(B, 1, 1)  # missing: m · 0 at every step
@@ -255,10 +284,7 @@ class ModalityPerturbation(AugmentLayer):
                 lengths = torch.as_tensor(lengths, device=x.device)
                 noise = noise * valid_mask(lengths[noisy], N).unsqueeze(-1).to(x.dtype)
             out = out.index_add(0, noisy, noise)  # noisy: m + ε, ε ~ N(0, std²)
-
-        result = list(mods)
-        result[self.target] = out
-        return result
+        return out
 
     def extra_repr(self) -> str:
         return (

@@ -15,6 +15,11 @@ replaces that argument by its augmented version, in training only; the test-time
 damage the same place (:meth:`AugmentedModel.intervene`). Since the hook sees exactly the tensors
 the model passes on, the law P(modality l zeroed) = pM·πl holds at the hook whatever the model.
 
+Or ``augment_at`` maps each modality to the subnet whose OUTPUT is its representation
+(``text=text_subnet,audio=...,vision=...``; :mod:`tune_m3.models.hooks`): a forward hook on
+each, one draw per forward shared by the three (the joint law of M3 holds whatever order the
+subnets run in), each subnet run exactly once per forward.
+
 Lengths at a submodule's hook: a tensor with as many steps as that modality's input gets the
 input's lengths (noise stays off the padding); a pooled or resampled tensor gets none.
 
@@ -30,7 +35,7 @@ import importlib
 import inspect
 import sys
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -38,8 +43,18 @@ import torch
 from torch import Tensor, nn
 
 from tune_m3.augment import AugmentLayer, AugmentPipeline, ModalityMasking, ModalityPerturbation
+from tune_m3.augment.perturb import resolve_sigma_scale
 from tune_m3.errors import UserError
+from tune_m3.models.hooks import (
+    ModalityHook,
+    check_calls,
+    hook_shape_error,
+    is_per_modality,
+    modality_hooks,
+    replace,
+)
 from tune_m3.models.layers import without_kernel_choice
+from tune_m3.models.outputs import split_output
 from tune_m3.names import MODALITIES
 from tune_m3.streams import Streams
 
@@ -50,6 +65,7 @@ BUILTINS: dict[str, str] = {
 }
 DEFAULT_MODEL = "m3_baseline"
 MOSEI_DIMS = {"text": 300, "audio": 74, "vision": 35}
+CHECK_STEPS = 50  # steps per modality of the check batch when the data's are unknown (MOSEI's)
 
 Damage = Callable[[list[Tensor], list[Tensor | None]], list[Tensor]]
 
@@ -69,6 +85,11 @@ def resolve_class(spec: str) -> tuple[type[nn.Module], str]:
 
     The default ``augment_at`` is the class attribute ``augment_at`` if it has one, else "input".
     """
+    if spec.startswith("mmsa:"):  # the MMSA zoo (optional extra): tune_m3/models/mmsa.py
+        from tune_m3.models.mmsa import mmsa_class
+
+        cls = mmsa_class(spec)
+        return cls, cls.augment_at
     if spec in BUILTINS:
         target = BUILTINS[spec]
     elif ":" in spec:
@@ -76,7 +97,7 @@ def resolve_class(spec: str) -> tuple[type[nn.Module], str]:
     else:
         raise UserError(
             f"model '{spec}': not a built-in model{_did_you_mean(spec)} and not 'module:Class'; "
-            f"use one of {', '.join(BUILTINS)} or e.g. my_models:LateFusion"
+            f"use one of {', '.join(BUILTINS)}, mmsa:<Model> or e.g. my_models:LateFusion"
         )
     module_name, _, cls_name = target.partition(":")
     if not module_name or not cls_name:
@@ -117,6 +138,12 @@ def construct(spec: str, kwargs: Mapping[str, Any], input_dims: Mapping[str, int
         raise UserError(
             f"model '{spec}': {cls.__name__}(input_dims, **{dict(kwargs)}) failed: {err}; "
             "change model.kwargs (or --set model.<name>=...) to what the constructor takes"
+        ) from None
+    except Exception as err:  # KeyError, AttributeError, ...: whatever the user's code raises
+        raise UserError(
+            f"model '{spec}': {cls.__name__}(input_dims={dict(input_dims)}, **{dict(kwargs)}) "
+            f"raised {type(err).__name__}: {err}; fix the constructor or its kwargs (it gets "
+            f"input_dims keyed {', '.join(MODALITIES)} and the model.<kw> settings)"
         ) from None
 
 
@@ -185,6 +212,8 @@ class Capture:
     lengths: list[Tensor | None] | None = None
     output: Any = None
     terminal: bool = False  # the hooked module's output was the model's output
+    mods: dict[int, Tensor] = field(default_factory=dict)  # per-modality hooks: k -> (B, N, d)
+    mod_lengths: dict[int, Tensor | None] = field(default_factory=dict)
 
 
 # ------------------------------------------------------------------------------------ the wrapper
@@ -213,16 +242,42 @@ class AugmentedModel(nn.Module):
         augment: the layers applied at the hook in training (identity when empty).
         augment_at: ``"input"`` or the dotted name of a submodule of ``net``.
         name: the model's spec (``m3_baseline``, ``my_models:LateFusion``), for messages.
+        output_key, aux_losses: the prediction and the auxiliary losses in a dict / tuple
+            output (:mod:`tune_m3.models.outputs`); ``aux_loss`` holds the weighted sum of the
+            last training forward (None without aux_losses, and in eval mode).
 
     ``forward(mods, lengths)`` returns (B,). In eval mode the augmentation is the identity.
     """
 
-    def __init__(self, net: nn.Module, augment: AugmentPipeline, augment_at: str, name: str):
+    def __init__(
+        self,
+        net: nn.Module,
+        augment: AugmentPipeline,
+        augment_at: str,
+        name: str,
+        output_key: str | None = None,
+        aux_losses: Mapping[str, float] | None = None,
+    ):
         super().__init__()
         self.net = net
         self.augment = augment
+        self.output_key = output_key
+        self.aux_losses = dict(aux_losses or {})
+        self.aux_loss: Tensor | None = None  # Σ w_k · aux_k of the last training forward
         self.augment_at = augment_at
         self.name = name
+        self._lengths: list[tuple[Tensor | None, int]] | None = None
+        self._damage: Damage | None = None
+        self._capture: Capture | None = None
+        self._calls = 0  # hook calls in the current forward: must be exactly 1
+        self._drawn: list[Any] | None = None  # per-modality hooks: this forward's shared draw
+        self._mod_calls = [0] * len(MODALITIES)  # per-modality hooks: calls in this forward
+        self.per_modality = is_per_modality(augment_at)
+        if self.per_modality:
+            self._target: list[nn.Module] = []
+            for k, (hook, module) in enumerate(modality_hooks(net, augment_at, name)):
+                module.register_forward_hook(self._modality_hook(k, hook))
+            return
         if augment_at == "input":
             target = net
         else:
@@ -237,10 +292,6 @@ class AugmentedModel(nn.Module):
         self._target = [target]  # a list: not registered twice as a child
         target.register_forward_pre_hook(self._pre_hook, with_kwargs=True)
         target.register_forward_hook(self._post_hook)
-        self._lengths: list[tuple[Tensor | None, int]] | None = None
-        self._damage: Damage | None = None
-        self._capture: Capture | None = None
-        self._calls = 0  # hook calls in the current forward: must be exactly 1
 
     # -------------------------------------------------------------------------------- hooks
 
@@ -274,6 +325,34 @@ class AugmentedModel(nn.Module):
         if self._capture is not None:
             self._capture.output = output
 
+    def _modality_hook(self, k: int, hook: ModalityHook) -> Callable:
+        """The forward hook at modality k's subnet: this forward's shared draw, applied to k."""
+
+        def apply(module, args, output):
+            self._mod_calls[k] += 1
+            active = self.training and self._drawn is not None
+            if not (active or self._damage is not None or self._capture is not None):
+                return None
+            path, x = hook.pick(output)
+            B = self._batch
+            if x.dim() not in (2, 3) or x.shape[0] != B:
+                raise hook_shape_error(hook, x, B)
+            seq = x.unsqueeze(1) if x.dim() == 2 else x  # (B, N_k, d_k)
+            lens = self._hook_lengths_one(k, seq.shape[1])
+            if active:
+                seq = self.augment.apply_one(self._drawn, k, seq, lens)
+            if self._damage is not None:  # a damage acts on its own modality's slot only
+                seq = self._damage([seq] * len(MODALITIES), [lens] * len(MODALITIES))[k]
+            if self._capture is not None:
+                self._capture.mods[k], self._capture.mod_lengths[k] = seq, lens
+            return replace(output, path, seq.squeeze(1) if x.dim() == 2 else seq)
+
+        return apply
+
+    def _hook_lengths_one(self, k: int, steps: int) -> Tensor | None:
+        lens, n = (self._lengths or [(None, 0)] * len(MODALITIES))[k]
+        return lens if lens is not None and steps == n else None
+
     # ------------------------------------------------------------------------------ forward
 
     def forward(self, mods, lengths=None) -> Tensor:
@@ -290,26 +369,38 @@ class AugmentedModel(nn.Module):
             (lengths.get(m) if lengths else None, mods[m].shape[1] if m in mods else 0)
             for m in MODALITIES
         ]
-        self._calls = 0
+        self._calls, self._mod_calls, self._batch = 0, [0] * len(MODALITIES), B
+        if self.per_modality and self.training and len(self.augment) > 0:
+            steps = [mods[m].shape[1] for m in MODALITIES]
+            self._drawn = self.augment.draw(B, steps, mods[MODALITIES[0]].device)
         try:
             out = self.net(mods, lengths)
         finally:
-            self._lengths = None
-        if self._calls != 1:
+            self._lengths, self._drawn = None, None
+        if self.per_modality:
+            check_calls(self.name, self.augment_at, self._mod_calls)
+        elif self._calls != 1:
             raise ValueError(
                 f"model '{self.name}': augment_at '{self.augment_at}' ran {self._calls} times in "
                 "one forward; it must run exactly once, on all modalities together (hook the "
                 "module that receives them, or use 'input')"
             )
-        if self._capture is not None:
-            self._capture.terminal = self._capture.output is out
-        if not isinstance(out, Tensor) or tuple(out.shape) not in ((B,), (B, 1)):
-            got = tuple(out.shape) if isinstance(out, Tensor) else type(out).__name__
+        if self._capture is not None:  # the shortcut needs the hooked output to be the pred
+            self._capture.terminal = self._capture.output is out and isinstance(out, Tensor)
+        return self._prediction(out, B)
+
+    def _prediction(self, out: Any, B: int) -> Tensor:
+        """The (B,) predictions in ``out``; keeps the weighted auxiliary losses (training)."""
+        pred, self.aux_loss = split_output(
+            out, self.output_key, self.aux_losses, self.name, self.training
+        )
+        if not isinstance(pred, Tensor) or tuple(pred.shape) not in ((B,), (B, 1)):
+            got = tuple(pred.shape) if isinstance(pred, Tensor) else type(pred).__name__
             raise ValueError(
                 f"model '{self.name}' returned {got} for a batch of {B}; return one prediction "
                 f"per sample, shape ({B},) or ({B}, 1)"
             )
-        return out.reshape(B)
+        return pred.reshape(B)
 
     # ----------------------------------------------------------------- diagnostics, checkpoints
 
@@ -338,6 +429,9 @@ class AugmentedModel(nn.Module):
         """
         with self.capture() as cap:
             self(mods, lengths)
+        if self.per_modality:
+            n = len(MODALITIES)
+            return [cap.mods[k] for k in range(n)], [cap.mod_lengths.get(k) for k in range(n)]
         return _pack(cap.args[0], self.augment_at).seq, list(cap.lengths or [])
 
     def rerun_from_hook(self, cap: Capture, index: Tensor, damage: Damage) -> Tensor:
@@ -370,10 +464,11 @@ class AugmentedModel(nn.Module):
 # ------------------------------------------------------------------------------------- building
 
 
-def augment_layers(cfg) -> AugmentPipeline:
+def augment_layers(cfg, augment_at: str = "input") -> AugmentPipeline:
     """Masking then perturbation, as configured in a TrialConfig (empty: the identity).
 
-    Each layer draws from its own stream of :class:`~tune_m3.streams.Streams`.
+    Each layer draws from its own stream of :class:`~tune_m3.streams.Streams`. A
+    ``sigma_scale: auto`` is resolved for the hook ``augment_at`` (:func:`resolve_sigma_scale`).
     """
     streams = Streams.of(cfg.seed)
     layers: list[AugmentLayer] = []
@@ -399,7 +494,9 @@ def augment_layers(cfg) -> AugmentPipeline:
                 target=MODALITIES.index(cfg.perturb_target),
                 seed=streams.perturbation,
                 noise_kind=cfg.noise_kind,
-                sigma_scale=cfg.sigma_scale,
+                sigma_scale=resolve_sigma_scale(
+                    cfg.sigma_scale, cfg.noise_kind, augment_at == "input"
+                ),
                 count=cfg.perturb_count,
             )
         )
@@ -418,23 +515,29 @@ def build_model(cfg, input_dims: Mapping[str, int] | Sequence[int]) -> Augmented
     Parameters are initialised from ``torch.manual_seed`` of the trial's ``init`` stream (its
     ``seed``; :class:`~tune_m3.streams.Streams`).
     """
-    _, default_at = resolve_class(cfg.model)
+    cls, default_at = resolve_class(cfg.model)
     torch.manual_seed(Streams.of(cfg.seed).init)
     net = construct(cfg.model, cfg.model_kwargs, dims_dict(input_dims))
-    return AugmentedModel(net, augment_layers(cfg), cfg.augment_at or default_at, cfg.model)
+    at = cfg.augment_at or default_at
+    key = cfg.output_key or getattr(cls, "output_key", None)  # a class may declare its own
+    return AugmentedModel(net, augment_layers(cfg, at), at, cfg.model, key, cfg.aux_losses)
 
 
 def fake_batch(
-    input_dims: Mapping[str, int], steps: Mapping[str, int] | None = None, B: int = 4
+    input_dims: Mapping[str, int],
+    steps: Mapping[str, int] | None = None,
+    B: int = 4,
+    shortest: Mapping[str, int] | None = None,
 ) -> tuple[dict[str, Tensor], dict[str, Tensor]]:
-    """A tiny front-padded batch: ({l: (B, N_l, d_l)}, {l: (B,)}); sample 1 is one step short."""
+    """A tiny front-padded batch: ({l: (B, N_l, d_l)}, {l: (B,)}); sample 1 has ``shortest[l]``
+    valid steps (default: one step short)."""
     g = torch.Generator().manual_seed(0)
-    steps = steps or {m: 6 for m in MODALITIES}
+    steps = steps or {m: CHECK_STEPS for m in MODALITIES}
     mods, lengths = {}, {}
     for m in MODALITIES:
         n = steps[m]
         lens = torch.full((B,), n, dtype=torch.long)
-        lens[1] = max(1, n - 1)
+        lens[1] = min(n, max(1, shortest[m] if shortest else n - 1))
         x = torch.randn(B, n, input_dims[m], generator=g)
         x[1, : n - int(lens[1])] = 0.0
         mods[m], lengths[m] = x, lens
@@ -457,14 +560,19 @@ def one_thread() -> Iterator[None]:
 
 
 def check_model_spec(
-    cfg, input_dims: Mapping[str, int] | Sequence[int] | None = None, steps=None
+    cfg,
+    input_dims: Mapping[str, int] | Sequence[int] | None = None,
+    steps: Mapping[str, int] | None = None,
+    shortest: Mapping[str, int] | None = None,
 ) -> None:
     """Build ``cfg``'s model on CPU and run one training-mode forward on a tiny fake batch.
 
     Raises UserError (naming the class and the fix) for every mistake in a model spec: not
-    importable, not an nn.Module, kwargs refused, ``augment_at`` naming no submodule, a hook
-    argument or an output of the wrong shape. Touches no global RNG state. ``input_dims``
-    defaults to MOSEI's; ``steps`` ({l: N_l}) to 6 steps per modality.
+    importable, not an nn.Module, any exception of its constructor or forward, ``augment_at``
+    naming no submodule, a hook argument or an output of the wrong shape. Touches no global RNG
+    state. ``input_dims`` defaults to MOSEI's; ``steps`` ({l: N_l}, the data's step counts
+    when known: training and ``--dry-run`` pass them) to CHECK_STEPS per modality;
+    ``shortest`` ({l: steps}) is the valid length of one sample (the data's shortest clip).
     """
     dims = dims_dict(input_dims or MOSEI_DIMS)
     with torch.random.fork_rng(devices=[]), one_thread(), without_kernel_choice():
@@ -473,19 +581,23 @@ def check_model_spec(
         model.augment = augment_layers(
             cfg.model_copy(
                 update={"scheme": "m3", "p_mask": 0.5, "p_missing": 0.25, "p_noise": 0.25}
-            )
+            ),
+            model.augment_at,
         )
         for layer in model.augment.layers:  # training measures the RMS on real data
             if isinstance(layer, ModalityPerturbation) and layer.sigma_scale == "rms":
                 layer.set_rms(1.0)
-        mods, lengths = fake_batch(dims, steps)
+        mods, lengths = fake_batch(dims, steps, shortest=shortest)
         try:
             with torch.no_grad():
                 model(mods, lengths)
         except UserError:
             raise
         except Exception as err:
+            shape = ", ".join(f"{m} {tuple(x.shape)}" for m, x in mods.items())
             raise UserError(
-                f"model '{cfg.model}': a forward pass on a fake batch (dicts of (B, N_l, d_l) "
-                f"tensors and (B,) lengths) failed: {type(err).__name__}: {err}"
+                f"model '{cfg.model}': {type(model.net).__name__}.forward on a check batch "
+                f"({shape}; dicts of (B, N_l, d_l) tensors and (B,) lengths) raised "
+                f"{type(err).__name__}: {err}; fix the model, its kwargs or augment_at so it "
+                "takes batches of the data's shape"
             ) from None

@@ -139,5 +139,16 @@ def dry_run(search: Search) -> int:
         else:
             kind = "SYNTHETIC" if meta.synthetic else "imported"
             print(f"dataset: '{meta.name}' found ({kind}; {meta.sizes})")
+            check_models_on(space, meta)
     print("dry run: nothing trained")
     return 0
+
+
+def check_models_on(space: SearchSpace, meta: Any) -> None:
+    """Every distinct model of the space, checked again at the dataset's dims and step counts
+    (what training will feed it; the space's own check used MOSEI's dims and 50 steps)."""
+    from tune_m3.search.space import check_space_models
+
+    steps = {m: int(meta.seq_lens.get(m, meta.seq_len)) for m in meta.dims}
+    check_space_models(space.example_configs(), dict(meta.dims), steps)
+    print(f"models: checked at the dataset's dims {meta.dims} and steps {steps}")

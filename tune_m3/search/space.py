@@ -16,6 +16,7 @@ validated; unknown keys get a did-you-mean)::
       class: m3_baseline             #   m3_baseline (default) | mult | module:Class
       kwargs: {hidden: 64}           #   constructor kwargs (only for this class)
       augment_at: fusion             #   input | a submodule's dotted name (default: the model's)
+                                     #   | {text: a, audio: b, vision: c} (per-modality subnets)
     fixed:                           # TrialConfig fields held fixed (see tune_m3/config.py)
       max_epochs: 30
     search:                          # TrialConfig fields, model.<kw> or audio_share searched
@@ -112,7 +113,7 @@ class ModelSpec(_Strict):
 
     class_: str = Field("m3_baseline", alias="class", min_length=1)
     kwargs: dict[str, Any] = Field(default_factory=dict)
-    augment_at: str | None = Field(None, min_length=1)
+    augment_at: str | dict[str, str] | None = None  # a per-modality mapping: docs/models.md
 
     model_config = ConfigDict(extra="forbid", populate_by_name=True)
 
@@ -433,11 +434,12 @@ def _check_optuna(space: SearchSpace, where: str) -> None:
         raise UserError(f"{where}: search: an optuna space needs at least one searched parameter")
 
 
-def check_space_models(configs: list[TrialConfig], input_dims=None) -> None:
+def check_space_models(configs: list[TrialConfig], input_dims=None, steps=None) -> None:
     """Build every distinct model of ``configs`` on a tiny fake batch (UserError if one fails).
 
-    ``input_dims`` ({"text": d_T, ...}) defaults to MOSEI's; the search's dry run may pass the
-    dataset's. One build per distinct (model, kwargs, augment_at): about 0.1 s for the built-ins.
+    ``input_dims`` ({"text": d_T, ...}) defaults to MOSEI's and ``steps`` ({"text": N_T, ...})
+    to 50 per modality; the search's dry run passes the dataset's when it exists. One build per
+    distinct (model, kwargs, augment_at): about 0.1 s for the built-ins.
     """
     from tune_m3.models.seam import check_model_spec
 
@@ -446,7 +448,7 @@ def check_space_models(configs: list[TrialConfig], input_dims=None) -> None:
         key = (cfg.model, repr(sorted(cfg.model_kwargs.items())), cfg.augment_at)
         if key not in seen:
             seen.add(key)
-            check_model_spec(cfg, input_dims)
+            check_model_spec(cfg, input_dims, steps)
 
 
 def _check_objectives(space: SearchSpace, where: str) -> None:

@@ -30,6 +30,10 @@ def epoch_batches(
     and cut into batches, and the batches are shuffled. Batches then hold sequences of similar
     length, so the front padding cut by ``batch_tensors`` is most of what is left over: less
     work per epoch, same samples per epoch (see docs/performance.md for the measured effect).
+
+    A last batch of ONE sample is merged into the one before it (that batch then has
+    ``batch_size + 1`` samples): a model in train mode never sees a batch of 1, where BatchNorm
+    fails and a per-batch statistic is undefined; every sample is still used every epoch.
     """
     perm = torch.randperm(n, generator=gen).numpy()
     if bucket:
@@ -38,7 +42,11 @@ def epoch_batches(
         # stable sort by (window, length): one vectorised argsort, no loop over samples
         order = np.lexsort((keys, np.arange(n) // window))
         perm = perm[order]
-    batches = [np.sort(perm[lo : lo + batch_size]) for lo in range(0, n, batch_size)]
+    cuts = list(range(0, n, batch_size))
+    if len(cuts) > 1 and n - cuts[-1] == 1:  # a last batch of 1: merged into the one before
+        cuts.pop()
+    bounds = [*cuts[1:], n]
+    batches = [np.sort(perm[lo:hi]) for lo, hi in zip(cuts, bounds, strict=True)]
     if bucket:
         shuffle_order = torch.randperm(len(batches), generator=gen).numpy()
         batches = [batches[i] for i in shuffle_order]
@@ -46,7 +54,8 @@ def epoch_batches(
 
 
 def train_epoch(state: TrainState, train_arr: Mapping[str, np.ndarray], epoch: int) -> float:
-    """One pass over the first ``state.n_train`` training samples; the mean L1 loss per sample.
+    """One pass over the first ``state.n_train`` training samples; the mean loss per sample
+    (L1, plus the model's weighted ``aux_losses`` when configured).
 
     Raises :class:`TrainingDiverged` at the first non-finite loss, before the update.
     """
@@ -59,6 +68,8 @@ def train_epoch(state: TrainState, train_arr: Mapping[str, np.ndarray], epoch: i
         mods, lengths, y = batch_tensors(train_arr, idx, MODALITY_NAMES, state.device)
         pred = model(mods, lengths)  # (B,)
         loss = nn.functional.l1_loss(pred, y)
+        if model.aux_loss is not None:  # the model's own losses, weighted (aux_losses)
+            loss = loss + model.aux_loss
         if not torch.isfinite(loss):
             raise TrainingDiverged(
                 f"loss became {loss.item()} at epoch {epoch} (lr {opt.param_groups[0]['lr']:g}); "

@@ -14,6 +14,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from tune_m3.augment.perturb import resolve_sigma_scale
 from tune_m3.batches import batch_tensors
 from tune_m3.config import MODALITY_NAMES, TrialConfig
 from tune_m3.metrics import compute_metrics
@@ -85,8 +86,9 @@ def evaluate_final(
 ) -> dict[str, float]:
     """test_* metrics of ``model`` and, if configured, the diag_* robustness checks.
 
-    ``diag_sigma_scale="rms"`` measures each damaged modality's RMS on ``train_arrays`` (the
-    training split, required then) with ``model`` itself, at ``diag_seed``.
+    ``diag_sigma_scale="rms"`` (and ``auto`` at a representation hook) measures each damaged
+    modality's RMS on ``train_arrays`` (the training split, required then) with ``model``
+    itself, at ``diag_seed``.
     """
     if not cfg.diagnostics:
         return {
@@ -94,7 +96,9 @@ def evaluate_final(
             for k, v in compute_metrics(predict(model, test, device), test["labels"]).items()
         }
     rms = None
-    if cfg.diag_sigma_scale == "rms":
+    at_input = model.augment_at == "input"
+    scale = resolve_sigma_scale(cfg.diag_sigma_scale, cfg.diag_noise_kind, at_input)
+    if scale == "rms":
         if train_arrays is None:
             raise ValueError("diag_sigma_scale='rms' needs the training split to measure the RMS")
         rms = measure_rms(
@@ -110,7 +114,7 @@ def evaluate_final(
         batch_size=EVAL_BATCH,
         device=device,
         noise_kind=cfg.diag_noise_kind,
-        sigma_scale=cfg.diag_sigma_scale,
+        sigma_scale=scale,
         rms=rms,
     )
     return final

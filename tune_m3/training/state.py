@@ -17,6 +17,7 @@ import torch
 from torch import Tensor
 
 from tune_m3.augment.perturb import ModalityPerturbation
+from tune_m3.batches import modality_lengths
 from tune_m3.config import MODALITY_NAMES, TrialConfig
 from tune_m3.errors import UserError
 from tune_m3.models.seam import AugmentedModel, build_model, check_model_spec
@@ -79,11 +80,10 @@ class TrainState:
 def _checked_model(cfg: TrialConfig, train_arr: Mapping[str, np.ndarray], device) -> AugmentedModel:
     """The configured model on ``device``, after every model-spec mistake became a UserError."""
     input_dims = {m: train_arr[m].shape[2] for m in MODALITY_NAMES}
+    # the data's own step counts per modality, and one sample at its shortest real length
     steps = {m: train_arr[m].shape[1] for m in MODALITY_NAMES}
-    # a tiny batch whose step counts are equal, or unequal, as the data's are
-    check_model_spec(
-        cfg, input_dims, {m: max(1, 8 * n // max(steps.values())) for m, n in steps.items()}
-    )
+    shortest = {m: int(np.min(modality_lengths(train_arr, m))) for m in MODALITY_NAMES}
+    check_model_spec(cfg, input_dims, steps, shortest)
     return build_model(cfg, input_dims).to(device)
 
 
@@ -112,6 +112,11 @@ def setup(cfg: TrialConfig, train_arr: Mapping[str, np.ndarray]) -> TrainState:
     n_train = train_arr["labels"].shape[0]
     if cfg.max_train_samples:
         n_train = min(n_train, cfg.max_train_samples)
+    if n_train < 2:  # a batch of 1 in train mode: BatchNorm fails (epoch_batches merges others)
+        raise UserError(
+            f"training on {n_train} sample: a model in train mode needs batches of >= 2; "
+            "use more training samples (max_train_samples >= 2)"
+        )
     progress = Progress(best_weights=copy.deepcopy(model.state_dict()))
     torch.manual_seed(streams.dropout)  # dropout and anything else on the global RNG
     return TrainState(cfg, device, model, opt, sched, shuffle, n_train, progress)
