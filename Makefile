@@ -9,6 +9,8 @@ STAMP  := $(VENV)/.tune_m3-installed
 # and TORCH_SPEC= (empty) skips this step.
 TORCH_SPEC ?= torch==2.13.0
 PYTEST_ARGS ?=
+# extras installed with the package: CI adds mmsa (the MMSA model zoo's tests run only with it)
+EXTRAS ?= dev
 
 .PHONY: demo test test-fast lint format install clean-venv
 
@@ -19,7 +21,7 @@ $(STAMP): pyproject.toml
 		echo "installing $(TORCH_SPEC) (CPU build)"; \
 		$(PY) -m pip install --quiet "$(TORCH_SPEC)"; \
 	fi
-	$(PY) -m pip install --quiet -e ".[dev]"
+	$(PY) -m pip install --quiet -e ".[$(EXTRAS)]"
 	@touch $(STAMP)
 
 install: $(STAMP)
