@@ -57,7 +57,7 @@ assert len(res) == n and not res.errors, res.errors
 
 
 def space_yaml(dataset: str, n: int, concurrent: int) -> str:
-    grid = [round(0.01 * i, 4) for i in range(n)]
+    grid = [round(0.5 * i / n, 6) for i in range(n)]  # distinct p_mask values in [0, 0.5)
     return textwrap.dedent(
         f"""\
         description: bench_trial_overhead (SYNTHETIC)
