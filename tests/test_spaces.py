@@ -314,3 +314,23 @@ def test_training_seeds_follow_trial_values(tmp_path, spec, seeds):
     assert space.training_seeds() == seeds
     if seeds is not None and len(seeds) == 1 and "search" not in spec:  # the law it mirrors
         assert space.trial_values({"p_mask": 0.1})["seed"] in seeds
+
+
+def test_dry_run_into_a_closed_pipe_ends_without_a_traceback():
+    """``python -m tune_m3.search --space X --dry-run | head -1``: the reader leaves early; the
+    command ends with 141 (SIGPIPE's code) and prints no traceback."""
+    import subprocess
+    import sys
+
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "tune_m3.search", "--space", "m3_grid_mosei", "--dry-run"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        bufsize=1,
+    )
+    proc.stdout.readline()
+    proc.stdout.close()  # like `head -1`
+    err = proc.stderr.read()
+    assert proc.wait(timeout=120) == 141, err
+    assert "Traceback" not in err and "BrokenPipeError" not in err, err
