@@ -28,27 +28,27 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_trial_overhead import run_plain, space_yaml, trial_split  # noqa: E402
 
 
-def run_search_sampled(space: Path, env: dict) -> dict:
-    """The search's wall time and its driver's CPU seconds (user + system, sampled)."""
+def run_search_sampled(space: Path, env: dict, log: Path) -> dict:
+    """The search's wall time and its driver's CPU seconds (user + system, sampled). Its output
+    goes to ``log`` (a pipe nobody reads while it runs would fill and block the search)."""
     t0 = time.perf_counter()
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "tune_m3.search", "--space", str(space), "--name", "bench"],
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
-    me, cpu = psutil.Process(proc.pid), 0.0
-    while proc.poll() is None:
-        try:
-            t = me.cpu_times()
-            cpu = t.user + t.system
-        except psutil.Error:
-            pass
-        time.sleep(0.5)
-    out = proc.stdout.read()
+    with open(log, "w") as out:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "tune_m3.search", "--space", str(space), "--name", "bench"],
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
+        me, cpu = psutil.Process(proc.pid), 0.0
+        while proc.poll() is None:
+            try:
+                t = me.cpu_times()
+                cpu = t.user + t.system
+            except psutil.Error:
+                pass
+            time.sleep(0.5)
     if proc.returncode != 0:
-        sys.exit(f"search failed:\n{out[-4000:]}")
+        sys.exit(f"search failed:\n{log.read_text()[-4000:]}")
     return {"search_s": time.perf_counter() - t0, "driver_cpu_s": cpu}
 
 
@@ -105,7 +105,7 @@ def main() -> None:
     space = work / "bench_space.yaml"
     space.write_text(space_yaml(dataset, args.trials, args.concurrent))
     row = {"trials": args.trials, "concurrent": args.concurrent, "cpu": os.cpu_count()}
-    row.update(run_search_sampled(space, env))
+    row.update(run_search_sampled(space, env, work / "search.log"))
     row.update(trial_split(work / "results"))
     row.update(store_facts(work / "results"))
     row["mlflow_metric_rows_per_s"] = row["mlflow_metrics"] / row["search_s"]
