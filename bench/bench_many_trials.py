@@ -25,7 +25,7 @@ from pathlib import Path
 import psutil
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_trial_overhead import run_plain, space_yaml, trial_split  # noqa: E402
+from bench_trial_overhead import prepare, run_plain, trial_split  # noqa: E402
 
 
 def run_search_sampled(space: Path, env: dict, log: Path) -> dict:
@@ -84,26 +84,7 @@ def main() -> None:
         "TUNE_M3_DATA_DIR": str(work / "store"),
         "TUNE_M3_RESULTS": str(work / "results"),
     }
-    dataset = f"synth_mosi_x{args.scale:g}"
-    subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "tune_m3.data",
-            "synth",
-            "--dataset",
-            "mosi",
-            "--scale",
-            str(args.scale),
-            "--name",
-            dataset,
-        ],
-        env=env,
-        check=True,
-        capture_output=True,
-    )
-    space = work / "bench_space.yaml"
-    space.write_text(space_yaml(dataset, args.trials, args.concurrent))
+    space = prepare(work, env, args.scale, args.trials, args.concurrent)
     row = {"trials": args.trials, "concurrent": args.concurrent, "cpu": os.cpu_count()}
     row.update(run_search_sampled(space, env, work / "search.log"))
     row.update(trial_split(work / "results"))

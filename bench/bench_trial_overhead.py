@@ -72,6 +72,21 @@ def space_yaml(dataset: str, n: int, concurrent: int) -> str:
     )
 
 
+def prepare(work: Path, env: dict, scale: float, trials: int, concurrent: int) -> Path:
+    """Build the SYNTHETIC MOSI-shaped set at ``scale`` in the env's store; the grid space file."""
+    dataset = f"synth_mosi_x{scale:g}"
+    subprocess.run(
+        [sys.executable, "-m", "tune_m3.data", "synth", "--dataset", "mosi"]
+        + ["--scale", str(scale), "--name", dataset],
+        env=env,
+        check=True,
+        capture_output=True,
+    )
+    space = work / "bench_space.yaml"
+    space.write_text(space_yaml(dataset, trials, concurrent))
+    return space
+
+
 def run_tune_m3(space: Path, env: dict, work: Path, tag: str) -> tuple[float, Path]:
     results = work / f"results_{tag}"
     e = {**env, "TUNE_M3_RESULTS": str(results)}
@@ -143,26 +158,7 @@ def main() -> None:
     work = Path(tempfile.mkdtemp(prefix="bench_trial_overhead_"))
     store = work / "store"
     env = {**os.environ, "TUNE_M3_DATA_DIR": str(store)}
-    dataset = f"synth_mosi_x{args.scale:g}"
-    subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "tune_m3.data",
-            "synth",
-            "--dataset",
-            "mosi",
-            "--scale",
-            str(args.scale),
-            "--name",
-            dataset,
-        ],
-        env=env,
-        check=True,
-        capture_output=True,
-    )
-    space = work / "bench_space.yaml"
-    space.write_text(space_yaml(dataset, args.trials, args.concurrent))
+    space = prepare(work, env, args.scale, args.trials, args.concurrent)
     rows = []
     busy = None  # the tune_m3 side runs first in round 0: the plain sides need its epoch time
     for r in range(args.repeats):

@@ -34,7 +34,17 @@ TINY_FIXED = {
 def make_search_env(root: Path) -> dict:
     """A store with the tiny dataset 'tiny' and a results dir under ``root``; returns the env."""
     store = root / "store"
-    arrays = tiny_arrays(n=(96, 32, 48))
+    write_tiny_dataset(store, "tiny", tiny_arrays(n=(96, 32, 48)), like="mosei")
+    return {
+        **os.environ,
+        "TUNE_M3_DATA_DIR": str(store),
+        "TUNE_M3_RESULTS": str(root / "results"),
+        "PYTHONUNBUFFERED": "1",
+    }
+
+
+def write_tiny_dataset(store, name: str, arrays: dict, like: str | None = None) -> None:
+    """``tiny_arrays(...)`` as dataset ``name`` in ``store`` (SYNTHETIC, fingerprint = name)."""
     splits = {
         s: CanonicalSplit(
             features={m: a[m] for m in ("text", "audio", "vision")},
@@ -44,20 +54,8 @@ def make_search_env(root: Path) -> dict:
         )
         for s, a in arrays.items()
     }
-    write_dataset(
-        store,
-        "tiny",
-        splits,
-        synthetic=True,
-        source={"kind": "synthetic", "fingerprint": "tiny"},
-        like="mosei",
-    )
-    return {
-        **os.environ,
-        "TUNE_M3_DATA_DIR": str(store),
-        "TUNE_M3_RESULTS": str(root / "results"),
-        "PYTHONUNBUFFERED": "1",
-    }
+    source = {"kind": "synthetic", "fingerprint": name}
+    write_dataset(store, name, splits, synthetic=True, source=source, like=like)
 
 
 def write_space(path: Path, **spec) -> Path:

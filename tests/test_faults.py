@@ -241,30 +241,27 @@ def test_mlflow_down_until_the_end_then_resync(search_env, tmp_path, server, sea
     n_items = len(json.loads(unlogged.read_text()))
 
     server.start()
-    out = subprocess.run(
-        [sys.executable, "-m", "tune_m3.tracking", "resync", str(unlogged)]
-        + ["--mlflow-uri", server.uri],
-        env=search_env,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+    out = _resync(unlogged, server.uri, search_env)
     assert out.returncode == 0, out.stdout + out.stderr
     assert f"replayed {n_items} MLflow writes" in out.stdout
     _check_complete(server.uri, "fault_resync", n, epochs)
     _check_no_placeholder(server.uri, "fault_resync", unlogged.parent)
     # a second resync says so and changes nothing (no duplicate runs)
-    again = subprocess.run(
-        [sys.executable, "-m", "tune_m3.tracking", "resync", str(unlogged)]
-        + ["--mlflow-uri", server.uri],
-        env=search_env,
+    again = _resync(unlogged, server.uri, search_env)
+    assert again.returncode == 0 and "already replayed" in again.stdout, again.stdout + again.stderr
+    _check_complete(server.uri, "fault_resync", n, epochs)
+    print(f"\nsearch finished {after:.0f} s after the server died; {n_items} writes replayed")
+
+
+def _resync(unlogged: Path, uri: str, env: dict) -> subprocess.CompletedProcess:
+    """``python -m tune_m3.tracking resync FILE --mlflow-uri URI``, output captured."""
+    return subprocess.run(
+        [sys.executable, "-m", "tune_m3.tracking", "resync", str(unlogged), "--mlflow-uri", uri],
+        env=env,
         capture_output=True,
         text=True,
         timeout=300,
     )
-    assert again.returncode == 0 and "already replayed" in again.stdout, again.stdout + again.stderr
-    _check_complete(server.uri, "fault_resync", n, epochs)
-    print(f"\nsearch finished {after:.0f} s after the server died; {n_items} writes replayed")
 
 
 def _check_no_placeholder(uri: str, experiment: str, search_dir: Path) -> None:

@@ -29,10 +29,9 @@ from searchutil import (
     make_search_env,
     mlflow_runs,
     write_space,
+    write_tiny_dataset,
 )
 
-from tune_m3.data.formats import CanonicalSplit
-from tune_m3.data.store import write_dataset
 from tune_m3.names import COMPLETED, KILLED, TAG_STATUS, TAG_TRIAL
 
 pytestmark = pytest.mark.slow
@@ -229,21 +228,7 @@ def test_resume_refuses_a_search_that_is_not_the_one_it_resumes(env, tmp_path):
     )
     # another dataset (other dims) under --dataset
     arrays = tiny_arrays(n=(40, 16, 16), dims=(6, 4, 3), seed=1)
-    write_dataset(
-        env["TUNE_M3_DATA_DIR"],
-        "tiny2",
-        {
-            s: CanonicalSplit(
-                features={m: a[m] for m in ("text", "audio", "vision")},
-                labels=a["labels"],
-                ids=pd.Series(range(len(a["labels"]))).astype(str).to_numpy(),
-                lengths=a["lengths"],
-            )
-            for s, a in arrays.items()
-        },
-        synthetic=True,
-        source={"kind": "synthetic", "fingerprint": "tiny2"},
-    )
+    write_tiny_dataset(env["TUNE_M3_DATA_DIR"], "tiny2", arrays)
     refused("--dataset", "tiny2", expect=["dataset.name: tiny -> tiny2"])
     after = _state(env, "edit")
     assert {k: after[k] for k in ("status", "definition", "parent_run_id")} == {
