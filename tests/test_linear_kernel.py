@@ -67,6 +67,15 @@ def test_the_choice_is_timed_once_per_machine_then_read_from_the_cache(fresh, tm
     assert list((tmp_path / "cache" / "tune_m3").glob(".cpu_linear.*")) == []  # no temp left
 
 
+def test_an_instruction_set_cap_is_another_machine_key(monkeypatch):
+    for var in linear_kernel.ISA_CAPS:
+        monkeypatch.delenv(var, raising=False)
+    plain = linear_kernel.machine_key("2.13.0", 1)
+    monkeypatch.setenv("ONEDNN_MAX_CPU_ISA", "AVX2")
+    capped = linear_kernel.machine_key("2.13.0", 1)
+    assert capped != plain and capped.endswith("| ONEDNN_MAX_CPU_ISA=AVX2")
+
+
 def test_another_thread_count_is_another_machine_key():
     one, two = (linear_kernel.machine_key("2.13.0", n) for n in (1, 2))
     assert one != two and one.split(" | ")[:3] == two.split(" | ")[:3]

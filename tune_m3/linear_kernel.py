@@ -7,7 +7,8 @@
   blas    always ``F.linear`` (PyTorch's own path, the BLAS)
 
 The cache is one JSON file, ``$XDG_CACHE_HOME/tune_m3/cpu_linear.json`` (``~/.cache/...``),
-mapping a machine key (CPU model, a hash of its feature flags, torch version, thread count) to
+mapping a machine key (CPU model, a hash of its feature flags, torch version, thread count, and
+any instruction-set cap set through ``ISA_CAPS``, e.g. ``ONEDNN_MAX_CPU_ISA=AVX2``) to
 the choice and the times it was made from. Several trial processes that start at once take an
 exclusive lock (``cpu_linear.lock`` beside it) around read-time-write, so one of them times and
 the others read its result; the file is replaced atomically (temporary file + rename). A corrupt
@@ -67,11 +68,18 @@ def cpu_identity() -> tuple[str, str]:
     return model or platform.processor() or platform.machine(), flags
 
 
+# variables that cap the vector extensions oneDNN, MKL or ATen use: a capped process is another
+# machine as far as the kernel choice goes (an AVX-512 CPU capped at AVX2 chose differently)
+ISA_CAPS = ("ONEDNN_MAX_CPU_ISA", "DNNL_MAX_CPU_ISA", "MKL_ENABLE_INSTRUCTIONS", "ATEN_CPU_CAPABILITY")
+
+
 def machine_key(torch_version: str, threads: int) -> str:
-    """The cache key: what a choice depends on (CPU, its vector extensions, torch, threads)."""
+    """The cache key: what a choice depends on (CPU, its vector extensions, torch, threads, caps)."""
     model, flags = cpu_identity()
     digest = hashlib.sha256(flags.encode()).hexdigest()[:12]
-    return f"{model} | flags {digest} | {platform.machine()} | torch {torch_version} | threads {threads}"
+    key = f"{model} | flags {digest} | {platform.machine()} | torch {torch_version} | threads {threads}"
+    caps = [f"{v}={os.environ[v]}" for v in ISA_CAPS if os.environ.get(v)]
+    return key + "".join(f" | {c}" for c in caps)
 
 
 def cache_path() -> Path:
