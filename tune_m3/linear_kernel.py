@@ -70,7 +70,12 @@ def cpu_identity() -> tuple[str, str]:
 
 # variables that cap the vector extensions oneDNN, MKL or ATen use: a capped process is another
 # machine as far as the kernel choice goes (an AVX-512 CPU capped at AVX2 chose differently)
-ISA_CAPS = ("ONEDNN_MAX_CPU_ISA", "DNNL_MAX_CPU_ISA", "MKL_ENABLE_INSTRUCTIONS", "ATEN_CPU_CAPABILITY")
+ISA_CAPS = (
+    "ONEDNN_MAX_CPU_ISA",
+    "DNNL_MAX_CPU_ISA",
+    "MKL_ENABLE_INSTRUCTIONS",
+    "ATEN_CPU_CAPABILITY",
+)
 
 
 def machine_key(torch_version: str, threads: int) -> str:
