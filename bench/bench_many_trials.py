@@ -8,6 +8,11 @@ MOSI-shaped set (scale 0.02), then the same count of plain Ray Tune busy-wait tr
 ``python -m analysis.report`` on the search. Reported: both wall times and their ratio, the
 driver's own CPU time (sampled until it exits), the MLflow store's size, rows and write rate,
 ``trials.parquet``'s size and columns, and the report's time.
+
+``--profile FILE`` runs the search's driver under ``py-spy record`` (sampling, 50 Hz, its
+threads' Python stacks; the trials' workers are other processes and not sampled): FILE gets the
+collapsed stacks, ``FILE.top.txt`` the functions by the share of samples they appear in
+(inclusive) and by where the samples stop (self), which is what says which work grows.
 """
 
 from __future__ import annotations
@@ -28,13 +33,28 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_trial_overhead import prepare, run_plain, trial_split  # noqa: E402
 
 
-def run_search_sampled(space: Path, env: dict, log: Path) -> dict:
+def run_search_sampled(space: Path, env: dict, log: Path, profile: Path | None = None) -> dict:
     """The search's wall time and its driver's CPU seconds (user + system, sampled). Its output
     goes to ``log`` (a pipe nobody reads while it runs would fill and block the search)."""
+    cmd = [sys.executable, "-m", "tune_m3.search", "--space", str(space), "--name", "bench"]
+    if profile is not None:  # py-spy starts the driver as its child and samples it
+        spy = Path(sys.executable).with_name("py-spy")
+        cmd = [
+            str(spy),
+            "record",
+            "--format",
+            "raw",
+            "--rate",
+            "50",
+            "-o",
+            str(profile),
+            "--",
+            *cmd,
+        ]
     t0 = time.perf_counter()
     with open(log, "w") as out:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "tune_m3.search", "--space", str(space), "--name", "bench"],
+            cmd,
             env=env,
             stdout=out,
             stderr=subprocess.STDOUT,
@@ -42,6 +62,9 @@ def run_search_sampled(space: Path, env: dict, log: Path) -> dict:
         me, cpu = psutil.Process(proc.pid), 0.0
         while proc.poll() is None:
             try:
+                if profile is not None and me.pid == proc.pid:  # the driver is py-spy's child
+                    kids = me.children()
+                    me = kids[0] if kids else me
                 t = me.cpu_times()
                 cpu = t.user + t.system
             except psutil.Error:
@@ -50,6 +73,27 @@ def run_search_sampled(space: Path, env: dict, log: Path) -> dict:
     if proc.returncode != 0:
         sys.exit(f"search failed:\n{log.read_text()[-4000:]}")
     return {"search_s": time.perf_counter() - t0, "driver_cpu_s": cpu}
+
+
+def summarise_profile(collapsed: Path, top: int = 40) -> str:
+    """Functions by inclusive and self share of py-spy's samples (collapsed stacks: ``a;b;c N``)."""
+    from collections import Counter
+
+    inclusive, own, total = Counter(), Counter(), 0
+    for line in collapsed.read_text().splitlines():
+        stack, _, n = line.rpartition(" ")
+        if not stack or not n.isdigit():
+            continue
+        frames, count = stack.split(";"), int(n)
+        total += count
+        for f in set(frames):
+            inclusive[f] += count
+        own[frames[-1]] += count
+    lines = [f"{total} samples"]
+    for title, counter in (("inclusive", inclusive), ("self", own)):
+        lines.append(f"\n## {title}")
+        lines += [f"{100 * c / total:5.1f} %  {f}" for f, c in counter.most_common(top)]
+    return "\n".join(lines) + "\n"
 
 
 def store_facts(results: Path) -> dict:
@@ -77,6 +121,7 @@ def main() -> None:
     p.add_argument("--concurrent", type=int, default=2)
     p.add_argument("--scale", type=float, default=0.02)
     p.add_argument("--out")
+    p.add_argument("--profile", type=Path, help="py-spy the driver; collapsed stacks to this file")
     args = p.parse_args()
     work = Path(tempfile.mkdtemp(prefix="bench_many_trials_"))
     env = {
@@ -86,7 +131,11 @@ def main() -> None:
     }
     space = prepare(work, env, args.scale, args.trials, args.concurrent)
     row = {"trials": args.trials, "concurrent": args.concurrent, "cpu": os.cpu_count()}
-    row.update(run_search_sampled(space, env, work / "search.log"))
+    row.update(run_search_sampled(space, env, work / "search.log", args.profile))
+    if args.profile is not None:
+        top = args.profile.with_name(args.profile.name + ".top.txt")
+        top.write_text(summarise_profile(args.profile))
+        print(f"profile: {args.profile}, summary: {top}")
     row.update(trial_split(work / "results"))
     row.update(store_facts(work / "results"))
     row["mlflow_metric_rows_per_s"] = row["mlflow_metrics"] / row["search_s"]
