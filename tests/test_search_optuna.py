@@ -115,7 +115,7 @@ def test_everything_lives_under_the_storage_given_and_nan_trials_fail_once(env, 
     assert f"Optuna study (named after the search): sqlite:///{where}/optuna.db" in plan.stdout
     assert not where.exists() and not any(cwd.iterdir())
     out = run()
-    assert out.returncode == 1 and "every trial failed" in out.stdout, out.stdout + out.stderr
+    assert out.returncode == 3 and "every trial failed" in out.stdout, out.stdout + out.stderr
     assert not any(cwd.iterdir()) and sorted(p.name for p in where.iterdir()) == [
         "mlartifacts",
         "mlflow.db",

@@ -226,6 +226,9 @@ SEARCH_INTERRUPTED: Final[str] = "interrupted"
 SEARCH_FINISHED: Final[str] = "finished"
 SEARCH_FAILED: Final[str] = "failed"
 
+# the search's exit code when it ran but every trial failed (1 stays a bug in tune_m3, 2 a refusal)
+EXIT_ALL_FAILED: Final[int] = 3
+
 # ------------------------------------------------------------------------------ run names
 
 #: short labels of searched settings in run names (``t03 pM=.27 πT=.45``), the papers' symbols

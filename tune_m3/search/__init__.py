@@ -7,9 +7,9 @@ trial as a nested MLflow child run under one parent run, writes all trials to ``
 and ends by printing the best configuration, where everything is, and how to look at it.
 
 How it ends (exit code): 0 finished; 2 refused (a user error: nothing written, or every run
-marked FAILED); 130 / 143 interrupted by SIGINT / SIGTERM (running trials and the parent run
-marked KILLED, the ``--resume`` command printed, see ``interrupts.py``); 1 every trial failed,
-or a bug in tune_m3.
+marked FAILED); 3 it ran, but every trial failed (each run says why); 130 / 143 interrupted by
+SIGINT / SIGTERM (running trials and the parent run marked KILLED, the ``--resume`` command
+printed, see ``interrupts.py``); 1 a bug in tune_m3.
 
 ``--dry-run`` runs the checks, prints the resolved space, the trial count and resources, and
 never imports Ray. ``--resume`` continues an interrupted search: finished trials stay

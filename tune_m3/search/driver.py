@@ -31,7 +31,7 @@ from tune_m3.search.state import Search
 
 
 def run_search(options: SearchOptions) -> int:
-    """Run the search ``options`` describe; the exit code (0 finished, 1 every trial failed,
+    """Run the search ``options`` describe; the exit code (0 finished, 3 every trial failed,
     130 / 143 interrupted; a user error raises :class:`~tune_m3.errors.UserError`, exit 2)."""
     search = plan(options)
     if options.dry_run:

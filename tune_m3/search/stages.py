@@ -323,4 +323,4 @@ def _all_failed(search: Search, df: Any) -> int:
         f"\nsearch '{search.paths.name}': every trial failed ({Counts.of(df).text()}); "
         f"see {search.paths.trials_table}"
     )
-    return 1
+    return names.EXIT_ALL_FAILED
