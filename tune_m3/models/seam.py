@@ -85,7 +85,7 @@ def resolve_class(spec: str) -> tuple[type[nn.Module], str]:
 
     The default ``augment_at`` is the class attribute ``augment_at`` if it has one, else "input".
     """
-    if spec.startswith("mmsa:"):  # the MMSA zoo (optional extra): tune_m3/models/mmsa.py
+    if spec.startswith("mmsa:"):  # the MMSA zoo (optional extra): tune_m3/models/mmsa/
         from tune_m3.models.mmsa import mmsa_class
 
         cls = mmsa_class(spec)
@@ -512,6 +512,10 @@ def dims_dict(input_dims: Mapping[str, int] | Sequence[int]) -> dict[str, int]:
 def build_model(cfg, input_dims: Mapping[str, int] | Sequence[int]) -> AugmentedModel:
     """The configured model (``cfg.model``, ``cfg.model_kwargs``) wrapped with its augmentation.
 
+    ``output_key`` and ``aux_losses`` not set in ``cfg`` come from the model when it declares
+    them (a class attribute ``output_key``; an attribute ``aux_losses``, {key: weight}, which
+    may depend on the constructor's arguments: MMSA's MFM).
+
     Parameters are initialised from ``torch.manual_seed`` of the trial's ``init`` stream (its
     ``seed``; :class:`~tune_m3.streams.Streams`).
     """
@@ -520,7 +524,8 @@ def build_model(cfg, input_dims: Mapping[str, int] | Sequence[int]) -> Augmented
     net = construct(cfg.model, cfg.model_kwargs, dims_dict(input_dims))
     at = cfg.augment_at or default_at
     key = cfg.output_key or getattr(cls, "output_key", None)  # a class may declare its own
-    return AugmentedModel(net, augment_layers(cfg, at), at, cfg.model, key, cfg.aux_losses)
+    aux = cfg.aux_losses or getattr(net, "aux_losses", None)  # a model its default weights
+    return AugmentedModel(net, augment_layers(cfg, at), at, cfg.model, key, aux)
 
 
 def fake_batch(
