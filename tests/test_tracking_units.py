@@ -33,6 +33,8 @@ class Flaky:
 
     def __getattr__(self, name):
         fn = getattr(self.real, name)
+        if not callable(fn):  # e.g. the client's store
+            return fn
 
         def call(*a, **kw):
             self.calls += 1
@@ -371,3 +373,34 @@ def test_search_view_is_a_saved_view_the_ui_reads(store):
         url
         == "http://h:5000/#/compare-runs?runs=%5B%22a%22%2C%20%22b%22%5D&experiments=%5B%227%22%5D"
     )
+
+
+def test_a_trial_run_ends_in_two_writes_and_replays_after_an_outage(store, tmp_path):
+    """Status tag, error tag, MLflow status, end time and name: one batch and one update (the
+    public update_run + set_terminated pair read the whole run twice; 500-trial profile)."""
+    from tune_m3.names import FAILED, TAG_ERROR
+
+    uri, c, exp, parent = store
+    log = _logger(store, tmp_path)
+    flaky = Flaky(log.writes.client)
+    log.writes.client = flaky
+    log.trial_start("tA", "t01", {"p_mask": 0.2})
+    log.trial_result("tA", {"epoch": 1, "val_mae": 0.5})
+    before = flaky.calls
+    log.trial_end("tA", FAILED, error="loss became nan", run_name="t01 → failed")
+    # one client call (the tags' batch); status, end time and name go to the store in one update
+    assert flaky.calls - before == 1
+    run = c.get_run(log.run_id("tA"))
+    assert run.info.status == "FAILED" and run.info.end_time is not None
+    assert run.info.run_name == "t01 → failed"
+    assert run.data.tags[TAG_STATUS] == FAILED and run.data.tags[TAG_ERROR] == "loss became nan"
+
+    log.trial_start("tB", "t02", {"p_mask": 0.3})
+    flaky.down = True  # the server goes away before the trial ends: the end waits, then replays
+    log.trial_end("tB", COMPLETED, run_name="t02 → val_mae 0.4")
+    log.writes.retry_every = 0.0
+    flaky.down = False
+    assert log.finish() == []
+    run = c.get_run(log.run_id("tB"))
+    assert run.info.status == "FINISHED" and run.info.run_name == "t02 → val_mae 0.4"
+    assert run.data.tags[TAG_STATUS] == COMPLETED and run.info.end_time is not None

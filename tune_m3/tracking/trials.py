@@ -236,12 +236,8 @@ class MlflowTrialLogger:
         run_id = self.runs.get(trial_id)
         if not run_id:
             return
-        self.writes.set_tag(run_id, TAG_STATUS, status)
-        if error:
-            self.writes.set_tag(run_id, TAG_ERROR, error[:4000])
-        if run_name:
-            self.writes.update_run(run_id, name=run_name)
-        self.writes.set_terminated(run_id, MLFLOW_STATUS[status])
+        tags = {TAG_STATUS: status, **({TAG_ERROR: error[:4000]} if error else {})}
+        self.writes.end_run(run_id, MLFLOW_STATUS[status], tags, name=run_name)
 
     def finish(self) -> list:
         """Flush what is buffered (with retries); return what could not be written."""
