@@ -206,7 +206,7 @@ class MlflowTrialLogger:
         if not run_id:
             return
         step = int(result.get("epoch", result.get("training_iteration", 0)))
-        self._tag_node(trial_id, run_id, result)
+        tags = self._node_tags(trial_id, result)
         keys: list[str] = []
         if step > self.last_step.get(trial_id, 0):  # each epoch exactly once (retries re-report)
             keys += epoch_metric_keys(result)
@@ -214,20 +214,21 @@ class MlflowTrialLogger:
         if any(k.startswith("test_") for k in result) and trial_id not in self.final_logged:
             keys += final_metric_keys(result)  # once (a re-run after a driver crash re-reports)
             self.final_logged.add(trial_id)
-        if keys:
-            values = finite({k: result[k] for k in keys})
-            self.writes.log_batch(
-                run_id, metrics=[metric(k, v, step) for k, v in sorted(values.items())]
-            )
+        values = finite({k: result[k] for k in keys})
+        metrics = [metric(k, v, step) for k, v in sorted(values.items())]
+        if metrics or tags:  # one write per result: its metrics and any new node tags
+            self.writes.log_batch(run_id, metrics=metrics, tags=tags)
 
-    def _tag_node(self, trial_id: str, run_id: str, result: Mapping[str, Any]) -> None:
-        """Where the trial runs (a retry may move it to another node): tags, for cluster checks."""
+    def _node_tags(self, trial_id: str, result: Mapping[str, Any]) -> dict[str, str]:
+        """Where the trial runs, when new (a retry may move it to another node): cluster checks."""
         node = result.get("node_id")
-        if isinstance(node, str) and self.node_tagged.get(trial_id) != node:
-            self.writes.set_tag(run_id, TAG_NODE, node)
-            if isinstance(result.get("device"), str):
-                self.writes.set_tag(run_id, TAG_DEVICE, result["device"])
-            self.node_tagged[trial_id] = node
+        if not isinstance(node, str) or self.node_tagged.get(trial_id) == node:
+            return {}
+        self.node_tagged[trial_id] = node
+        tags = {TAG_NODE: node}
+        if isinstance(result.get("device"), str):
+            tags[TAG_DEVICE] = result["device"]
+        return tags
 
     def trial_end(
         self, trial_id: str, status: str, error: str | None = None, run_name: str | None = None

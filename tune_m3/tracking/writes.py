@@ -32,7 +32,10 @@ _APPLY: dict[str, Callable[[Any, dict], Any]] = {
         a["experiment_id"], tags=a.get("tags"), run_name=a.get("run_name")
     ),
     "log_batch": lambda c, a: c.log_batch(
-        a["run_id"], metrics=_metrics(a.get("metrics")), params=_params(a.get("params"))
+        a["run_id"],
+        metrics=_metrics(a.get("metrics")),
+        params=_params(a.get("params")),
+        tags=_tags(a.get("tags")),
     ),
     "set_tag": lambda c, a: c.set_tag(a["run_id"], a["key"], a["value"]),
     "set_terminated": lambda c, a: c.set_terminated(a["run_id"], a["status"]),
@@ -65,10 +68,10 @@ def _end_run(client: Any, a: dict) -> None:
     one update. ``MlflowClient.update_run`` + ``set_terminated`` cost two updates and an eager
     read of the whole run (its metrics, params, tags and inputs) each time, the largest share of
     a 500-trial search's driver time (docs/performance.md, "Hundreds of trials")."""
-    from mlflow.entities import RunStatus, RunTag
+    from mlflow.entities import RunStatus
     from mlflow.utils.time import get_current_time_millis
 
-    tags = [RunTag(k, v) for k, v in (a.get("tags") or {}).items()]
+    tags = _tags(a.get("tags"))
     if tags:
         client.log_batch(a["run_id"], tags=tags)
     store = getattr(getattr(client, "_tracking_client", None), "store", None)
@@ -79,6 +82,12 @@ def _end_run(client: Any, a: dict) -> None:
         return
     status = RunStatus.from_string(a["status"])
     store.update_run_info(a["run_id"], status, get_current_time_millis(), a.get("name") or None)
+
+
+def _tags(items: dict[str, str] | None) -> list:
+    from mlflow.entities import RunTag
+
+    return [RunTag(k, v) for k, v in (items or {}).items()]
 
 
 def _params(items: list[dict] | None) -> list:
@@ -135,12 +144,16 @@ class WriteBehind:
         out = self.submit(w)
         return out.info.run_id if out is not None else placeholder
 
-    def log_batch(self, run_id: str, metrics=(), params=()) -> None:
+    def log_batch(self, run_id: str, metrics=(), params=(), tags: dict | None = None) -> None:
+        """Metrics, params and tags in batches of 100 (the tags ride with the first batch)."""
         metrics, params = list(metrics), list(params)
+        tags = {k: str(v)[:5000] for k, v in (tags or {}).items()}
         for i in range(0, max(len(metrics), len(params), 1), 100):
             m, p = metrics[i : i + 100], params[i : i + 100]
-            if m or p:
-                self.submit(Write("log_batch", {"run_id": run_id, "metrics": m, "params": p}))
+            t = tags if i == 0 else {}
+            if m or p or t:
+                args = {"run_id": run_id, "metrics": m, "params": p, "tags": t}
+                self.submit(Write("log_batch", args))
 
     def set_tag(self, run_id: str, key: str, value: str) -> None:
         self.submit(Write("set_tag", {"run_id": run_id, "key": key, "value": str(value)[:5000]}))
