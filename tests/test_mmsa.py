@@ -21,7 +21,7 @@ from test_modality_hooks import PROBS, positive_batch
 from tune_m3.config import make_config
 from tune_m3.errors import UserError
 from tune_m3.models.law import zeroed_per_sample
-from tune_m3.models.seam import build_model, check_model_spec
+from tune_m3.models.seam import build_model, check_model_spec, model_defaults
 from tune_m3.names import MODALITIES, length_key
 from tune_m3.training import train
 
@@ -176,6 +176,13 @@ def test_mfm_adds_its_losses_with_mmsas_weights():
     torch.testing.assert_close(model.aux_loss, out["gen_loss"] + 100.0 * out["mmd_loss"])
     mine = build_model(zoo_cfg("mmsa:MFM", aux_losses={"gen_loss": 0.5}), MOSI)
     assert mine.aux_losses == {"gen_loss": 0.5}  # a configured aux_losses replaces them
+    # what a trial's MLflow params say, without building the model
+    assert model_defaults(zoo_cfg("mmsa:MFM"), MOSI)["aux_losses"] == "gen_loss=1,mmd_loss=100"
+    lda = model_defaults(zoo_cfg("mmsa:MFM", model_kwargs={"lda_mmd": 3.0}), MOSI)
+    assert lda["aux_losses"] == "gen_loss=1,mmd_loss=3"
+    assert "aux_losses" not in model_defaults(
+        zoo_cfg("mmsa:MFM", aux_losses={"gen_loss": 0.5}), MOSI
+    )
 
 
 @needs_mmsa
@@ -318,5 +325,9 @@ def test_search_over_the_zoo_in_a_grid_with_the_built_ins(tmp_path: Path):
     by_model = {r.data.params["model"]: r for r in children}
     assert sorted(by_model) == ["m3_baseline", "mmsa:TFN", "mult"]
     tfn = by_model["mmsa:TFN"]
+    # where the model decides (augment_at, output_key unset), its run says what it decided
+    hooks = "text=model.text_subnet,audio=model.audio_subnet,vision=model.video_subnet"
+    assert tfn.data.params["augment_at"] == hooks and tfn.data.params["output_key"] == "M"
+    assert by_model["mult"].data.params["augment_at"] == "crossmodal"
     assert "diag_test_text_missing_30_corr_drop" in tfn.data.metrics
     assert np.isfinite(tfn.data.metrics["test_mae"])

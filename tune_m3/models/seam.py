@@ -528,6 +528,28 @@ def build_model(cfg, input_dims: Mapping[str, int] | Sequence[int]) -> Augmented
     return AugmentedModel(net, augment_layers(cfg, at), at, cfg.model, key, aux)
 
 
+def model_defaults(cfg, input_dims: Mapping[str, int] | Sequence[int]) -> dict[str, str]:
+    """What the model itself decides where ``cfg`` leaves it unset, as MLflow params: the default
+    ``augment_at`` (its class attribute, else "input"), ``output_key`` (a class attribute) and
+    ``aux_losses`` (a classmethod ``default_aux_losses(input_dims, **kwargs)``: MMSA's MFM).
+    No model is built; what a model sets only in its constructor is not seen here."""
+    cls, default_at = resolve_class(cfg.model)
+    out = {}
+    if cfg.augment_at is None:
+        out["augment_at"] = default_at
+    if cfg.output_key is None and getattr(cls, "output_key", None):
+        out["output_key"] = cls.output_key
+    aux = _default_aux(cls, cfg, input_dims)
+    if not cfg.aux_losses and aux:
+        out["aux_losses"] = ",".join(f"{k}={w:g}" for k, w in sorted(aux.items()))
+    return out
+
+
+def _default_aux(cls, cfg, input_dims) -> dict[str, float] | None:
+    fn = getattr(cls, "default_aux_losses", None)
+    return None if fn is None else fn(dims_dict(input_dims), **dict(cfg.model_kwargs))
+
+
 def fake_batch(
     input_dims: Mapping[str, int],
     steps: Mapping[str, int] | None = None,

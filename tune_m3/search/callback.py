@@ -101,9 +101,10 @@ def make_callback(
     ended: dict[str, str],
     stage: str = STAGE_SEARCH,
     watch=None,
+    input_dims: Mapping[str, int] | None = None,
 ):
     """The Ray Tune callback of one stage (see :class:`TuneM3Callback`)."""
-    return TuneM3Callback(logger, space, progress, interrupts, ended, stage, watch)
+    return TuneM3Callback(logger, space, progress, interrupts, ended, stage, watch, input_dims)
 
 
 class TuneM3Callback(Callback):
@@ -113,7 +114,15 @@ class TuneM3Callback(Callback):
     """
 
     def __init__(
-        self, logger, space: SearchSpace, progress: Progress, interrupts, ended, stage, watch=None
+        self,
+        logger,
+        space: SearchSpace,
+        progress: Progress,
+        interrupts,
+        ended,
+        stage,
+        watch=None,
+        input_dims: Mapping[str, int] | None = None,
     ):
         self.logger, self.space, self.progress = logger, space, progress
         self.interrupts = interrupts
@@ -123,6 +132,7 @@ class TuneM3Callback(Callback):
         self.best: dict[str, float] = {}  # trial id -> best metric value so far
         self.last_status = 0.0
         self.watch = watch  # diskspace.DiskWatch: a nearly full disk stops the search
+        self.input_dims = input_dims  # the dataset's: the model's own defaults depend on them
 
     def _name_and_tags(self, trial) -> tuple[str, dict[str, str]]:
         tags = {TAG_STAGE: self.stage}
@@ -149,8 +159,14 @@ class TuneM3Callback(Callback):
         )
 
     def on_trial_start(self, iteration, trials, trial, **info):
-        # every TrialConfig field (defaults too), plus the grid row's variant name
-        full = make_config(self.space.trial_values(trial.config)).params()
+        # every TrialConfig field (defaults too; where the model decides, what it decides), plus
+        # the grid row's variant name
+        cfg = make_config(self.space.trial_values(trial.config))
+        full = cfg.params()
+        if self.input_dims is not None:
+            from tune_m3.models.seam import model_defaults
+
+            full.update(model_defaults(cfg, self.input_dims))
         variant = self.space.trial_variant(trial.config)
         if variant is not None:
             full["variant"] = variant

@@ -52,6 +52,7 @@ def prepare_trials(search: Search, ds: Any) -> None:
     s = search.session
     data = {sp_name: sp.arrays() for sp_name, sp in ds.splits.items()}
     s.trainable = make_trainable(search.space, data)
+    s.input_dims = dict(zip(ds.modalities, ds.input_dims(), strict=True))
     del data  # the object store holds the one shared copy now
     s.logger = MlflowTrialLogger(
         s.uri, s.exp_id, s.parent_id, s.search_tags, search.paths.unlogged, dataset=s.dataset
@@ -125,6 +126,7 @@ def search_stage(search: Search) -> Any:
         search.interrupts,
         s.ended,
         watch=_watch(search),
+        input_dims=s.input_dims,
     )
 
     def new_tuner(run_config):
@@ -173,6 +175,7 @@ def confirm_stage(search: Search, search_df: Any) -> Any:
         s.ended,
         stage=names.STAGE_CONFIRM,
         watch=_watch(search),
+        input_dims=s.input_dims,
     )
 
     def new_tuner(run_config):

@@ -34,6 +34,7 @@ class Session:
     dataset: dict | None = None  # the dataset input of every run (tracking/datasets.py)
     logger: Any = None  # tune_m3.tracking.MlflowTrialLogger, once the trials are prepared
     trainable: Any = None  # the Ray Tune trainable, data attached
+    input_dims: dict[str, int] | None = None  # the dataset's {modality: width}
     callbacks: list = field(default_factory=list)
     ended: dict[str, str] = field(default_factory=dict)  # trial id -> status, this session
     t0: float = field(default_factory=time.time)

@@ -28,7 +28,7 @@ from torch import Tensor, nn
 from torch.nn import functional as F
 
 from tune_m3.errors import UserError
-from tune_m3.models.mmsa.base import MMSAModel, valid_mean
+from tune_m3.models.mmsa.base import MMSAModel, dataset_of, import_mmsa, valid_mean
 
 __all__ = ["EF_LSTM", "MFM", "MFN", "Graph_MFN"]
 
@@ -138,7 +138,16 @@ class MFM(MMSAAligned):
 
     def __init__(self, input_dims: dict[str, int], dataset: str | None = None, **overrides: Any):
         super().__init__(input_dims, dataset, **overrides)
-        self.aux_losses = {"gen_loss": 1.0, "mmd_loss": float(self.config["lda_mmd"])}
+        self.aux_losses = self.default_aux_losses(input_dims, dataset, **overrides)
+
+    @classmethod
+    def default_aux_losses(
+        cls, input_dims: dict[str, int], dataset: str | None = None, **overrides: Any
+    ) -> dict[str, float]:
+        """{gen_loss: 1, mmd_loss: lda_mmd} for these dims and overrides (no model built)."""
+        _, config = import_mmsa()
+        args = config.get_config_regression(cls.mmsa_key, dataset or dataset_of(input_dims))
+        return {"gen_loss": 1.0, "mmd_loss": float(overrides.get("lda_mmd", args["lda_mmd"]))}
 
     def run(self, text: Tensor, audio: Tensor, vision: Tensor) -> dict[str, Tensor]:
         self.model.args.device = text.device  # MFM makes its LSTM states and MMD samples there
