@@ -1,7 +1,7 @@
 """Zoo models through tune_m3's training step against the same MMSA model in a plain loop.
 
-    python bench/bench_zoo_step.py --models mmsa:TFN,mmsa:LMF,mmsa:MulT --threads 1 \\
-        --steps 5 --rounds 10 --json docs/results/performance/zoo_step.json
+    python bench/bench_zoo_step.py --models mmsa:TFN,mmsa:LMF,mmsa:MulT --steps 2,10,1 \\
+        --rounds 40 --control [--split] [--threads 1] [--json FILE]
 
 Issue [zoo] item 7: the seam's overhead on a zoo model's training step, target <= 5 %. Per
 model, three sides train on the same batches (MOSEI dims (300, 74, 35), B = 32, L = 50, every
@@ -19,6 +19,10 @@ clip full length), in one process on ``--threads`` torch threads:
   m3     the same with hard M3 (pM 0.3, the default pi 1/3 each and timestep units) at the
          model's default hooks (the per-modality subnets of TFN / LMF, the input of MulT):
          what a user pays for M3.
+
+``--control`` adds ``plain_b``, a second copy of plain (its "overhead" is the measurement's
+spread); ``--split`` adds ``adapter`` (tune_m3's adapter alone) and ``wrapped`` (the adapter in
+the seam's ``AugmentedModel``), both in plain's loop on tune_m3's batches.
 
 The sides alternate in blocks of ``--steps`` steps, the order reversed every round, round 0
 warms up and is not counted (``bench_step.alternate``). Overhead per round = (seconds per
@@ -79,15 +83,18 @@ def synthetic_split(B: int, L: int, steps: int, seed: int = 0) -> dict[str, np.n
     return arr
 
 
+def tensor_batches(arr, B: int, steps: int) -> list:
+    """The split's ``steps`` batches as training gets them: ({l: (B, L, d_l)}, {l: (B,)}, (B,))."""
+    rows = [np.arange(i * B, (i + 1) * B) for i in range(steps)]
+    return [batch_tensors(arr, idx, MODALITY_NAMES, "cpu") for idx in rows]
+
+
 def tune_m3_block(spec: str, side: str, arr, B: int, threads: int, steps: int):
     """A timed block of tune_m3's real training step; returns (block, run state)."""
     cfg = TrialConfig(model=spec, batch_size=B, threads=threads, **SIDES[side])
     state = setup(cfg, arr)
     state.model.train()
-    batches = [
-        batch_tensors(arr, np.arange(i * B, (i + 1) * B), MODALITY_NAMES, "cpu")
-        for i in range(steps)
-    ]
+    batches = tensor_batches(arr, B, steps)
 
     def block() -> float:
         t0 = time.perf_counter()
@@ -132,6 +139,24 @@ def plain_block(spec: str, state, arr, B: int, steps: int):
     return train_block(forward, net.parameters(), batches, B, lr=state.cfg.lr)
 
 
+def split_blocks(spec: str, arr, B: int, threads: int, steps: int) -> dict:
+    """``--split``: the tune_m3 side taken apart, each in ``bench_step.train_block``'s plain loop
+    on tune_m3's batches: ``adapter`` (MMSA's model behind tune_m3's adapter, which pools audio
+    and vision itself), ``wrapped`` (that in the seam's ``AugmentedModel``, M3 off). Against
+    ``plain`` and ``seam`` they say which layer costs what."""
+    batches = tensor_batches(arr, B, steps)
+    out = {}
+    for side in ("adapter", "wrapped"):
+        _, state = tune_m3_block(spec, "seam", arr, B, threads, steps)  # a fresh, same-init copy
+        if side == "adapter":
+            net = state.model.net
+            forward = lambda mods, ln, net=net: net(mods, ln)["M"].squeeze(-1)  # noqa: E731
+        else:
+            forward = state.model  # (B,)
+        out[side] = train_block(forward, state.model.parameters(), batches, B, lr=state.cfg.lr)
+    return out
+
+
 def with_cpu_time(block, samples: int, cpu_rates: list[float]):
     """``block`` (returns wall-clock samples/s), also appending its samples per CPU second
     (``time.process_time``: this process's CPU time, all threads) to ``cpu_rates``."""
@@ -155,12 +180,19 @@ def overheads(rates: dict[str, list[float]]) -> dict[str, list[float]]:
 
 
 def compare(
-    spec: str, B: int, L: int, threads: int, steps: int, rounds: int, control: bool
+    spec: str,
+    B: int,
+    L: int,
+    threads: int,
+    steps: int,
+    rounds: int,
+    control: bool = False,
+    split: bool = False,
 ) -> dict:
     """Plain, seam and m3 alternated; per-round rates and overheads for one model, by the
     wall clock and by CPU time (which a busy shared machine's waits do not inflate).
     ``control``: also a second plain model (``plain_b``, same init): its "overhead" is the
-    measurement's own spread."""
+    measurement's own spread. ``split``: also :func:`split_blocks`' sides."""
     arr = synthetic_split(B, L, steps)
     blocks, states = {}, {}
     for side in SIDES:
@@ -168,6 +200,8 @@ def compare(
     plain = {"plain": plain_block(spec, states["seam"], arr, B, steps)}
     if control:
         plain["plain_b"] = plain_block(spec, states["seam"], arr, B, steps)
+    if split:
+        plain.update(split_blocks(spec, arr, B, threads, steps))
     blocks = {**plain, **blocks}
     cpu: dict[str, list[float]] = {k: [] for k in blocks}
     blocks = {k: with_cpu_time(b, B * steps, cpu[k]) for k, b in blocks.items()}
@@ -204,7 +238,8 @@ def report(spec: str, res: dict, threads: int) -> str:
     return "\n".join(lines)
 
 
-def main() -> None:
+def parse_args() -> tuple[argparse.Namespace, list[str], list[int]]:
+    """(options, model specs, steps per block of each); argparse's error (exit 2) if bad."""
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--models", default="mmsa:TFN,mmsa:LMF", help="comma list of mmsa:<Model>")
     p.add_argument("--threads", type=int, default=1, help="torch threads (all sides)")
@@ -222,6 +257,11 @@ def main() -> None:
         action="store_true",
         help="also time a second plain model (plain_b): the spread of two identical sides",
     )
+    p.add_argument(
+        "--split",
+        action="store_true",
+        help="also time the adapter alone and the adapter in the seam in a plain loop",
+    )
     p.add_argument("--json", help="write the results to this file")
     args = p.parse_args()
     specs = args.models.split(",")
@@ -230,6 +270,11 @@ def main() -> None:
         steps *= len(specs)
     if len(steps) != len(specs) or len(steps) != len(args.steps.split(",")):
         p.error(f"--steps: {args.steps!r} is not one positive integer or one per model")
+    return args, specs, steps
+
+
+def main() -> None:
+    args, specs, steps = parse_args()
     torch.set_num_threads(args.threads)
     before = cpu_line()
     print(
@@ -239,7 +284,9 @@ def main() -> None:
     )
     out = {"command": " ".join(sys.argv), "machine": before, "settings": vars(args), "models": {}}
     for spec, n in zip(specs, steps, strict=True):
-        res = compare(spec, args.batch, args.seq_len, args.threads, n, args.rounds, args.control)
+        res = compare(
+            spec, args.batch, args.seq_len, args.threads, n, args.rounds, args.control, args.split
+        )
         print(report(spec, res, args.threads), flush=True)
         out["models"][spec] = res
     out["load_after"] = os.getloadavg()

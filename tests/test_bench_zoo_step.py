@@ -28,7 +28,7 @@ def _have_mmsa() -> bool:
 def test_zoo_step_bench_alternates_the_sides_and_writes_json(tmp_path: Path):
     out_json = tmp_path / "zoo.json"
     cmd = [sys.executable, "bench/bench_zoo_step.py", "--models", "mmsa:LMF", "--batch", "4"]
-    cmd += ["--seq-len", "6", "--steps", "1", "--rounds", "2", "--control"]
+    cmd += ["--seq-len", "6", "--steps", "1", "--rounds", "2", "--control", "--split"]
     out = subprocess.run(
         [*cmd, "--json", str(out_json)],
         cwd=REPO,
@@ -42,9 +42,9 @@ def test_zoo_step_bench_alternates_the_sides_and_writes_json(tmp_path: Path):
     res = json.loads(out_json.read_text())
     assert res["machine"]["vector"] in ("AVX-512", "AVX2", "other")
     lmf = res["models"]["mmsa:LMF"]
-    assert set(lmf["rates"]) == {"plain", "plain_b", "seam", "m3"}
+    assert set(lmf["rates"]) == {"plain", "plain_b", "adapter", "wrapped", "seam", "m3"}
     assert all(len(v) == 2 for v in lmf["cpu_rates"].values())  # round 0 not counted
-    assert set(lmf["overhead"]) == {"plain_b", "seam", "m3"}
+    assert set(lmf["overhead"]) == {"plain_b", "adapter", "wrapped", "seam", "m3"}
 
 
 def test_steps_per_model_must_match_the_models():
