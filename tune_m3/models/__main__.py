@@ -1,9 +1,19 @@
-"""``python -m tune_m3.models``: the built-in models, their default kwargs, hooks and sizes."""
+"""``python -m tune_m3.models``: the models tune_m3 trains by name, their hooks and sizes.
+
+First the built-ins (class, default kwargs, default ``augment_at``, parameter counts at
+CMU-MOSEI and CMU-MOSI dims), then the MMSA zoo (:mod:`tune_m3.models.mmsa`): with the
+extra installed, each offered ``mmsa:<Model>`` with its default hooks and parameter counts;
+without it, one line saying how to install it. Then the zoo names refused, one line each with
+the reason. The zoo's lists are read from ``tune_m3.models.mmsa`` (``ADAPTERS`` and the
+refusal tables), so a newly adapted model appears here without a change to this file.
+"""
 
 from __future__ import annotations
 
 import inspect
+from collections.abc import Iterator
 
+from tune_m3.errors import UserError
 from tune_m3.models.seam import BUILTINS, resolve_class
 
 DIMS = {
@@ -12,7 +22,7 @@ DIMS = {
 }
 
 
-def main() -> None:
+def builtins() -> None:
     for name in BUILTINS:
         cls, augment_at = resolve_class(name)
         params = inspect.signature(cls.__init__).parameters.values()
@@ -22,6 +32,72 @@ def main() -> None:
         for ds, dims in DIMS.items():
             n = sum(p.numel() for p in cls(dims).parameters())
             print(f"  parameters at {ds} dims {tuple(dims.values())}: {n:,}")
+
+
+def zoo_offered(mmsa) -> bool:
+    """Each offered ``mmsa:<Model>``; False (after one line) when MMSA cannot be imported."""
+    names = list(getattr(mmsa, "ADAPTERS", {}))
+    if not names:
+        return True
+    try:
+        mmsa.mmsa_class(mmsa.PREFIX + names[0])  # imports MMSA: UserError when it is missing
+    except UserError:
+        print(f"MMSA zoo (mmsa:<Model>): not installed; install the extra: {mmsa.INSTALL}")
+        return False
+    print(f"MMSA zoo ({len(names)} models; kwargs: the keys of MMSA's config_regression.json)")
+    for name in names:
+        spec = mmsa.PREFIX + name
+        cls, augment_at = resolve_class(spec)
+        origin = f"MMSA's {getattr(cls, 'mmsa_model', name)}"
+        print(
+            f"{spec} ({cls.__module__}.{cls.__name__}: {origin}), default augment_at: {augment_at}"
+        )
+        output_key = getattr(cls, "output_key", None)
+        if output_key is not None:
+            print(f"  output_key: {output_key}")
+        for ds, dims in DIMS.items():
+            n = mmsa.parameter_count(spec, dims)
+            print(f"  parameters at {ds} dims {tuple(dims.values())}: {n:,}")
+    return True
+
+
+def zoo_refused(mmsa) -> Iterator[tuple[str, str]]:
+    """(name, one-line reason) of every MMSA model tune_m3 names but does not offer."""
+    offered = set(getattr(mmsa, "ADAPTERS", {}))
+    tables = [
+        (
+            getattr(mmsa, "NEEDS_BERT", {}),
+            "needs pretrained BERT weights, downloaded at run time: {}",
+        ),
+        (
+            {k: f"use {mmsa.PREFIX}{v}" for k, v in getattr(mmsa, "SINGLE_TASK", {}).items()},
+            "multi-task, configured by MMSA for CH-SIMS only (unimodal labels); {}",
+        ),
+    ]
+    not_yet = getattr(mmsa, "NOT_YET", ())
+    if isinstance(not_yet, dict):  # a table with its own reasons
+        tables.append((not_yet, "not adapted yet: {}"))
+    else:
+        tables.append(({n: "" for n in not_yet}, "not adapted yet{}"))
+    seen = set(offered)
+    for table, text in tables:
+        for name, why in table.items():
+            if name not in seen:
+                seen.add(name)
+                yield name, text.format(why)
+
+
+def main() -> None:
+    builtins()
+    from tune_m3.models import mmsa
+
+    print()
+    zoo_offered(mmsa)
+    refused = list(zoo_refused(mmsa))
+    if refused:
+        print("refused (one line each at --dry-run and before training):")
+        for name, why in refused:
+            print(f"  {mmsa.PREFIX}{name}: {why}")
 
 
 if __name__ == "__main__":

@@ -13,7 +13,7 @@ from tune_m3.config import MODALITY_NAMES
 from tune_m3.failures import TrialFailed
 from tune_m3.training.state import TrainState
 
-__all__ = ["TrainingDiverged", "epoch_batches", "train_epoch"]
+__all__ = ["TrainingDiverged", "epoch_batches", "train_epoch", "train_step"]
 
 
 class TrainingDiverged(TrialFailed):
@@ -53,33 +53,54 @@ def epoch_batches(
     return batches
 
 
+def train_step(
+    state: TrainState,
+    mods: Mapping[str, torch.Tensor],
+    lengths: Mapping[str, torch.Tensor],
+    y: torch.Tensor,
+    epoch: int,
+) -> torch.Tensor:
+    """One update on one batch: forward through the seam (augmentation at its hooks), the L1
+    loss (plus the model's weighted ``aux_losses`` when configured), backward, the optional
+    gradient clip, the optimizer step. Returns the loss (a 0-d tensor, still on the device).
+
+    ``mods`` {l: (B, N_l, d_l)}, ``lengths`` {l: (B,)}, ``y`` (B,). Raises
+    :class:`TrainingDiverged` at a non-finite loss, before the update. The whole of what
+    tune_m3 does per batch: ``bench/bench_zoo_step.py`` times exactly this against a plain loop.
+    """
+    cfg, model, opt = state.cfg, state.model, state.opt
+    pred = model(mods, lengths)  # (B,)
+    loss = nn.functional.l1_loss(pred, y)
+    if model.aux_loss is not None:  # the model's own losses, weighted (aux_losses)
+        loss = loss + model.aux_loss
+    if not torch.isfinite(loss):
+        raise TrainingDiverged(
+            f"loss became {loss.item()} at epoch {epoch} (lr {opt.param_groups[0]['lr']:g}); "
+            "lower lr or set grad_clip"
+        )
+    opt.zero_grad(set_to_none=True)
+    loss.backward()
+    if cfg.grad_clip:
+        nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
+    opt.step()
+    return loss
+
+
 def train_epoch(state: TrainState, train_arr: Mapping[str, np.ndarray], epoch: int) -> float:
-    """One pass over the first ``state.n_train`` training samples; the mean loss per sample
-    (L1, plus the model's weighted ``aux_losses`` when configured).
+    """One pass over the first ``state.n_train`` training samples (:func:`train_step` per
+    batch); the mean loss per sample (L1, plus the model's weighted ``aux_losses`` when
+    configured).
 
     Raises :class:`TrainingDiverged` at the first non-finite loss, before the update.
     """
-    cfg, model, opt = state.cfg, state.model, state.opt
-    model.train()
+    cfg = state.cfg
+    state.model.train()
     total, count = 0.0, 0
     for idx in epoch_batches(
         state.n_train, cfg.batch_size, state.shuffle, train_arr["lengths"], cfg.bucket_batches
     ):
         mods, lengths, y = batch_tensors(train_arr, idx, MODALITY_NAMES, state.device)
-        pred = model(mods, lengths)  # (B,)
-        loss = nn.functional.l1_loss(pred, y)
-        if model.aux_loss is not None:  # the model's own losses, weighted (aux_losses)
-            loss = loss + model.aux_loss
-        if not torch.isfinite(loss):
-            raise TrainingDiverged(
-                f"loss became {loss.item()} at epoch {epoch} (lr {opt.param_groups[0]['lr']:g}); "
-                "lower lr or set grad_clip"
-            )
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        if cfg.grad_clip:
-            nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
-        opt.step()
+        loss = train_step(state, mods, lengths, y, epoch)
         total += loss.item() * len(idx)
         count += len(idx)
     return total / max(count, 1)
