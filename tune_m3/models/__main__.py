@@ -36,9 +36,7 @@ def builtins() -> None:
 
 def zoo_offered(mmsa) -> bool:
     """Each offered ``mmsa:<Model>``; False (after one line) when MMSA cannot be imported."""
-    names = list(getattr(mmsa, "ADAPTERS", {}))
-    if not names:
-        return True
+    names = list(mmsa.ADAPTERS)
     try:
         mmsa.mmsa_class(mmsa.PREFIX + names[0])  # imports MMSA: UserError when it is missing
     except UserError:
@@ -63,28 +61,18 @@ def zoo_offered(mmsa) -> bool:
 
 def zoo_refused(mmsa) -> Iterator[tuple[str, str]]:
     """(name, one-line reason) of every MMSA model tune_m3 names but does not offer."""
-    offered = set(getattr(mmsa, "ADAPTERS", {}))
-    tables = [
-        (
-            getattr(mmsa, "NEEDS_BERT", {}),
-            "needs pretrained BERT weights, downloaded at run time: {}",
-        ),
-        (
-            {k: f"use {mmsa.PREFIX}{v}" for k, v in getattr(mmsa, "SINGLE_TASK", {}).items()},
-            "multi-task, configured by MMSA for CH-SIMS only (unimodal labels); {}",
-        ),
-    ]
-    not_yet = getattr(mmsa, "NOT_YET", ())
-    if isinstance(not_yet, dict):  # a table with its own reasons
-        tables.append((not_yet, "not adapted yet: {}"))
-    else:
-        tables.append(({n: "" for n in not_yet}, "not adapted yet{}"))
-    seen = set(offered)
-    for table, text in tables:
-        for name, why in table.items():
-            if name not in seen:
-                seen.add(name)
-                yield name, text.format(why)
+    for name, why in mmsa.NEEDS_BERT.items():
+        yield name, f"needs pretrained BERT weights, downloaded at run time: {why}"
+    for name, single in mmsa.SINGLE_TASK.items():
+        yield (
+            name,
+            (
+                "multi-task, configured by MMSA for CH-SIMS only (unimodal labels); "
+                f"use {mmsa.PREFIX}{single}"
+            ),
+        )
+    for name, why in mmsa.NOT_PER_SAMPLE.items():
+        yield name, f"not trainable per sample: {why}"
 
 
 def main() -> None:

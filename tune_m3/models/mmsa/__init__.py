@@ -28,11 +28,11 @@ import torch
 from torch import nn
 
 from tune_m3.errors import UserError
-from tune_m3.models.mmsa.base import import_mmsa
+from tune_m3.models.mmsa.base import INSTALL, import_mmsa
 from tune_m3.models.mmsa.fusion import LF_DNN, LMF, TFN, MulT
 from tune_m3.models.mmsa.recurrent import EF_LSTM, MFM, MFN, Graph_MFN
 
-__all__ = ["ADAPTERS", "mmsa_class", "parameter_count"]
+__all__ = ["ADAPTERS", "INSTALL", "mmsa_class", "parameter_count"]
 
 PREFIX = "mmsa:"
 ADAPTERS: dict[str, type[nn.Module]] = {
