@@ -3,6 +3,10 @@
     python bench/bench_concurrent_searches.py --trials 40 --ks 1,2,3 \\
         [--backends sqlite,server_sqlite,server_pg] [--stress-writers 1,4,8] [--out FILE]
 
+Part 0 (``--idle-seconds``): the CPU an idle, warmed-up ``mlflow server`` burns, with MLflow 3's
+job execution on (its default: huey job consumers beside the uvicorn workers) and off
+(``MLFLOW_SERVER_ENABLE_JOB_EXECUTION=false``).
+
 Part 1, real searches. For each K in ``--ks`` and each tracking backend, K real
 ``python -m tune_m3.search --space FILE --name sK_i --tracking-uri URI`` run at once, all with one
 shared ``$TUNE_M3_RESULTS`` folder (Ray storage, Optuna file) and one fresh tracking store:
@@ -19,7 +23,7 @@ goes to a file (a pipe nobody reads fills and blocks the search). Reported per s
 exit code, trials finished (its child runs FINISHED in the store), and the count of "MLflow write
 failed", "database is locked", "Traceback" and "OperationalError" lines in its output; per round:
 the store's rows (SQL on the store's own tables), metric rows per second of the round's wall
-time, the server's CPU seconds, the load average before and after, and the slowdown (mean search
+time, the server's CPU seconds (and PostgreSQL's), the load average before and after, and the slowdown (mean search
 wall at K / at K=1, same backend).
 
 Part 2, the store alone (``--stress-writers``): N processes, each writing "a trial's worth" of
@@ -159,12 +163,14 @@ def run_round(kind: str, k: int, space: Path, env: dict, work: Path, pg) -> dict
     store = open_store(kind, folder, pg)
     e = {**env, "TUNE_M3_RESULTS": str(folder / "results")}
     row = {"backend": kind, "k": k, "load_before": os.getloadavg(), **store.extra}
+    pg0 = pg.cpu_s() if kind == "server_pg" else None
     cpu0, t0 = store.server_cpu_s(), time.perf_counter()
     try:
         row["searches"] = launch_searches(k, space, e, store.uri, folder / "logs")
         row["round_s"] = time.perf_counter() - t0
         cpu1 = store.server_cpu_s()
         row["server_cpu_s"] = None if cpu0 is None or cpu1 is None else cpu1 - cpu0
+        row["postgres_cpu_s"] = None if pg0 is None else pg.cpu_s() - pg0
         row["load_after"] = os.getloadavg()
         row |= store_counts(store)
     finally:
@@ -218,6 +224,25 @@ def stress(store: Store, writers: int, seconds: float, env: dict) -> dict:
     return row
 
 
+def idle(kind: str, jobs: bool, seconds: float, work: Path, pg) -> dict:
+    """CPU an idle, warmed-up server of ``kind`` burns (its own processes, not PostgreSQL's)."""
+    store = open_store(kind, work / f"idle_{kind}_{jobs}", pg, jobs)
+    try:
+        cpu0, load = store.server_cpu_s() or 0.0, os.getloadavg()
+        time.sleep(seconds)
+        cpu = (store.server_cpu_s() or 0.0) - cpu0
+        row = {"backend": kind, "jobs": jobs, "seconds": seconds, "load_before": load}
+        row |= {"processes": store.server_procs(), "cpu_per_s": cpu / seconds, **store.extra}
+    finally:
+        store.close()
+    print(
+        f"idle {kind:13s} job execution {'on ' if jobs else 'off'}: {row['processes']} processes,"
+        f" {row['cpu_per_s']:.3f} CPU-s/s, load {load[0]:.1f}",
+        flush=True,
+    )
+    return row
+
+
 def print_round(r: dict, base: dict | None) -> None:
     walls = ", ".join(f"{s['wall_s']:.0f}" for s in r["searches"])
     slow = r["mean_wall_s"] / base["mean_wall_s"] if base else 1.0
@@ -253,6 +278,13 @@ def parse_args() -> argparse.Namespace:
     p.add_argument("--scale", type=float, default=0.02, help="SYNTHETIC MOSI scale")
     p.add_argument("--stress-writers", default="1,4,8", help="part 2 writer counts ('' skips)")
     p.add_argument("--stress-seconds", type=float, default=10.0)
+    p.add_argument(
+        "--idle-seconds",
+        type=float,
+        default=0.0,
+        help="part 0: an idle server's CPU over this many seconds, MLflow job execution on and "
+        "off (0 skips)",
+    )
     p.add_argument("--out", help="write the raw rows as JSON here")
     return p.parse_args()
 
@@ -278,8 +310,11 @@ def main() -> None:
             print(f"server_pg skipped: {why}", flush=True)
             kinds.remove("server_pg")
             out["server_pg_skipped"] = why
-    out["rounds"], out["stress"] = [], []
+    out["idle"], out["rounds"], out["stress"] = [], [], []
     try:
+        for kind in (k for k in kinds if k != "sqlite" and args.idle_seconds > 0):
+            for jobs in (True, False):
+                out["idle"].append(idle(kind, jobs, args.idle_seconds, work, pg))
         base: dict[str, dict] = {}
         for k in (int(x) for x in args.ks.split(",") if x):
             for kind in kinds:  # backends side by side at each K: the same background load

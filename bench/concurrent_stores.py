@@ -71,6 +71,25 @@ class PgCluster:
         ctl = [str(self.bindir / "pg_ctl"), "-D", str(data), "-l", str(self.root / "log"), "-w"]
         subprocess.run(self._as_owner(*ctl, "-o", opts, "start"), check=True, capture_output=True)
 
+    def cpu_s(self) -> float:
+        """CPU seconds of the postmaster and its live backends so far (exited ones not counted;
+        MLflow's pooled connections live as long as the server)."""
+        import psutil
+
+        pid = int((self.root / "data" / "postmaster.pid").read_text().split()[0])
+        total = 0.0
+        try:
+            procs = [psutil.Process(pid), *psutil.Process(pid).children(recursive=True)]
+        except psutil.Error:
+            return total
+        for p in procs:
+            try:
+                t = p.cpu_times()
+                total += t.user + t.system
+            except psutil.Error:
+                pass
+        return total
+
     def new_database(self) -> str:
         """A new empty database; its SQLAlchemy URL."""
         self.dbs += 1
@@ -130,6 +149,14 @@ class Store:
                 pass
         return total
 
+    def server_procs(self) -> int:
+        import psutil
+
+        try:
+            return 1 + len(psutil.Process(self.server.pid).children(recursive=True))
+        except (psutil.Error, AttributeError):
+            return 0
+
     def close(self) -> None:
         if self.server is None or self.server.poll() is not None:
             return
@@ -141,15 +168,20 @@ class Store:
             self.server.wait()
 
 
-def start_server(backend_uri: str, work: Path) -> Store:
-    """``mlflow server`` on 127.0.0.1 over ``backend_uri``; returns once /health answers."""
+def start_server(backend_uri: str, work: Path, jobs: bool = True) -> Store:
+    """``mlflow server`` on 127.0.0.1 over ``backend_uri``; returns once /health answers and it
+    idles (:func:`warm_up`). ``jobs=False``: ``MLFLOW_SERVER_ENABLE_JOB_EXECUTION=false`` (MLflow
+    3 then starts no huey job consumers beside its uvicorn workers)."""
     port = free_port()
     log = work / f"mlflow_server_{port}.log"
     mlflow = Path(sys.executable).with_name("mlflow")
     cmd = [str(mlflow), "server", "--host", "127.0.0.1", "--port", str(port)]
     cmd += ["--backend-store-uri", backend_uri, "--artifacts-destination", str(work / "artifacts")]
     with open(log, "w") as out:
-        proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+        env = {**os.environ, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": str(jobs).lower()}
+        proc = subprocess.Popen(
+            cmd, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
+        )
     uri = f"http://127.0.0.1:{port}"
     kind = "server_pg" if backend_uri.startswith("postgresql") else "server_sqlite"
     store = Store(kind, uri, backend_uri, proc, log)
@@ -194,7 +226,7 @@ def warm_up(store: Store, quiet_cpu: float = 0.3, limit: float = 30.0) -> float:
     return time.perf_counter() - t0
 
 
-def open_store(kind: str, work: Path, pg: PgCluster | None) -> Store:
+def open_store(kind: str, work: Path, pg: PgCluster | None, jobs: bool = True) -> Store:
     """A fresh, empty store of ``kind`` under ``work`` (a new folder per call)."""
     work.mkdir(parents=True, exist_ok=True)
     if kind == "sqlite":  # where a search puts it by default: in its results folder
@@ -202,10 +234,10 @@ def open_store(kind: str, work: Path, pg: PgCluster | None) -> Store:
         uri = f"sqlite:///{work / 'results' / 'mlflow.db'}"
         return Store(kind, uri, uri)
     if kind == "server_sqlite":
-        return start_server(f"sqlite:///{work / 'server_mlflow.db'}", work)
+        return start_server(f"sqlite:///{work / 'server_mlflow.db'}", work, jobs)
     if pg is None:
         raise ValueError("server_pg needs a PgCluster")
-    return start_server(pg.new_database(), work)
+    return start_server(pg.new_database(), work, jobs)
 
 
 def start_pg() -> tuple[PgCluster | None, str]:
