@@ -324,6 +324,40 @@ def test_dataset_input_waits_for_its_run_and_replays_after_resync(store, tmp_pat
     assert json.loads(inp.dataset.source)["kind"] == "synthetic"
 
 
+def test_dataset_input_that_lost_a_race_to_another_search_is_tried_again(store):
+    """Two searches starting at once in one experiment may both insert the dataset; the second
+    gets the store's unique-key error (as a PostgreSQL-backed server said in
+    bench_concurrent_searches). Its parent's input is logged again and linked; other errors are
+    not retried."""
+    from mlflow.exceptions import MlflowException
+
+    from tune_m3.tracking import dataset_record
+    from tune_m3.tracking.datasets import log_dataset_inputs
+
+    uri, c, exp, parent = store
+    race = 'duplicate key value violates unique constraint "dataset_pk"'
+
+    class LosesOnce:
+        def __init__(self, error):
+            self.error, self.calls = error, 0
+
+        def log_inputs(self, run_id, datasets):
+            self.calls += 1
+            if self.calls == 1:
+                raise MlflowException(self.error)
+            c.log_inputs(run_id, datasets=datasets)
+
+    lost = LosesOnce(race)
+    log_dataset_inputs(lost, parent, [dataset_record(_meta(True))])
+    assert lost.calls == 2
+    (inp,) = c.get_run(parent).inputs.dataset_inputs
+    assert (inp.dataset.name, inp.dataset.digest) == ("tiny", "0123456789abcdef")
+    other = LosesOnce("RESOURCE_DOES_NOT_EXIST: run not found")
+    with pytest.raises(MlflowException, match="not found"):
+        log_dataset_inputs(other, parent, [dataset_record(_meta(True))])
+    assert other.calls == 1
+
+
 def test_real_data_is_not_marked_synthetic():
     from tune_m3.tracking import dataset_record
 

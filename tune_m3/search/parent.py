@@ -100,8 +100,8 @@ def _create_parent(search: Search, mlc: Any, exp_id: str, tags: dict[str, str], 
     params = _parent_params(search, meta)
     mlc.log_batch(parent.info.run_id, params=[Param(k, str(v)[:6000]) for k, v in params.items()])
     mlc.log_artifact(parent.info.run_id, space.path)
-    inputs = tracking.datasets.dataset_inputs([tracking.dataset_record(meta)])
-    mlc.log_inputs(parent.info.run_id, datasets=inputs)
+    # a search starting at the same moment may insert the same dataset: tried again then
+    tracking.datasets.log_dataset_inputs(mlc, parent.info.run_id, [tracking.dataset_record(meta)])
     return parent.info.run_id
 
 

@@ -19,6 +19,7 @@ Records are plain JSON (the write-behind queue saves them for ``resync``).
 from __future__ import annotations
 
 import json
+import time
 from typing import Any
 
 from tune_m3.names import TAG_SYNTHETIC
@@ -59,3 +60,27 @@ def dataset_inputs(records: list[dict[str, Any]]) -> list:
         tags = [InputTag(k, str(v)) for k, v in (d.get("tags") or {}).items()]
         out.append(DatasetInput(Dataset(**fields), tags=tags))
     return out
+
+
+def log_dataset_inputs(c: Any, run_id: str, records: list[dict[str, Any]], tries: int = 3) -> None:
+    """``c.log_inputs`` of ``records`` on ``run_id``, tried again (after 0.5 s) when it lost a race.
+
+    MLflow's SQL store looks a dataset up by (experiment, name, digest), then inserts it: two
+    searches starting at the same moment in one experiment can both insert, and the second fails
+    on the datasets table's unique key (PostgreSQL: ``duplicate key value violates unique
+    constraint "dataset_pk"``; seen with 2 searches at once on a fresh PostgreSQL-backed
+    ``mlflow server``, ``bench/bench_concurrent_searches.py``). The failed call wrote nothing
+    (its transaction rolled back); the next finds the dataset and only links it. Any other error
+    is raised at once.
+    """
+    from mlflow.exceptions import MlflowException
+
+    for i in range(tries):
+        try:
+            c.log_inputs(run_id, datasets=dataset_inputs(records))
+            return
+        except MlflowException as err:
+            msg = str(err).lower()
+            if i + 1 == tries or not ("unique" in msg or "duplicate" in msg):
+                raise
+            time.sleep(0.5)
