@@ -1,7 +1,13 @@
 """Several searches at once on one results folder: SQLite vs an MLflow server (SQLite, PostgreSQL).
 
     python bench/bench_concurrent_searches.py --trials 40 --ks 1,2,3 \\
-        [--backends sqlite,server_sqlite,server_pg] [--stress-writers 1,4,8] [--out FILE]
+        [--backends sqlite,server_sqlite,server_pg] [--stress-writers 1,4,8] [--idle-seconds 20]
+        [--out FILE]
+
+About 20 min on 2 cores with the defaults. PostgreSQL needs its server package
+(``/usr/lib/postgresql/*/bin``) and ``psycopg2-binary`` in this Python (bench-only, not a
+dependency of tune_m3); without them ``server_pg`` is skipped with the reason. Results in
+``docs/performance.md`` ("Several searches at once").
 
 Part 0 (``--idle-seconds``): the CPU an idle, warmed-up ``mlflow server`` burns, with MLflow 3's
 job execution on (its default: huey job consumers beside the uvicorn workers) and off
