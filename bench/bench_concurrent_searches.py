@@ -61,12 +61,14 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_trial_overhead import prepare  # noqa: E402
 from concurrent_stores import KINDS, Store, open_store, start_pg  # noqa: E402
 
+from tune_m3.names import TAG_SEARCH  # noqa: E402
+
 PATTERNS = ("MLflow write failed", "database is locked", "Traceback", "OperationalError")
 
 # finished child runs of each search (tune_m3 tags every trial's run with its search's name)
-TRIALS_SQL = """
+TRIALS_SQL = f"""
 select t.value, count(*) from runs r
-join tags t on t.run_uuid = r.run_uuid and t.key = 'tune_m3.search_id'
+join tags t on t.run_uuid = r.run_uuid and t.key = '{TAG_SEARCH}'
 where r.status = 'FINISHED' and exists (
   select 1 from tags p where p.run_uuid = r.run_uuid and p.key = 'mlflow.parentRunId')
 group by t.value
