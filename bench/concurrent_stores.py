@@ -74,21 +74,9 @@ class PgCluster:
     def cpu_s(self) -> float:
         """CPU seconds of the postmaster and its live backends so far (exited ones not counted;
         MLflow's pooled connections live as long as the server)."""
-        import psutil
 
         pid = int((self.root / "data" / "postmaster.pid").read_text().split()[0])
-        total = 0.0
-        try:
-            procs = [psutil.Process(pid), *psutil.Process(pid).children(recursive=True)]
-        except psutil.Error:
-            return total
-        for p in procs:
-            try:
-                t = p.cpu_times()
-                total += t.user + t.system
-            except psutil.Error:
-                pass
-        return total
+        return tree_cpu_s(pid) or 0.0
 
     def new_database(self) -> str:
         """A new empty database; its SQLAlchemy URL."""
@@ -102,6 +90,26 @@ class PgCluster:
         ctl = [str(self.bindir / "pg_ctl"), "-D", str(self.root / "data"), "-m", "fast", "-w"]
         subprocess.run(self._as_owner(*ctl, "stop"), capture_output=True)
         shutil.rmtree(self.root, ignore_errors=True)
+
+
+def tree_cpu_s(pid: int) -> float | None:
+    """CPU seconds (user + system) of process ``pid`` and its live descendants so far; None when
+    it is gone (a descendant that exits meanwhile is skipped)."""
+    import psutil
+
+    try:
+        me = psutil.Process(pid)
+        procs = [me, *me.children(recursive=True)]
+    except psutil.Error:
+        return None
+    total = 0.0
+    for p in procs:
+        try:
+            t = p.cpu_times()
+            total += t.user + t.system
+        except psutil.Error:
+            pass
+    return total
 
 
 @dataclass
@@ -131,23 +139,7 @@ class Store:
 
     def server_cpu_s(self) -> float | None:
         """CPU seconds (user + system) of the server and its workers so far; None: no server."""
-        if self.server is None:
-            return None
-        import psutil
-
-        try:
-            me = psutil.Process(self.server.pid)
-            procs = [me, *me.children(recursive=True)]
-        except psutil.Error:
-            return None
-        total = 0.0
-        for p in procs:
-            try:
-                t = p.cpu_times()
-                total += t.user + t.system
-            except psutil.Error:
-                pass
-        return total
+        return None if self.server is None else tree_cpu_s(self.server.pid)
 
     def server_procs(self) -> int:
         import psutil
