@@ -219,19 +219,14 @@ def test_zoo_names_refused_with_one_line():
         check_model_spec(zoo_cfg("mmsa:TFN", **{"model.hiden_dims": [1, 2, 3]}))
 
 
-def test_zoo_without_the_extra_says_how_to_install_it(tmp_path: Path):
-    """A search --dry-run over mmsa:TFN where MMSA cannot be imported: one error line, exit 2."""
-    env = make_search_env(tmp_path)
-    fake = tmp_path / "no_mmsa" / "MMSA"
-    fake.mkdir(parents=True)
-    (fake / "__init__.py").write_text("raise ImportError(\"No module named 'MMSA'\")\n")
-    env["PYTHONPATH"] = f"{fake.parent}:{env.get('PYTHONPATH', '')}"
+def _dry_run(env: dict, tmp_path: Path, dataset: str, model: str) -> subprocess.CompletedProcess:
+    """``python -m tune_m3.search --dry-run`` of a 2-trial Optuna space over ``model``."""
     space = tmp_path / "zoo.yaml"
     space.write_text(
         yaml.safe_dump(
             {
-                "dataset": {"name": "tiny"},
-                "model": "mmsa:TFN",
+                "dataset": {"name": dataset},
+                "model": model,
                 "fixed": {"max_epochs": 1},
                 "search": {"p_mask": {"uniform": [0.0, 0.3]}},
                 "algorithm": {"type": "optuna", "seed": 0},
@@ -239,7 +234,7 @@ def test_zoo_without_the_extra_says_how_to_install_it(tmp_path: Path):
             }
         )
     )
-    out = subprocess.run(
+    return subprocess.run(
         [sys.executable, "-m", "tune_m3.search", "--space", str(space), "--dry-run"],
         env=env,
         cwd=tmp_path,
@@ -247,6 +242,16 @@ def test_zoo_without_the_extra_says_how_to_install_it(tmp_path: Path):
         text=True,
         timeout=180,
     )
+
+
+def test_zoo_without_the_extra_says_how_to_install_it(tmp_path: Path):
+    """A search --dry-run over mmsa:TFN where MMSA cannot be imported: one error line, exit 2."""
+    env = make_search_env(tmp_path)
+    fake = tmp_path / "no_mmsa" / "MMSA"
+    fake.mkdir(parents=True)
+    (fake / "__init__.py").write_text("raise ImportError(\"No module named 'MMSA'\")\n")
+    env["PYTHONPATH"] = f"{fake.parent}:{env.get('PYTHONPATH', '')}"
+    out = _dry_run(env, tmp_path, "tiny", "mmsa:TFN")
     assert out.returncode == 2, out.stderr[-2000:]
     assert out.stderr.startswith("error: ") and "Traceback" not in out.stderr
     assert "pip install -e '.[mmsa]'" in out.stderr
@@ -276,27 +281,7 @@ def test_dry_run_refuses_an_aligned_only_model_on_unaligned_data(tmp_path: Path)
     """mmsa:Graph_MFN over unaligned features: --dry-run says so in one line, exit 2."""
     env = make_search_env(tmp_path)
     _write_unaligned(Path(env["TUNE_M3_DATA_DIR"]))
-    space = tmp_path / "zoo.yaml"
-    space.write_text(
-        yaml.safe_dump(
-            {
-                "dataset": {"name": "tiny_unaligned"},
-                "model": "mmsa:Graph_MFN",
-                "fixed": {"max_epochs": 1},
-                "search": {"p_mask": {"uniform": [0.0, 0.3]}},
-                "algorithm": {"type": "optuna", "seed": 0},
-                "num_samples": 2,
-            }
-        )
-    )
-    out = subprocess.run(
-        [sys.executable, "-m", "tune_m3.search", "--space", str(space), "--dry-run"],
-        env=env,
-        cwd=tmp_path,
-        capture_output=True,
-        text=True,
-        timeout=180,
-    )
+    out = _dry_run(env, tmp_path, "tiny_unaligned", "mmsa:Graph_MFN")
     assert out.returncode == 2, out.stderr[-2000:]
     assert (
         out.stderr.startswith("error: model 'mmsa:Graph_MFN': ") and "Traceback" not in out.stderr
